@@ -1,0 +1,141 @@
+//! Every label, annotation, finalizer and fixed object name of upstream HNC (spec §2).
+
+/// Labels HNC writes or reads.
+pub mod labels {
+    /// On propagated copies: the namespace holding the source. Its presence makes an object a copy.
+    pub const INHERITED_FROM: &str = "hnc.x-k8s.io/inherited-from";
+    /// On managed namespaces: always `"true"`; the objects webhook's namespaceSelector keys on it.
+    pub const INCLUDED_NAMESPACE: &str = "hnc.x-k8s.io/included-namespace";
+    /// Value of [`INCLUDED_NAMESPACE`] on managed namespaces.
+    pub const INCLUDED_NAMESPACE_VALUE: &str = "true";
+    /// On copies: set to [`MANAGED_BY_VALUE`], replacing the source's value.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// Value HNC writes into [`MANAGED_BY`] on copies.
+    pub const MANAGED_BY_VALUE: &str = "hnc.x-k8s.io";
+    /// Suffix of the per-ancestor tree labels `<ancestor>.tree.hnc.x-k8s.io/depth`.
+    pub const TREE_LABEL_SUFFIX: &str = ".tree.hnc.x-k8s.io/depth";
+    /// Marks the ResourceQuota singletons HNC owns for hierarchical quotas.
+    pub const HRQ: &str = "hnc.x-k8s.io/hrq";
+    /// Marks namespaces created by the e2e suite (not product behaviour).
+    pub const TEST_NAMESPACE: &str = "hnc.x-k8s.io/testNamespace";
+
+    /// The tree label key for `ancestor`: `<ancestor>.tree.hnc.x-k8s.io/depth`.
+    pub fn tree_label(ancestor: &str) -> String {
+        let mut key = String::with_capacity(ancestor.len() + TREE_LABEL_SUFFIX.len());
+        key.push_str(ancestor);
+        key.push_str(TREE_LABEL_SUFFIX);
+        key
+    }
+
+    /// The ancestor named by a tree label key, or `None` if `key` is not a tree label.
+    pub fn tree_label_ancestor(key: &str) -> Option<&str> {
+        key.strip_suffix(TREE_LABEL_SUFFIX).filter(|a| !a.is_empty())
+    }
+}
+
+/// Annotations HNC writes or reads.
+pub mod annotations {
+    /// On a subnamespace: the name of its parent. With the anchor, the source of truth for "is a subnamespace".
+    pub const SUBNAMESPACE_OF: &str = "hnc.x-k8s.io/subnamespace-of";
+    /// On a namespace: empty or [`MANAGED_BY_INTERNAL`] = HNC-managed; anything else = an external hierarchy.
+    pub const MANAGED_BY: &str = "hnc.x-k8s.io/managed-by";
+    /// The value of [`MANAGED_BY`] meaning "managed by HNC itself".
+    pub const MANAGED_BY_INTERNAL: &str = "hnc.x-k8s.io";
+    /// On sources: a label selector evaluated against each destination namespace's labels.
+    pub const SELECT: &str = "propagate.hnc.x-k8s.io/select";
+    /// On sources: namespace-name shorthand (`a`, `!b, !c`) for tree-label selectors.
+    pub const TREE_SELECT: &str = "propagate.hnc.x-k8s.io/treeSelect";
+    /// On sources: boolean; true = propagate nowhere.
+    pub const NONE: &str = "propagate.hnc.x-k8s.io/none";
+    /// On sources: boolean; true = propagate everywhere (meaningful in `AllowPropagate` mode).
+    pub const ALL: &str = "propagate.hnc.x-k8s.io/all";
+    /// The four selector annotations, in the order upstream lists them.
+    pub const SELECTORS: [&str; 4] = [SELECT, TREE_SELECT, NONE, ALL];
+    /// Objects carrying this annotation are never propagated (an undocumented upstream exclusion, kept).
+    pub const OPENSHIFT_DESCRIPTION: &str = "openshift.io/description";
+}
+
+/// Finalizers HNC places.
+pub mod finalizers {
+    /// On a HierarchyConfiguration whose namespace holds subnamespace anchors.
+    pub const HAS_SUBNAMESPACE: &str = "hnc.x-k8s.io/hasSubnamespace";
+    /// On every SubnamespaceAnchor HNC reconciles (exactly the group name).
+    pub const ANCHOR: &str = "hnc.x-k8s.io";
+}
+
+/// Fixed object names.
+pub mod names {
+    /// The singleton HierarchyConfiguration in every namespace.
+    pub const HIERARCHY: &str = "hierarchy";
+    /// The singleton cluster-scoped HNCConfiguration.
+    pub const CONFIG: &str = "config";
+    /// The ResourceQuota singleton HNC maintains per namespace for hierarchical quotas.
+    pub const HRQ_RESOURCE_QUOTA: &str = "hrq.hnc.x-k8s.io";
+    /// Prefix of the dry-run ResourceQuota used to validate an HRQ's `spec.hard`.
+    pub const HRQ_VALIDATING_RQ_PREFIX: &str = "hnc-x-k8s-io-hrq-validating-rq-";
+    /// HNC's own namespace by default.
+    pub const DEFAULT_NAMESPACE: &str = "hnc-system";
+    /// Validating webhook configuration.
+    pub const VALIDATING_WEBHOOK_CONFIGURATION: &str = "hnc-validating-webhook-configuration";
+    /// Mutating webhook configuration.
+    pub const MUTATING_WEBHOOK_CONFIGURATION: &str = "hnc-mutating-webhook-configuration";
+    /// The objects webhook entry whose rules follow the propagated types.
+    pub const OBJECTS_WEBHOOK: &str = "objects.hnc.x-k8s.io";
+    /// Service in front of the webhook server.
+    pub const WEBHOOK_SERVICE: &str = "hnc-webhook-service";
+    /// Secret holding the webhook CA and serving certificate.
+    pub const WEBHOOK_CERT_SECRET: &str = "hnc-webhook-server-cert";
+    /// Common name of HNC's self-managed CA.
+    pub const CA_NAME: &str = "hnc-ca";
+    /// Organization of HNC's self-managed CA.
+    pub const CA_ORGANIZATION: &str = "hnc";
+    /// `source.component` of every Event HNC emits.
+    pub const EVENT_SOURCE: &str = "hnc.x-k8s.io";
+    /// The controller Deployment.
+    pub const DEPLOYMENT: &str = "hnc-controller-manager";
+}
+
+/// Event reasons HNC emits (all Warning).
+pub mod events {
+    pub const CANNOT_PROPAGATE_OBJECT: &str = "CannotPropagateObject";
+    pub const CANNOT_UPDATE_OBJECT: &str = "CannotUpdateObject";
+    pub const CANNOT_PARSE_SELECTOR: &str = "CannotParseSelector";
+    pub const CANNOT_WRITE_RESOURCE_QUOTA: &str = "CannotWriteResourceQuota";
+}
+
+/// Namespaces excluded by the default installation (plus HNC's own namespace).
+pub const DEFAULT_EXCLUDED_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
+
+/// True when a label or annotation key is HNC metadata, stripped from copies: the part before the first `/`
+/// ends with `hnc.x-k8s.io` (covers `hnc.x-k8s.io/*`, `propagate.hnc.x-k8s.io/*`, `*.tree.hnc.x-k8s.io/depth`).
+/// Keys without `/` are never HNC metadata.
+pub fn is_hnc_metadata_key(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, _)) => prefix.ends_with(crate::GROUP),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_labels_round_trip() {
+        assert_eq!(labels::tree_label("team-a"), "team-a.tree.hnc.x-k8s.io/depth");
+        assert_eq!(labels::tree_label_ancestor("team-a.tree.hnc.x-k8s.io/depth"), Some("team-a"));
+        assert_eq!(labels::tree_label_ancestor(".tree.hnc.x-k8s.io/depth"), None);
+        assert_eq!(labels::tree_label_ancestor("hnc.x-k8s.io/inherited-from"), None);
+    }
+
+    #[test]
+    fn hnc_metadata_keys() {
+        assert!(is_hnc_metadata_key(labels::INHERITED_FROM));
+        assert!(is_hnc_metadata_key(annotations::TREE_SELECT));
+        assert!(is_hnc_metadata_key("a.tree.hnc.x-k8s.io/depth"));
+        assert!(is_hnc_metadata_key("xhnc.x-k8s.io/anything"), "upstream matches by suffix of the prefix");
+        assert!(!is_hnc_metadata_key(labels::MANAGED_BY));
+        assert!(!is_hnc_metadata_key("hnc.x-k8s.io"));
+        assert!(!is_hnc_metadata_key("hnc.x-k8s.io.example.com/x"));
+    }
+}

@@ -1,0 +1,400 @@
+//! Command-line flags. Upstream HNC's manager flags keep their names and meanings where we keep them (spec §14);
+//! flags that only make sense for upstream's architecture are accepted, ignored and reported at startup, so a
+//! Deployment switched from upstream keeps starting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use regex::Regex;
+
+/// A sharded, high-scale Hierarchical Namespace Controller, API-compatible with hnc.x-k8s.io/v1alpha2.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hnc-controller", version, about)]
+pub struct Flags {
+    // --- connection ---------------------------------------------------------------------------------------
+    /// Path to a kubeconfig. Defaults to $KUBECONFIG, ~/.kube/config, then the in-cluster service account.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Requests per second the writer starts from and never exceeds (upstream: client QPS; burst 1.5x).
+    #[arg(long, default_value_t = 50.0)]
+    pub apiserver_qps_throttle: f64,
+
+    /// Concurrency of hierarchy (HierarchyConfiguration / Namespace) writes.
+    #[arg(long, default_value_t = 10)]
+    pub max_reconciles: usize,
+
+    // --- endpoints ----------------------------------------------------------------------------------------
+    /// Address of /healthz and /readyz (and /metrics when equal to --metrics-addr).
+    #[arg(long, default_value = ":8081", value_parser = parse_bind_address)]
+    pub health_probe_bind_address: SocketAddr,
+
+    /// Address of the Prometheus /metrics endpoint.
+    #[arg(long, default_value = ":8080", value_parser = parse_bind_address)]
+    pub metrics_addr: SocketAddr,
+
+    /// Port of the admission webhook server (HTTPS).
+    #[arg(long, default_value_t = 443)]
+    pub webhook_server_port: u16,
+
+    /// Do not serve admission webhooks.
+    #[arg(long, conflicts_with = "webhooks_only")]
+    pub no_webhooks: bool,
+
+    /// Serve admission webhooks only: this replica never writes to the API server (SubjectAccessReviews aside).
+    #[arg(long)]
+    pub webhooks_only: bool,
+
+    /// Create and rotate the webhook CA and serving certificate, and keep the webhook configurations' caBundle
+    /// current.
+    #[arg(long)]
+    pub enable_internal_cert_management: bool,
+
+    /// Base URL (e.g. https://127.0.0.1:9443) under which this process's webhooks are registered as URL-based
+    /// webhook configurations, for running outside the cluster (development, apisim, a remote API server).
+    #[arg(long)]
+    pub webhook_url_base: Option<String>,
+
+    // --- which namespaces are managed --------------------------------------------------------------------
+    /// Namespace HNC must not touch (repeatable).
+    #[arg(long = "excluded-namespace", value_name = "NAMESPACE")]
+    pub excluded_namespaces: Vec<String>,
+
+    /// Only namespaces whose whole name matches this regex are managed. Anchored as `^(?:REGEX)$`, so a
+    /// top-level alternation such as `a|b` means "a or b" (upstream anchors without the group).
+    #[arg(long, default_value = ".*", value_parser = parse_anchored_regex)]
+    pub included_namespace_regex: AnchoredRegex,
+
+    /// HNC's own namespace: the service-account group that bypasses HNC's webhooks, and where the webhook
+    /// certificate and the coordination Leases live.
+    #[arg(long, default_value = hnc_api::keys::names::DEFAULT_NAMESPACE, env = "POD_NAMESPACE")]
+    pub namespace: String,
+
+    // --- propagation --------------------------------------------------------------------------------------
+    /// Label key stripped from propagated copies (repeatable).
+    #[arg(long = "unpropagated-label", value_name = "KEY")]
+    pub unpropagated_labels: Vec<String>,
+
+    /// Annotation key stripped from propagated copies (repeatable).
+    #[arg(long = "unpropagated-annotation", value_name = "KEY")]
+    pub unpropagated_annotations: Vec<String>,
+
+    /// Objects carrying this exact label `key=value` are never propagated (repeatable).
+    #[arg(long = "nopropagation-label", value_name = "KEY=VALUE", value_parser = parse_label_pair)]
+    pub nopropagation_labels: Vec<(String, String)>,
+
+    /// Regex of namespace label keys that HierarchyConfigurations and anchors may set (repeatable).
+    #[arg(long = "managed-namespace-label", value_name = "REGEX", value_parser = parse_managed_regex)]
+    pub managed_namespace_labels: Vec<AnchoredRegex>,
+
+    /// Regex of namespace annotation keys that HierarchyConfigurations and anchors may set (repeatable).
+    #[arg(long = "managed-namespace-annotation", value_name = "REGEX", value_parser = parse_managed_regex)]
+    pub managed_namespace_annotations: Vec<AnchoredRegex>,
+
+    // --- hierarchical resource quota ----------------------------------------------------------------------
+    /// Enable HierarchicalResourceQuota reconcilers and webhooks.
+    #[arg(long)]
+    pub enable_hrq: bool,
+
+    /// Period of the HRQ usage drift check; 0 disables it.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub hrq_sync_interval: Duration,
+
+    // --- replicas and shards ------------------------------------------------------------------------------
+    /// This replica's identity in Leases and metrics. Defaults to $POD_NAME, then the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub replica_id: Option<String>,
+
+    /// Number of shards root trees are hashed into. Must be the same on every replica.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub shards: u32,
+
+    /// Name of the leader Lease (upstream: the leader-election lock name).
+    #[arg(long, default_value = "hnc-controller-leader")]
+    pub leader_election_id: String,
+
+    /// How long a Lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// A holder that cannot renew within this time stops acting on the Lease (must be < lease duration).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+
+    /// Interval between Lease acquisition or renewal attempts.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+
+    // --- logging ------------------------------------------------------------------------------------------
+    /// Log at debug level.
+    #[arg(long)]
+    pub debug_logs: bool,
+
+    // --- accepted for compatibility with upstream manifests; no effect ------------------------------------
+    /// No effect: this controller always coordinates replicas through Leases.
+    #[arg(long, hide = true)]
+    pub enable_leader_election: bool,
+    /// No effect: metrics are exported in Prometheus format only.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_stackdriver: Option<bool>,
+    /// No effect: progress is reported through metrics.
+    #[arg(long, hide = true)]
+    pub enable_test_log: bool,
+    /// No effect: certificates are reloaded without restarting.
+    #[arg(long, hide = true)]
+    pub cert_restart_on_secret_refresh: bool,
+    /// No effect: object metrics never carry a per-kind tag with unbounded values.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub suppress_object_tags: Option<bool>,
+}
+
+impl Flags {
+    /// Cross-flag checks clap cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.renew_deadline >= self.lease_duration {
+            return Err(format!(
+                "--renew-deadline ({:?}) must be shorter than --lease-duration ({:?})",
+                self.renew_deadline, self.lease_duration
+            ));
+        }
+        if self.retry_period >= self.renew_deadline {
+            return Err(format!(
+                "--retry-period ({:?}) must be shorter than --renew-deadline ({:?})",
+                self.retry_period, self.renew_deadline
+            ));
+        }
+        if !(self.apiserver_qps_throttle > 0.0) {
+            return Err("--apiserver-qps-throttle must be positive".into());
+        }
+        if self.max_reconciles == 0 {
+            return Err("--max-reconciles must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Upstream flags given on the command line that have no effect here, for a startup notice.
+    pub fn ignored_upstream_flags(&self) -> Vec<&'static str> {
+        let mut ignored = Vec::new();
+        if self.enable_leader_election {
+            ignored.push("--enable-leader-election");
+        }
+        if self.enable_stackdriver.is_some() {
+            ignored.push("--enable-stackdriver");
+        }
+        if self.enable_test_log {
+            ignored.push("--enable-test-log");
+        }
+        if self.cert_restart_on_secret_refresh {
+            ignored.push("--cert-restart-on-secret-refresh");
+        }
+        if self.suppress_object_tags.is_some() {
+            ignored.push("--suppress-object-tags");
+        }
+        ignored
+    }
+
+    /// The namespaces HNC never touches: the ones given, plus HNC's own namespace.
+    pub fn excluded(&self) -> Vec<String> {
+        let mut excluded = self.excluded_namespaces.clone();
+        if !excluded.contains(&self.namespace) {
+            excluded.push(self.namespace.clone());
+        }
+        excluded
+    }
+
+    /// This replica's identity.
+    pub fn replica_identity(&self) -> String {
+        if let Some(id) = self.replica_id.as_deref().filter(|id| !id.is_empty()) {
+            return id.to_owned();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| format!("hnc-{}", std::process::id()))
+    }
+}
+
+/// A regex matched against whole strings. Displayed as the user wrote it.
+#[derive(Debug, Clone)]
+pub struct AnchoredRegex {
+    source: String,
+    regex: Regex,
+}
+
+impl AnchoredRegex {
+    /// Compiles `pattern` anchored as `^(?:pattern)$`.
+    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
+        Ok(AnchoredRegex { source: pattern.to_owned(), regex: Regex::new(&format!("^(?:{pattern})$"))? })
+    }
+
+    /// True when the whole of `s` matches.
+    pub fn is_match(&self, s: &str) -> bool {
+        self.regex.is_match(s)
+    }
+
+    /// The pattern as given.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The anchored form, as quoted in "does not match the regex" messages.
+    pub fn anchored(&self) -> &str {
+        self.regex.as_str()
+    }
+}
+
+fn parse_anchored_regex(s: &str) -> Result<AnchoredRegex, String> {
+    AnchoredRegex::new(s).map_err(|e| format!("invalid regex {s:?}: {e}"))
+}
+
+fn parse_managed_regex(s: &str) -> Result<AnchoredRegex, String> {
+    let re = parse_anchored_regex(s)?;
+    if re.is_match(hnc_api::GROUP) {
+        return Err(format!("regex {s:?} matches {:?}, which HNC reserves for itself", hnc_api::GROUP));
+    }
+    Ok(re)
+}
+
+fn parse_label_pair(s: &str) -> Result<(String, String), String> {
+    match s.split('=').collect::<Vec<_>>()[..] {
+        [key, value] if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("{s:?} must have the form KEY=VALUE with exactly one '=' and a non-empty key")),
+    }
+}
+
+/// Accepts Go-style listen addresses (`:8080` = all interfaces) as well as `host:port`.
+fn parse_bind_address(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_owned() };
+    full.parse().map_err(|e| format!("invalid listen address {s:?}: {e}"))
+}
+
+/// Accepts Go-style durations: `90s`, `1m`, `1m30s`, `500ms`, `2h`, `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {s:?} (examples: 500ms, 15s, 1m30s)");
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(err)?;
+        let (number, tail) = rest.split_at(digits);
+        let value: f64 = number.parse().map_err(|_| err())?;
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let seconds = match unit {
+            "ms" => value / 1000.0,
+            "s" => value,
+            "m" => value * 60.0,
+            "h" => value * 3600.0,
+            _ => return Err(err()),
+        };
+        total += Duration::from_secs_f64(seconds);
+        rest = next;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Flags, clap::Error> {
+        Flags::try_parse_from(std::iter::once("hnc-controller").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn upstream_manifest_arguments_are_accepted() {
+        // The argument list upstream's default manifest passes to its manager.
+        let flags = parse(&[
+            "--webhook-server-port=9443",
+            "--enable-internal-cert-management",
+            "--cert-restart-on-secret-refresh",
+            "--excluded-namespace=kube-system",
+            "--excluded-namespace=kube-public",
+            "--excluded-namespace=hnc-system",
+            "--excluded-namespace=kube-node-lease",
+            "--max-reconciles=10",
+            "--apiserver-qps-throttle=50",
+            "--enable-hrq",
+            "--nopropagation-label=cattle.io/creator=norman",
+            "--enable-stackdriver=false",
+        ])
+        .unwrap();
+        flags.validate().unwrap();
+        assert_eq!(flags.webhook_server_port, 9443);
+        assert_eq!(flags.nopropagation_labels, vec![("cattle.io/creator".into(), "norman".into())]);
+        assert_eq!(
+            flags.ignored_upstream_flags(),
+            vec!["--enable-stackdriver", "--cert-restart-on-secret-refresh"]
+        );
+        assert_eq!(flags.excluded().iter().filter(|n| *n == "hnc-system").count(), 1);
+    }
+
+    #[test]
+    fn own_namespace_is_always_excluded() {
+        let flags = parse(&["--namespace=hnc", "--excluded-namespace=kube-system"]).unwrap();
+        assert_eq!(flags.excluded(), vec!["kube-system".to_owned(), "hnc".to_owned()]);
+    }
+
+    #[test]
+    fn nopropagation_label_needs_exactly_one_equals_and_a_key() {
+        for bad in ["novalue", "=v", "a=b=c"] {
+            assert!(parse(&[&format!("--nopropagation-label={bad}")]).is_err(), "{bad}");
+        }
+        let flags = parse(&["--nopropagation-label=k="]).unwrap();
+        assert_eq!(flags.nopropagation_labels, vec![("k".into(), String::new())]);
+    }
+
+    #[test]
+    fn managed_regexes_must_compile_and_not_match_the_hnc_group() {
+        assert!(parse(&["--managed-namespace-label=(("]).is_err());
+        assert!(parse(&["--managed-namespace-label=.*"]).is_err());
+        assert!(parse(&["--managed-namespace-annotation=hnc\\.x-k8s\\.io"]).is_err());
+        let flags = parse(&["--managed-namespace-label=.*\\.example\\.com/.*"]).unwrap();
+        assert!(flags.managed_namespace_labels[0].is_match("team.example.com/env"));
+        assert!(!flags.managed_namespace_labels[0].is_match("env"));
+    }
+
+    #[test]
+    fn included_regex_alternation_is_anchored_as_a_group() {
+        let flags = parse(&["--included-namespace-regex=team-a|team-b"]).unwrap();
+        let re = &flags.included_namespace_regex;
+        assert!(re.is_match("team-a") && re.is_match("team-b"));
+        assert!(!re.is_match("team-a-x"), "upstream's ^team-a|team-b$ would match this");
+        assert!(!re.is_match("x-team-b"));
+        assert_eq!(re.anchored(), "^(?:team-a|team-b)$");
+    }
+
+    #[test]
+    fn go_style_durations_and_addresses() {
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+        let flags = parse(&["--metrics-addr=127.0.0.1:0", "--health-probe-bind-address=:9000"]).unwrap();
+        assert_eq!(flags.metrics_addr.to_string(), "127.0.0.1:0");
+        assert_eq!(flags.health_probe_bind_address.to_string(), "0.0.0.0:9000");
+    }
+
+    #[test]
+    fn lease_timings_must_nest() {
+        let flags = parse(&["--lease-duration=10s", "--renew-deadline=10s"]).unwrap();
+        assert!(flags.validate().unwrap_err().contains("--renew-deadline"));
+        let flags = parse(&["--renew-deadline=5s", "--retry-period=5s"]).unwrap();
+        assert!(flags.validate().unwrap_err().contains("--retry-period"));
+    }
+
+    #[test]
+    fn webhook_modes_conflict() {
+        assert!(parse(&["--no-webhooks", "--webhooks-only"]).is_err());
+    }
+}

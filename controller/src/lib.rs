@@ -1,0 +1,9 @@
+//! The controller binary's library: flags, startup checks, the ops server (health, readiness, metrics) and the
+//! process lifecycle. Reconcilers, the writer and webhooks plug into [`run`].
+
+pub mod flags;
+pub mod ops;
+pub mod run;
+pub mod startup;
+pub mod telemetry;
+pub mod writer;

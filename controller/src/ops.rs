@@ -1,0 +1,140 @@
+//! The plain-HTTP operations server: `/healthz` (liveness), `/readyz` (readiness gates), `/metrics`
+//! (Prometheus text). Served apart from the webhook port so probes and scrapes never compete with admission.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use parking_lot::Mutex;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Named readiness gates. The replica is ready when every registered gate is open.
+#[derive(Clone, Default)]
+pub struct Readiness {
+    gates: Arc<Mutex<BTreeMap<&'static str, bool>>>,
+}
+
+impl Readiness {
+    /// Registers `gate`, closed.
+    pub fn register(&self, gate: &'static str) {
+        self.gates.lock().entry(gate).or_insert(false);
+        self.publish();
+    }
+
+    /// Opens or closes `gate` (registering it if needed).
+    pub fn set(&self, gate: &'static str, open: bool) {
+        self.gates.lock().insert(gate, open);
+        self.publish();
+    }
+
+    /// The gates still closed; empty when ready.
+    pub fn pending(&self) -> Vec<&'static str> {
+        self.gates.lock().iter().filter(|(_, open)| !**open).map(|(g, _)| *g).collect()
+    }
+
+    fn publish(&self) {
+        metrics::gauge!("hnc_ready").set(if self.pending().is_empty() { 1.0 } else { 0.0 });
+    }
+}
+
+#[derive(Clone)]
+struct OpsState {
+    metrics: PrometheusHandle,
+    ready: Readiness,
+}
+
+/// The running ops server(s).
+pub struct OpsServer {
+    /// Where `/healthz` and `/readyz` are served.
+    pub health_addr: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl OpsServer {
+    /// Binds the health and metrics addresses (one listener when they are equal) and starts serving.
+    pub async fn start(
+        health: SocketAddr,
+        metrics: SocketAddr,
+        handle: PrometheusHandle,
+        ready: Readiness,
+    ) -> anyhow::Result<OpsServer> {
+        let state = OpsState { metrics: handle, ready };
+        let stop = CancellationToken::new();
+        let routes = |with_health: bool, with_metrics: bool| {
+            let mut router = Router::new();
+            if with_health {
+                router = router.route("/healthz", get(healthz)).route("/readyz", get(readyz));
+            }
+            if with_metrics {
+                router = router.route("/metrics", get(render_metrics));
+            }
+            router.with_state(state.clone())
+        };
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+        };
+        let mut tasks = Vec::new();
+        let (health_addr, metrics_addr) = if health == metrics {
+            let listener = bind(health).await?;
+            let addr = listener.local_addr()?;
+            tasks.push(serve(listener, routes(true, true), stop.clone()));
+            (addr, addr)
+        } else {
+            let h = bind(health).await?;
+            let m = bind(metrics).await?;
+            let (ha, ma) = (h.local_addr()?, m.local_addr()?);
+            tasks.push(serve(h, routes(true, false), stop.clone()));
+            tasks.push(serve(m, routes(false, true), stop.clone()));
+            (ha, ma)
+        };
+        tracing::info!(%health_addr, %metrics_addr, "ops server listening");
+        Ok(OpsServer { health_addr, metrics_addr, stop, tasks })
+    }
+
+    /// Stops accepting connections and waits for in-flight requests.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+fn serve(listener: TcpListener, router: Router, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let result =
+            axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        if let Err(error) = result {
+            tracing::error!(%error, "ops server failed");
+        }
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
+    let pending = state.ready.pending();
+    if pending.is_empty() {
+        (StatusCode::OK, "ok".to_owned())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("waiting for: {}", pending.join(", ")))
+    }
+}
+
+async fn render_metrics(State(state): State<OpsState>) -> impl IntoResponse {
+    state.metrics.run_upkeep();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}

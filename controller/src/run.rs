@@ -1,0 +1,78 @@
+//! The process lifecycle: validate flags, log, bind the ops server, connect, check, run until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::flags::Flags;
+use crate::ops::{OpsServer, Readiness};
+use crate::{startup, telemetry};
+
+/// How long to wait for the API server at startup before giving up with an error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Runs the controller; the exit code says how it ended.
+pub fn main(flags: Flags) -> ExitCode {
+    if let Err(message) = flags.validate() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    telemetry::init_logging(flags.debug_logs);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(flags)) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "controller failed");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs until a termination signal, or returns the error that stopped it.
+pub async fn run(flags: Flags) -> anyhow::Result<()> {
+    for flag in flags.ignored_upstream_flags() {
+        tracing::warn!(flag, "upstream flag accepted for compatibility; it has no effect here");
+    }
+    let identity = flags.replica_identity();
+    tracing::info!(replica = %identity, shards = flags.shards, namespace = %flags.namespace, "starting");
+
+    let metrics = telemetry::install_metrics()?;
+    let ready = Readiness::default();
+    ready.register("api-server");
+    // Bind first: liveness answers while we connect, readiness says what we wait for.
+    let ops =
+        OpsServer::start(flags.health_probe_bind_address, flags.metrics_addr, metrics, ready.clone()).await?;
+
+    let outcome = async {
+        let client = startup::connect(&flags, CONNECT_TIMEOUT).await?;
+        startup::check_crds(&client, flags.enable_hrq).await?;
+        ready.set("api-server", true);
+        shutdown_signal().await?;
+        tracing::info!("termination signal received, shutting down");
+        anyhow::Ok(())
+    }
+    .await;
+    ops.shutdown().await;
+    outcome
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

@@ -165,7 +165,7 @@ impl Flags {
                 self.retry_period, self.renew_deadline
             ));
         }
-        if !(self.apiserver_qps_throttle > 0.0) {
+        if !self.apiserver_qps_throttle.is_finite() || self.apiserver_qps_throttle <= 0.0 {
             return Err("--apiserver-qps-throttle must be positive".into());
         }
         if self.max_reconciles == 0 {

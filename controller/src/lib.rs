@@ -6,4 +6,5 @@ pub mod ops;
 pub mod run;
 pub mod startup;
 pub mod telemetry;
+pub mod watch;
 pub mod writer;

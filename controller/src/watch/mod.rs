@@ -1,0 +1,157 @@
+//! Watches that never lose a deletion.
+//!
+//! kube-runtime's watcher relists after a dropped watch or a 410 Gone and replays the full list as
+//! `Init`/`InitApply`/`InitDone`; objects deleted while the watch was down simply do not appear in that list.
+//! [`RelistTracker`] turns that into explicit deletions, so the indexes fed from watches converge after any
+//! outage. [`feed`] runs a watcher with backoff forever and forwards [`Change`]s.
+
+use std::collections::HashSet;
+use std::fmt::Debug;
+
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+/// `namespace/name` (empty namespace for cluster-scoped objects).
+pub type ObjectKey = (String, String);
+
+/// What an index must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change<K> {
+    /// Add or replace the object.
+    Apply(K),
+    /// Remove the object (seen deleted, or missing from a relist).
+    Delete(ObjectKey),
+    /// Every object that existed at (re)list time has been delivered: the index is complete for this kind.
+    Synced,
+}
+
+/// Tracks keys across relists and reports the objects a relist no longer contains as deletions.
+#[derive(Debug, Default)]
+pub struct RelistTracker {
+    known: HashSet<ObjectKey>,
+    relisting: Option<HashSet<ObjectKey>>,
+}
+
+impl RelistTracker {
+    /// Translates one watcher event into index changes.
+    pub fn handle<K: Resource>(&mut self, event: Event<K>) -> Vec<Change<K>> {
+        match event {
+            Event::Apply(obj) => {
+                self.known.insert(key_of(&obj));
+                vec![Change::Apply(obj)]
+            }
+            Event::Delete(obj) => {
+                let key = key_of(&obj);
+                self.known.remove(&key);
+                vec![Change::Delete(key)]
+            }
+            Event::Init => {
+                self.relisting = Some(HashSet::new());
+                Vec::new()
+            }
+            Event::InitApply(obj) => {
+                let key = key_of(&obj);
+                if let Some(seen) = &mut self.relisting {
+                    seen.insert(key.clone());
+                }
+                self.known.insert(key);
+                vec![Change::Apply(obj)]
+            }
+            Event::InitDone => {
+                let seen = self.relisting.take().unwrap_or_default();
+                let gone: Vec<ObjectKey> = self.known.difference(&seen).cloned().collect();
+                let mut changes = Vec::with_capacity(gone.len() + 1);
+                for key in gone {
+                    self.known.remove(&key);
+                    changes.push(Change::Delete(key));
+                }
+                changes.push(Change::Synced);
+                changes
+            }
+        }
+    }
+}
+
+fn key_of<K: Resource>(obj: &K) -> ObjectKey {
+    (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+}
+
+/// Watches `api` forever (retrying with backoff after errors) and sends changes to `tx`. Returns when `tx` is
+/// closed.
+pub async fn feed<K>(api: Api<K>, config: watcher::Config, tx: mpsc::Sender<Change<K>>, kind: &'static str)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut tracker = RelistTracker::default();
+    let stream = watcher::watcher(api, config).default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                for change in tracker.handle(event) {
+                    if tx.send(change).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                metrics::counter!("hnc_watch_errors_total", "kind" => kind).increment(1);
+                tracing::warn!(kind, %error, "watch failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+
+    fn cm(ns: &str, name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn key(ns: &str, name: &str) -> ObjectKey {
+        (ns.into(), name.into())
+    }
+
+    #[test]
+    fn relist_reports_objects_deleted_while_the_watch_was_down() {
+        let mut t = RelistTracker::default();
+        assert_eq!(t.handle(Event::<ConfigMap>::Init), vec![]);
+        t.handle(Event::InitApply(cm("a", "x")));
+        t.handle(Event::InitApply(cm("a", "y")));
+        assert_eq!(t.handle(Event::<ConfigMap>::InitDone), vec![Change::Synced]);
+        t.handle(Event::Apply(cm("b", "z")));
+
+        // The watch drops; x and z are deleted meanwhile; the relist shows only y.
+        t.handle(Event::<ConfigMap>::Init);
+        assert_eq!(t.handle(Event::InitApply(cm("a", "y"))), vec![Change::Apply(cm("a", "y"))]);
+        let mut changes = t.handle(Event::<ConfigMap>::InitDone);
+        let synced = changes.pop();
+        changes.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(changes, vec![Change::Delete(key("a", "x")), Change::Delete(key("b", "z"))]);
+        assert_eq!(synced, Some(Change::Synced));
+    }
+
+    #[test]
+    fn deletions_are_forwarded_and_forgotten() {
+        let mut t = RelistTracker::default();
+        t.handle(Event::Apply(cm("a", "x")));
+        assert_eq!(t.handle(Event::Delete(cm("a", "x"))), vec![Change::Delete(key("a", "x"))]);
+        t.handle(Event::<ConfigMap>::Init);
+        assert_eq!(t.handle(Event::<ConfigMap>::InitDone), vec![Change::Synced]);
+    }
+}

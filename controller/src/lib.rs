@@ -7,4 +7,5 @@ pub mod run;
 pub mod startup;
 pub mod telemetry;
 pub mod watch;
+pub mod webhook;
 pub mod writer;

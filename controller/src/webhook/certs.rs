@@ -129,10 +129,10 @@ pub fn rotate_ca(
     now: OffsetDateTime,
 ) -> Result<CertBundle, CertError> {
     let mut fresh = issue(names, now)?;
-    if let Some(old) = previous.and_then(|b| first_pem_block(&b.ca_cert_pem)) {
-        if matches!(validity(&old), Ok((_, not_after)) if not_after > now) {
-            fresh.ca_cert_pem.push_str(&old);
-        }
+    if let Some(old) = previous.and_then(|b| first_pem_block(&b.ca_cert_pem))
+        && matches!(validity(&old), Ok((_, not_after)) if not_after > now)
+    {
+        fresh.ca_cert_pem.push_str(&old);
     }
     Ok(fresh)
 }

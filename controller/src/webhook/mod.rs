@@ -1,4 +1,5 @@
 //! Admission webhooks: TLS material HNC manages for itself, and the HTTPS server every replica runs.
 
 pub mod certs;
+pub mod review;
 pub mod tls;

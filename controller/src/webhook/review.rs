@@ -1,0 +1,198 @@
+//! AdmissionReview plumbing shared by every webhook: parsing, the HNC service-account bypass, responses shaped
+//! like upstream's (`Status` errors with the same codes and reasons, spec §8.2), and decision metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::{DynamicObject, Status};
+
+/// A webhook: one per kind (and the namespace mutator), answering from memory.
+pub trait Handler: Send + Sync + 'static {
+    /// The webhook's registered name, e.g. `namespaces.hnc.x-k8s.io` (a metric label).
+    fn name(&self) -> &'static str;
+
+    /// Decides one request. Must not block: answer from the index; the only API calls allowed on this path are
+    /// SubjectAccessReviews, where the spec requires a permission check.
+    fn review(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+    ) -> impl std::future::Future<Output = AdmissionResponse> + Send;
+}
+
+/// Denial helpers producing upstream's status codes and reasons.
+pub mod deny {
+    use super::*;
+
+    fn with(resp: AdmissionResponse, code: u16, reason: &str, message: String) -> AdmissionResponse {
+        let mut resp = resp.deny(&message);
+        resp.result = Status::failure(&message, reason).with_code(code);
+        resp
+    }
+
+    /// 403 Forbidden: `<resource> "<name>" is forbidden: <detail>`.
+    pub fn forbidden(resp: AdmissionResponse, resource: &str, name: &str, detail: &str) -> AdmissionResponse {
+        with(resp, 403, "Forbidden", format!("{resource} \"{name}\" is forbidden: {detail}"))
+    }
+
+    /// 409 Conflict: `Operation cannot be fulfilled on <resource> "<name>": <detail>`.
+    pub fn conflict(resp: AdmissionResponse, resource: &str, name: &str, detail: &str) -> AdmissionResponse {
+        with(
+            resp,
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {resource} \"{name}\": {detail}"),
+        )
+    }
+
+    /// 422 Invalid: `<Kind>.<group> "<name>" is invalid: <field errors>`.
+    pub fn invalid(resp: AdmissionResponse, kind_group: &str, name: &str, errors: &str) -> AdmissionResponse {
+        with(resp, 422, "Invalid", format!("{kind_group} \"{name}\" is invalid: {errors}"))
+    }
+
+    /// 400 BadRequest.
+    pub fn bad_request(resp: AdmissionResponse, detail: &str) -> AdmissionResponse {
+        with(resp, 400, "BadRequest", detail.to_owned())
+    }
+
+    /// 401 Unauthorized.
+    pub fn unauthorized(resp: AdmissionResponse, detail: &str) -> AdmissionResponse {
+        with(resp, 401, "Unauthorized", detail.to_owned())
+    }
+
+    /// 503 ServiceUnavailable.
+    pub fn unavailable(resp: AdmissionResponse, detail: &str) -> AdmissionResponse {
+        with(resp, 503, "ServiceUnavailable", detail.to_owned())
+    }
+
+    /// 500 InternalError.
+    pub fn internal(resp: AdmissionResponse, detail: &str) -> AdmissionResponse {
+        with(resp, 500, "InternalError", format!("Internal error occurred: {detail}"))
+    }
+}
+
+/// True when the requester is one of HNC's own service accounts: any service account in HNC's namespace, as
+/// upstream decides (spec: the `system:serviceaccounts:<hnc-namespace>` group).
+pub fn is_hnc_service_account(request: &AdmissionRequest<DynamicObject>, hnc_namespace: &str) -> bool {
+    let group = format!("system:serviceaccounts:{hnc_namespace}");
+    request.user_info.groups.as_ref().is_some_and(|groups| groups.iter().any(|g| *g == group))
+}
+
+/// Axum handler serving `H` at its path.
+pub async fn serve<H: Handler>(
+    State(handler): State<Arc<H>>,
+    body: Bytes,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let started = Instant::now();
+    let (operation, response) = match parse(&body) {
+        Ok(request) => {
+            let operation = format!("{:?}", request.operation).to_uppercase();
+            (operation, handler.review(&request).await)
+        }
+        Err(response) => ("UNKNOWN".to_owned(), *response),
+    };
+    let decision = if response.allowed { "allowed" } else { "denied" };
+    metrics::counter!("hnc_webhook_requests_total", "webhook" => handler.name(), "operation" => operation,
+        "decision" => decision)
+    .increment(1);
+    metrics::histogram!("hnc_webhook_duration_seconds", "webhook" => handler.name())
+        .record(started.elapsed().as_secs_f64());
+    Json(response.into_review())
+}
+
+/// Parses an AdmissionReview; an unusable body yields an `invalid` response that still echoes the request uid
+/// when one can be found, so the API server can match it.
+fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Box<AdmissionResponse>> {
+    let invalid = |why: String| {
+        let mut resp = AdmissionResponse::invalid(why);
+        if let Some(uid) = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.pointer("/request/uid").and_then(|u| u.as_str()).map(str::to_owned))
+        {
+            resp.uid = uid;
+        }
+        Box::new(resp)
+    };
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("cannot parse AdmissionReview: {e}")))?;
+    review.try_into().map_err(|_| invalid("AdmissionReview has no request".to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::extract::State;
+    use serde_json::json;
+
+    struct DenyAll;
+    impl Handler for DenyAll {
+        fn name(&self) -> &'static str {
+            "test.hnc.x-k8s.io"
+        }
+        async fn review(&self, request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+            deny::forbidden(AdmissionResponse::from(request), "namespaces", &request.name, "no")
+        }
+    }
+
+    fn review_body(groups: &[&str]) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "", "version": "v1", "kind": "Namespace"},
+                "resource": {"group": "", "version": "v1", "resource": "namespaces"},
+                "name": "team-a",
+                "operation": "DELETE",
+                "userInfo": {"username": "alice", "groups": groups},
+                "oldObject": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}},
+                "dryRun": false
+            }
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn denials_carry_upstream_codes_and_messages() {
+        let Json(review) = serve(State(Arc::new(DenyAll)), Bytes::from(review_body(&[]))).await;
+        let resp = review.response.unwrap();
+        assert!(!resp.allowed);
+        assert_eq!(resp.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(resp.result.code, 403);
+        assert_eq!(resp.result.reason, "Forbidden");
+        assert_eq!(resp.result.message, "namespaces \"team-a\" is forbidden: no");
+    }
+
+    #[tokio::test]
+    async fn unparseable_requests_get_a_clear_invalid_answer_with_their_uid() {
+        let Json(review) =
+            serve(State(Arc::new(DenyAll)), Bytes::from_static(br#"{"request": {"uid": "u-1", "kind": 5}}"#))
+                .await;
+        let resp = review.response.unwrap();
+        assert!(!resp.allowed);
+        assert_eq!(resp.uid, "u-1");
+        assert!(resp.result.message.contains("cannot parse AdmissionReview"), "{}", resp.result.message);
+
+        let Json(review) = serve(State(Arc::new(DenyAll)), Bytes::from_static(b"not json")).await;
+        assert!(!review.response.unwrap().allowed);
+    }
+
+    #[test]
+    fn every_service_account_of_the_hnc_namespace_bypasses() {
+        let hnc: AdmissionReview<DynamicObject> = serde_json::from_slice(&review_body(&[
+            "system:serviceaccounts",
+            "system:serviceaccounts:hnc-system",
+        ]))
+        .unwrap();
+        let req: AdmissionRequest<DynamicObject> = hnc.try_into().unwrap();
+        assert!(is_hnc_service_account(&req, "hnc-system"));
+        assert!(!is_hnc_service_account(&req, "other"));
+        let user: AdmissionReview<DynamicObject> =
+            serde_json::from_slice(&review_body(&["system:authenticated"])).unwrap();
+        let req: AdmissionRequest<DynamicObject> = user.try_into().unwrap();
+        assert!(!is_hnc_service_account(&req, "hnc-system"));
+    }
+}

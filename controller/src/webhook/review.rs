@@ -78,7 +78,7 @@ pub mod deny {
 /// upstream decides (spec: the `system:serviceaccounts:<hnc-namespace>` group).
 pub fn is_hnc_service_account(request: &AdmissionRequest<DynamicObject>, hnc_namespace: &str) -> bool {
     let group = format!("system:serviceaccounts:{hnc_namespace}");
-    request.user_info.groups.as_ref().is_some_and(|groups| groups.iter().any(|g| *g == group))
+    request.user_info.groups.as_ref().is_some_and(|groups| groups.contains(&group))
 }
 
 /// Axum handler serving `H` at its path.

@@ -1,6 +1,7 @@
 //! The controller binary's library: flags, startup checks, the ops server (health, readiness, metrics) and the
 //! process lifecycle. Reconcilers, the writer and webhooks plug into [`run`].
 
+pub mod config;
 pub mod flags;
 pub mod ops;
 pub mod run;

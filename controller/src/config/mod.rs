@@ -1,0 +1,4 @@
+//! The `HNCConfiguration` singleton: which kinds are propagated, in which mode, and the status HNC reports.
+
+pub mod discovery;
+pub mod resolve;

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod flags;
+pub mod hierarchy;
 pub mod ops;
 pub mod run;
 pub mod startup;

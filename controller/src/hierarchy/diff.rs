@@ -7,8 +7,9 @@
 
 use std::collections::BTreeMap;
 
+use hnc_api::anchor::AnchorState;
 use hnc_api::condition::carry_transition_times;
-use hnc_api::keys::{finalizers, names};
+use hnc_api::keys::{annotations, finalizers, names};
 use hnc_api::{Condition, HierarchyConfigurationSpec, HierarchyConfigurationStatus, MetaKvp};
 use serde_json::{Map, Value, json};
 
@@ -79,6 +80,63 @@ pub struct SpecRewrite {
     pub labels: Vec<MetaKvp>,
     /// `spec.annotations` from the anchor.
     pub annotations: Vec<MetaKvp>,
+}
+
+/// A SubnamespaceAnchor as last observed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedAnchor {
+    /// `metadata.resourceVersion`.
+    pub resource_version: String,
+    /// `metadata.finalizers`.
+    pub finalizers: Vec<String>,
+    /// `status.status` as written (may be a value HNC does not know).
+    pub state: Option<String>,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+}
+
+/// What an anchor must say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorTarget {
+    /// `status.status`.
+    pub state: AnchorState,
+    /// Whether HNC's `hnc.x-k8s.io` finalizer must be present.
+    pub finalizer: bool,
+}
+
+/// The merge patch bringing an anchor's state and finalizer to `target`, if anything differs.
+pub fn anchor_write(observed: &ObservedAnchor, target: &AnchorTarget) -> Option<WriteOp> {
+    let has = observed.finalizers.iter().any(|f| f == finalizers::ANCHOR);
+    let state_differs = observed.state.as_deref() != Some(target.state.as_str());
+    if has == target.finalizer && !state_differs {
+        return None;
+    }
+    let mut metadata = Map::new();
+    metadata.insert("resourceVersion".into(), observed.resource_version.clone().into());
+    if has != target.finalizer {
+        let mut list: Vec<String> =
+            observed.finalizers.iter().filter(|f| *f != finalizers::ANCHOR).cloned().collect();
+        if target.finalizer {
+            list.push(finalizers::ANCHOR.to_owned());
+        }
+        metadata.insert("finalizers".into(), json!(list));
+    }
+    let mut patch = Map::new();
+    patch.insert("metadata".into(), Value::Object(metadata));
+    if state_differs {
+        patch.insert("status".into(), json!({ "status": target.state.as_str() }));
+    }
+    Some(WriteOp::MergePatch(Value::Object(patch)))
+}
+
+/// The Namespace an anchor `parent/child` asks for: only the `subnamespace-of` annotation (labels follow from
+/// the mutating webhook and the hierarchy reconciler, as upstream).
+pub fn subnamespace(parent: &str, child: &str) -> WriteOp {
+    WriteOp::Create(json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": { "name": child, "annotations": { annotations::SUBNAMESPACE_OF: parent } },
+    }))
 }
 
 /// The merge patch bringing a Namespace's labels/annotations to `target`, if anything differs.
@@ -261,6 +319,36 @@ mod tests {
 
     fn halted(now: &str) -> Condition {
         Condition::new(types::ACTIVITIES_HALTED, reasons::PARENT_MISSING, "missing", now)
+    }
+
+    #[test]
+    fn anchor_state_and_finalizer() {
+        let observed = ObservedAnchor { resource_version: "4".into(), ..Default::default() };
+        let ok = AnchorTarget { state: AnchorState::Ok, finalizer: true };
+        let Some(WriteOp::MergePatch(patch)) = anchor_write(&observed, &ok) else { panic!() };
+        assert_eq!(
+            patch,
+            json!({"metadata": {"resourceVersion": "4", "finalizers": ["hnc.x-k8s.io"]}, "status": {"status": "Ok"}})
+        );
+        let settled = ObservedAnchor {
+            resource_version: "5".into(),
+            finalizers: vec!["hnc.x-k8s.io".into()],
+            state: Some("Ok".into()),
+            deleting: false,
+        };
+        assert!(anchor_write(&settled, &ok).is_none());
+        let release = AnchorTarget { state: AnchorState::Ok, finalizer: false };
+        let Some(WriteOp::MergePatch(patch)) = anchor_write(&settled, &release) else { panic!() };
+        assert_eq!(patch, json!({"metadata": {"resourceVersion": "5", "finalizers": []}}));
+    }
+
+    #[test]
+    fn subnamespace_carries_only_its_parent() {
+        let WriteOp::Create(obj) = subnamespace("p", "c") else { panic!() };
+        assert_eq!(
+            obj["metadata"],
+            json!({"name": "c", "annotations": {"hnc.x-k8s.io/subnamespace-of": "p"}})
+        );
     }
 
     #[test]

@@ -2,3 +2,4 @@
 //! and the minimal writes that bring them to what the tree index says.
 
 pub mod diff;
+pub mod observed;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod flags;
 pub mod hierarchy;
 pub mod ops;
+pub mod ownership;
 pub mod run;
 pub mod startup;
 pub mod telemetry;

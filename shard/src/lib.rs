@@ -1,0 +1,17 @@
+//! Pure model of a sharded Hierarchical Namespace Controller. No I/O, no kube client.
+//!
+//! ```text
+//!  watch events ──▶ tree::TreeIndex (single writer) ──publish──▶ tree::TreeSnapshot (immutable, shared)
+//!                                                                   │ implements view::HierarchyView
+//!  watch events ──▶ forest::ForestCache (per shard) ─────────────┐  │
+//!                                                                ▼  ▼
+//!                                                   planner::plan(view, cache, dirty) ──▶ WriteBatch
+//!  ring::ShardRing: root tree name ──▶ shard id (consistent hashing)
+//! ```
+//!
+//! The controller feeds these structures from watches and turns their outputs into API writes; everything
+//! here is deterministic and tested without a cluster.
+
+pub mod view;
+
+pub use view::{HierarchyView, Labels, NsName};

@@ -85,7 +85,8 @@ impl OpsServer {
             TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
         };
         let mut tasks = Vec::new();
-        let (health_addr, metrics_addr) = if health == metrics {
+        // Equal addresses share one listener; port 0 ("any free port") asked twice means two listeners.
+        let (health_addr, metrics_addr) = if health == metrics && health.port() != 0 {
             let listener = bind(health).await?;
             let addr = listener.local_addr()?;
             tasks.push(serve(listener, routes(true, true), stop.clone()));

@@ -1,0 +1,162 @@
+//! The binary's lifecycle against a minimal API server that answers only what startup asks (version and HNC
+//! discovery): it becomes ready, serves health and metrics, and exits 0 on SIGTERM and SIGINT.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use serde_json::json;
+
+/// Serves `/version` and `/apis/hnc.x-k8s.io/v1alpha2` on loopback; returns its URL.
+async fn discovery_stub() -> String {
+    let router = Router::new()
+        .route(
+            "/version",
+            get(|| async { axum::Json(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"})) }),
+        )
+        .route(
+            "/apis/hnc.x-k8s.io/v1alpha2",
+            get(|| async {
+                let resources: Vec<_> = [
+                    "hierarchyconfigurations",
+                    "subnamespaceanchors",
+                    "hncconfigurations",
+                    "hierarchicalresourcequotas",
+                ]
+                .iter()
+                .map(|r| {
+                    json!({"name": r, "singularName": "", "namespaced": *r != "hncconfigurations",
+                                   "kind": "X", "verbs": ["get", "list", "watch"]})
+                })
+                .collect();
+                axum::Json(json!({
+                    "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "hnc.x-k8s.io/v1alpha2",
+                    "resources": resources
+                }))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    url
+}
+
+fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\nusers:\n- name: u\n  \
+             user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+struct Running {
+    child: Child,
+    health: String,
+    metrics: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the controller and reads the ops addresses from its JSON log.
+fn start(kubeconfig: &std::path::Path, separate_ports: bool) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hnc-controller"));
+    cmd.arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if separate_ports {
+        cmd.args(["--metrics-addr=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"]);
+    } else {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        cmd.arg(format!("--metrics-addr=127.0.0.1:{port}"))
+            .arg(format!("--health-probe-bind-address=127.0.0.1:{port}"));
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let (health, metrics) = loop {
+        let line = lines.next().expect("controller exited before listening").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["message"] == "ops server listening" {
+            break (
+                v["health_addr"].as_str().unwrap().to_owned(),
+                v["metrics_addr"].as_str().unwrap().to_owned(),
+            );
+        }
+    };
+    // Keep draining the log so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, health, metrics }
+}
+
+async fn wait_ready(health: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(resp) = reqwest::get(format!("http://{health}/readyz")).await
+            && resp.status() == 200
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not ready within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn signal_and_wait(child: &mut Child, signal: &str) -> std::process::ExitStatus {
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "controller ignored {signal}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn ready_serves_health_and_metrics_and_stops_on_sigterm() {
+    let server = discovery_stub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = start(&kubeconfig(dir.path(), &server), true);
+    assert_ne!(running.health, running.metrics);
+    wait_ready(&running.health).await;
+
+    let healthz = reqwest::get(format!("http://{}/healthz", running.health)).await.unwrap();
+    assert_eq!((healthz.status().as_u16(), healthz.text().await.unwrap()), (200, "ok".to_owned()));
+    let metrics =
+        reqwest::get(format!("http://{}/metrics", running.metrics)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("hnc_build_info{version=\""), "{metrics}");
+    assert!(metrics.contains("hnc_ready 1"), "{metrics}");
+    let wrong_port = reqwest::get(format!("http://{}/metrics", running.health)).await.unwrap();
+    assert_eq!(wrong_port.status(), 404, "metrics are served on their own port");
+
+    let status = signal_and_wait(&mut running.child, "-TERM");
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn one_port_serves_everything_and_sigint_stops() {
+    let server = discovery_stub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = start(&kubeconfig(dir.path(), &server), false);
+    assert_eq!(running.health, running.metrics);
+    wait_ready(&running.health).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", running.health)).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let status = signal_and_wait(&mut running.child, "-INT");
+    assert!(status.success(), "{status}");
+}

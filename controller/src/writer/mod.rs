@@ -231,6 +231,15 @@ impl WriterConfig {
     }
 }
 
+/// Builds the writer's client from a client configuration. The writer owns retries and rate adaptation, so the
+/// kube client's own retry of 429/503/504 is switched off — otherwise throttling would be retried invisibly and
+/// the adaptive rate would never learn the API server is overloaded.
+pub fn writer_client(config: &kube::Config) -> Result<Client, kube::Error> {
+    let mut config = config.clone();
+    config.default_retry = false;
+    Client::try_from(config)
+}
+
 /// Answers "may this replica write this object now?" — called right before every attempt.
 pub type Fence = Arc<dyn Fn(&ObjectRef) -> bool + Send + Sync>;
 
@@ -253,7 +262,8 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the workers. Finished writes are reported on `outcomes` when given.
+    /// Starts the workers. `client` should come from [`writer_client`]. Finished writes are reported on
+    /// `outcomes` when given.
     pub fn start(
         client: Client,
         config: WriterConfig,

@@ -1,0 +1,56 @@
+//! Runs apisim until SIGINT/SIGTERM, writing a kubeconfig for kubectl and controllers.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// An in-process Kubernetes API server for development and tests.
+#[derive(Parser)]
+#[command(name = "apisim", version, about)]
+struct Args {
+    /// HTTPS port on 127.0.0.1 (0 = any).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Plain HTTP port on 127.0.0.1 (0 = any).
+    #[arg(long, default_value_t = 0)]
+    http_port: u16,
+    /// Where to write the admin kubeconfig.
+    #[arg(long, default_value = "apisim.kubeconfig")]
+    kubeconfig_out: PathBuf,
+    /// Directory of CRD YAML files to install at start.
+    #[arg(long)]
+    crds: Option<PathBuf>,
+    /// Changes kept for watches before 410 Gone.
+    #[arg(long, default_value_t = 100_000)]
+    history: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let sim = hnc_apisim::ApiSim::start(hnc_apisim::Config {
+        history_window: args.history,
+        https_port: args.port,
+        http_port: args.http_port,
+        ..Default::default()
+    })
+    .await?;
+    if let Some(dir) = &args.crds {
+        let n = hnc_apisim::install_crds_from_dir(&sim, dir).await?;
+        eprintln!("installed {n} CRDs from {}", dir.display());
+    }
+    sim.write_kubeconfig(&args.kubeconfig_out, sim.admin_token())?;
+    eprintln!(
+        "apisim serving {} (plain HTTP {}); kubeconfig: {}",
+        sim.https_url(),
+        sim.http_url(),
+        args.kubeconfig_out.display()
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    sim.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,632 @@
+//! The HTTP API: path routing, bearer-token authentication, discovery, CRUD, patch, list and watch, metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::faults::Faults;
+use crate::resources::{ResourceType, api_version};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::store::{Deleted, Store, labels_of};
+
+/// An authenticated user.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// User name.
+    pub name: String,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// One write, as recorded for tests ("which replica wrote what").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRecord {
+    /// Who wrote.
+    pub user: String,
+    /// `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub verb: String,
+    /// Resource plural.
+    pub resource: String,
+    /// Namespace ("" for cluster-scoped).
+    pub namespace: String,
+    /// Object name.
+    pub name: String,
+    /// HTTP status returned.
+    pub code: u16,
+    /// When it was served.
+    pub at: Instant,
+}
+
+/// State shared by every request.
+pub struct Shared {
+    pub(crate) store: Mutex<Store>,
+    pub(crate) tokens: RwLock<HashMap<String, User>>,
+    pub(crate) faults: Faults,
+    pub(crate) requests: Mutex<BTreeMap<(String, String, String), u64>>,
+    pub(crate) writes: Mutex<Vec<WriteRecord>>,
+    pub(crate) bookmark_interval: Duration,
+}
+
+/// Parsed request target.
+struct Target {
+    t: Arc<ResourceType>,
+    version: String,
+    namespace: Option<String>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+pub(crate) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().trim_end_matches('/').to_owned();
+    let query = parse_query(uri.query().unwrap_or(""));
+    match path.as_str() {
+        "/version" => return json_response(200, version()),
+        "/healthz" | "/readyz" | "/livez" => return (StatusCode::OK, "ok").into_response(),
+        "/metrics" => return (StatusCode::OK, render_metrics(&shared)).into_response(),
+        _ => {}
+    }
+    let Some(user) = authenticate(&shared, &headers) else {
+        return error_response(&ApiError::unauthorized());
+    };
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Discovery.
+    match segments.as_slice() {
+        ["api"] => {
+            return json_response(
+                200,
+                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
+            );
+        }
+        ["api", "v1"] => return json_response(200, resource_list(&shared, "", "v1")),
+        ["apis"] => return json_response(200, group_list(&shared)),
+        ["apis", group] => {
+            return match group_list(&shared)["groups"]
+                .as_array()
+                .and_then(|g| g.iter().find(|g| g["name"] == *group).cloned())
+            {
+                Some(mut g) => {
+                    g["kind"] = json!("APIGroup");
+                    g["apiVersion"] = json!("v1");
+                    json_response(200, g)
+                }
+                None => error_response(&ApiError::not_found("", "groups", group)),
+            };
+        }
+        ["apis", group, version] => return json_response(200, resource_list(&shared, group, version)),
+        ["openapi", ..] => return error_response(&ApiError::not_found("", "openapi", &path)),
+        _ => {}
+    }
+    let target = match resolve_target(&shared, &segments) {
+        Ok(t) => t,
+        Err(e) => return error_response(&e),
+    };
+    let verb =
+        match (&method, target.name.is_some(), query.get("watch").is_some_and(|w| w == "true" || w == "1")) {
+            (&Method::GET, _, true) => "WATCH",
+            (&Method::GET, true, _) => "GET",
+            (&Method::GET, false, _) => "LIST",
+            (&Method::POST, _, _) => "POST",
+            (&Method::PUT, _, _) => "PUT",
+            (&Method::PATCH, _, _) => "PATCH",
+            (&Method::DELETE, _, _) => "DELETE",
+            _ => return error_response(&ApiError::method_not_allowed(format!("{method} is not supported"))),
+        };
+    let (latency, fault) = shared.faults.decide(verb, &target.t.plural);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let response = if let Some((code, retry_after)) = fault {
+        let mut r = error_response(&ApiError::injected(code, retry_after));
+        if let Some(secs) = retry_after {
+            r.headers_mut().insert("Retry-After", secs.to_string().parse().expect("digits"));
+        }
+        r
+    } else if verb == "WATCH" {
+        watch(&shared, &target, &query)
+    } else {
+        serve(&shared, &target, verb, &query, &headers, &body, &user)
+    };
+    let code = response.status().as_u16();
+    *shared
+        .requests
+        .lock()
+        .entry((verb.to_owned(), target.t.plural.clone(), code.to_string()))
+        .or_default() += 1;
+    if matches!(verb, "POST" | "PUT" | "PATCH" | "DELETE") {
+        let name = target.name.clone().unwrap_or_else(|| {
+            serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default()
+        });
+        shared.writes.lock().push(WriteRecord {
+            user: user.name.clone(),
+            verb: verb.to_owned(),
+            resource: target.t.plural.clone(),
+            namespace: target.namespace.clone().unwrap_or_default(),
+            name,
+            code,
+            at: Instant::now(),
+        });
+    }
+    response
+}
+
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Option<User> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    shared.tokens.read().get(token).cloned()
+}
+
+fn resolve_target(shared: &Shared, segments: &[&str]) -> Result<Target, ApiError> {
+    let (group, version, rest) = match segments {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Err(ApiError::not_found("", "", &segments.join("/"))),
+    };
+    let store = shared.store.lock();
+    let lookup = |resource: &str| {
+        store
+            .resolve(group, resource)
+            .filter(|t| t.versions.iter().any(|v| v == version))
+            .ok_or_else(|| ApiError::not_found(group, resource, ""))
+    };
+    // namespaces/{ns}/{resource}[/{name}[/{sub}]] addresses namespaced objects; namespaces[/{name}[/{sub}]] the
+    // Namespace objects themselves.
+    if let ["namespaces", ns, resource, tail @ ..] = rest
+        && !(group.is_empty() && matches!(*resource, "status" | "finalize") && tail.is_empty())
+    {
+        let t = lookup(resource)?;
+        if !t.namespaced {
+            return Err(ApiError::not_found(group, resource, ""));
+        }
+        return Ok(Target {
+            t,
+            version: version.to_owned(),
+            namespace: Some((*ns).to_owned()),
+            name: tail.first().map(|s| (*s).to_owned()),
+            subresource: tail.get(1).map(|s| (*s).to_owned()),
+        });
+    }
+    match rest {
+        [resource, tail @ ..] => {
+            let t = lookup(resource)?;
+            if t.namespaced && !tail.is_empty() {
+                return Err(ApiError::not_found(group, resource, tail[0]));
+            }
+            Ok(Target {
+                t,
+                version: version.to_owned(),
+                namespace: None,
+                name: tail.first().map(|s| (*s).to_owned()),
+                subresource: tail.get(1).map(|s| (*s).to_owned()),
+            })
+        }
+        [] => Err(ApiError::not_found(group, "", "")),
+    }
+}
+
+fn serve(
+    shared: &Shared,
+    target: &Target,
+    verb: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+    _user: &User,
+) -> Response {
+    let t = &target.t;
+    let ns = target.namespace.as_deref().unwrap_or("");
+    let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
+    if t.namespaced && target.namespace.is_none() && verb != "LIST" {
+        return error_response(&ApiError::method_not_allowed(
+            "namespaced resources must be addressed within a namespace",
+        ));
+    }
+    let status_only = match target.subresource.as_deref() {
+        None => false,
+        Some("status") if t.status_subresource || t.crd.is_none() => true,
+        Some(sub) => {
+            return error_response(&ApiError::not_found(
+                &t.group,
+                &format!("{}/{sub}", t.plural),
+                target.name.as_deref().unwrap_or(""),
+            ));
+        }
+    };
+    let result = match verb {
+        "GET" => shared.store.lock().get(t, ns, target.name.as_deref().unwrap_or("")).map(|o| (200, o)),
+        "LIST" => return list(shared, target, query),
+        "POST" => {
+            parse_body(body).and_then(|obj| shared.store.lock().create(t, ns, obj, dry_run)).map(|o| (201, o))
+        }
+        "PUT" => parse_body(body)
+            .and_then(|obj| {
+                shared.store.lock().update(
+                    t,
+                    ns,
+                    target.name.as_deref().unwrap_or(""),
+                    obj,
+                    status_only,
+                    dry_run,
+                )
+            })
+            .map(|o| (200, o)),
+        "PATCH" => patch(shared, target, headers, body, status_only, dry_run).map(|o| (200, o)),
+        "DELETE" => delete(shared, target, body, dry_run),
+        _ => unreachable!("verb decided above"),
+    };
+    match result {
+        Ok((code, mut obj)) => {
+            obj["apiVersion"] = json!(api_version(&t.group, &target.version));
+            json_response(code, obj)
+        }
+        Err(e) => error_response(&e),
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
+}
+
+fn patch(
+    shared: &Shared,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &[u8],
+    status_only: bool,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let t = &target.t;
+    let ns = target.namespace.as_deref().unwrap_or("");
+    let name = target.name.as_deref().unwrap_or("");
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let mut store = shared.store.lock();
+    let mut obj = store.get(t, ns, name)?;
+    match content_type.as_str() {
+        // Strategic merge patches are applied as JSON merge patches: lists are replaced rather than merged by key.
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            let p = parse_body(body)?;
+            if !p.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            json_patch::merge(&mut obj, &p);
+        }
+        "application/json-patch+json" => {
+            let p: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut obj, &p).map_err(|e| {
+                ApiError::invalid(
+                    &t.kind,
+                    &t.group,
+                    name,
+                    "",
+                    &format!("the server rejected our request due to an error in our request: {e}"),
+                )
+            })?;
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    }
+    store.update(t, ns, name, obj, status_only, dry_run)
+}
+
+fn delete(shared: &Shared, target: &Target, body: &[u8], dry_run: bool) -> Result<(u16, Value), ApiError> {
+    let t = &target.t;
+    let Some(name) = target.name.as_deref() else {
+        return Err(ApiError::method_not_allowed("deletecollection is not supported"));
+    };
+    let options: Value = if body.is_empty() { json!({}) } else { parse_body(body)? };
+    let rv = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str);
+    let uid = options.pointer("/preconditions/uid").and_then(Value::as_str);
+    let dry_run = dry_run
+        || options.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All"));
+    match shared.store.lock().delete(t, target.namespace.as_deref().unwrap_or(""), name, rv, uid, dry_run)? {
+        Deleted::Gone(obj) => Ok((200, obj)),
+        Deleted::Pending(obj) => Ok((200, obj)),
+    }
+}
+
+fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Response {
+    let t = &target.t;
+    let labels = match LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or("")) {
+        Ok(l) => l,
+        Err(e) => return error_response(&ApiError::bad_request(format!("unable to parse requirement: {e}"))),
+    };
+    let fields = match FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return error_response(&ApiError::bad_request(e)),
+    };
+    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let continue_after = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => match decode_continue(token) {
+            Some(after) => Some(after),
+            None => return error_response(&ApiError::bad_request("invalid continue token")),
+        },
+        None => None,
+    };
+    let store = shared.store.lock();
+    let (items, last) =
+        store.list(t, target.namespace.as_deref(), &labels, &fields, continue_after.as_ref(), limit);
+    let rv = store.resource_version();
+    drop(store);
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if let Some(last) = last {
+        metadata["continue"] = json!(encode_continue(&last));
+    }
+    let api_version = api_version(&t.group, &target.version);
+    let items: Vec<Value> = items
+        .iter()
+        .map(|o| {
+            let mut o = (**o).clone();
+            o["apiVersion"] = json!(api_version);
+            o
+        })
+        .collect();
+    json_response(
+        200,
+        json!({"kind": format!("{}List", t.kind), "apiVersion": api_version, "metadata": metadata, "items": items}),
+    )
+}
+
+fn encode_continue(last: &(String, String)) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&json!([last.0, last.1])).expect("json"))
+}
+
+fn decode_continue(token: &str) -> Option<(String, String)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+    let v: (String, String) = serde_json::from_slice(&bytes).ok()?;
+    Some(v)
+}
+
+/// A change replayed at the start of a watch: event type, object, resourceVersion (0 for synthetic ADDED).
+type Backlogged = (&'static str, Arc<Value>, u64);
+
+fn watch(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>) -> Response {
+    let labels = match LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or("")) {
+        Ok(l) => l,
+        Err(e) => return error_response(&ApiError::bad_request(e)),
+    };
+    let fields = match FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return error_response(&ApiError::bad_request(e)),
+    };
+    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(1800));
+    let t = target.t.clone();
+    let key = t.key();
+    let namespace = target.namespace.clone();
+    let api_version = api_version(&t.group, &target.version);
+    let since = query.get("resourceVersion").and_then(|r| r.parse::<u64>().ok()).filter(|r| *r > 0);
+
+    // Backlog and subscription under one lock, so no change falls between them.
+    let (backlog, mut live, mut current_rv) = {
+        let store = shared.store.lock();
+        let backlog: Result<Vec<Backlogged>, ApiError> = match since {
+            Some(rv) => store
+                .changes_since(&key, namespace.as_deref(), rv)
+                .map(|cs| cs.iter().map(|c| (c.kind, c.object.clone(), c.rv)).collect()),
+            None => {
+                let (items, _) = store.list(&t, namespace.as_deref(), &labels, &fields, None, None);
+                Ok(items.into_iter().map(|o| ("ADDED", o, 0)).collect())
+            }
+        };
+        (backlog, store.subscribe(), store.resource_version())
+    };
+    let mut drops = shared.faults.watch_drops();
+    let bookmark_interval = shared.bookmark_interval;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
+    tokio::spawn(async move {
+        let line = |kind: &str, obj: &Value| {
+            let mut obj = obj.clone();
+            if kind != "ERROR" && kind != "BOOKMARK" {
+                obj["apiVersion"] = json!(api_version);
+            }
+            let mut bytes = serde_json::to_vec(&json!({"type": kind, "object": obj})).expect("json");
+            bytes.push(b'\n');
+            Bytes::from(bytes)
+        };
+        let matches = |ns: &str, obj: &Value| {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            fields.matches(ns, name) && labels.matches(&labels_of(obj))
+        };
+        let backlog = match backlog {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(line("ERROR", &e.status())).await;
+                return;
+            }
+        };
+        let mut last_sent = since.unwrap_or(0);
+        for (kind, obj, rv) in backlog {
+            let ns =
+                obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if !matches(&ns, &obj) {
+                continue;
+            }
+            if tx.send(line(kind, &obj)).await.is_err() {
+                return;
+            }
+            last_sent = last_sent.max(rv);
+        }
+        last_sent = last_sent.max(current_rv);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut ticker = tokio::time::interval(bookmark_interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                change = live.recv() => match change {
+                    Ok(c) => {
+                        current_rv = current_rv.max(c.rv);
+                        if c.rv <= last_sent || c.key != key || namespace.as_deref().is_some_and(|ns| ns != c.namespace) || !matches(&c.namespace, &c.object) {
+                            continue;
+                        }
+                        last_sent = c.rv;
+                        if tx.send(line(c.kind, &c.object)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // A watcher that fell too far behind is closed; its client relists, as with the real server.
+                    Err(_) => return,
+                },
+                _ = ticker.tick(), if bookmarks => {
+                    let bookmark = json!({"kind": t.kind, "apiVersion": api_version, "metadata": {"resourceVersion": current_rv.max(last_sent).to_string()}});
+                    if tx.send(line("BOOKMARK", &bookmark)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = drops.recv() => return,
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let stream =
+        futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) },
+        );
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("transfer-encoding", "chunked")
+        .body(Body::from_stream(stream))
+        .expect("response")
+}
+
+fn resource_list(shared: &Shared, group: &str, version: &str) -> Value {
+    let store = shared.store.lock();
+    let resources: Vec<Value> = store
+        .types()
+        .filter(|t| t.group == group && t.versions.iter().any(|v| v == version))
+        .flat_map(|t| {
+            let mut out = vec![json!({
+                "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
+                "verbs": t.verbs, "shortNames": t.short_names,
+            })];
+            if t.status_subresource {
+                out.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
+            }
+            out
+        })
+        .collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api_version(group, version), "resources": resources})
+}
+
+fn group_list(shared: &Shared) -> Value {
+    let store = shared.store.lock();
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for t in store.types().filter(|t| !t.group.is_empty()) {
+        let versions = groups.entry(t.group.clone()).or_default();
+        for v in &t.versions {
+            if !versions.contains(v) {
+                versions.push(v.clone());
+            }
+        }
+    }
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|(name, versions)| {
+            let vs: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+                .collect();
+            json!({"name": name, "versions": vs, "preferredVersion": vs[0]})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn version() -> Value {
+    json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-apisim", "gitCommit": "", "gitTreeState": "clean",
+           "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"})
+}
+
+fn render_metrics(shared: &Shared) -> String {
+    let mut out = String::from(
+        "# HELP apiserver_request_total Counter of apiserver requests broken out for each verb, resource, and HTTP response code.\n# TYPE apiserver_request_total counter\n",
+    );
+    for ((verb, resource, code), count) in shared.requests.lock().iter() {
+        out.push_str(&format!(
+            "apiserver_request_total{{code=\"{code}\",resource=\"{resource}\",verb=\"{verb}\"}} {count}\n"
+        ));
+    }
+    let store = shared.store.lock();
+    out.push_str(&format!("# TYPE apisim_objects gauge\napisim_objects {}\n", store.object_count()));
+    out
+}
+
+fn parse_query(q: &str) -> HashMap<String, String> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(crate) fn json_response(code: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub(crate) fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, e.status())
+}

@@ -1,0 +1,798 @@
+//! The object store: every object of every type, one global resourceVersion, and a bounded history of changes
+//! that watches replay from. Requests older than the history get 410 Gone, exactly as after an etcd compaction.
+//!
+//! One mutex guards it; each operation is a few map operations under it (no scans of other types), so the store
+//! sustains thousands of writes per second on one core.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::error::ApiError;
+use crate::resources::{self, ResourceType};
+use crate::schema;
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::validation;
+
+/// `(group, plural)`.
+pub type TypeKey = (String, String);
+
+/// A stored object with its `(namespace, name)` key.
+type Entry<'a> = (&'a (String, String), &'a Arc<Value>);
+
+/// One change, as watches deliver it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// resourceVersion of the change.
+    pub rv: u64,
+    /// Type of the object.
+    pub key: TypeKey,
+    /// Namespace ("" for cluster-scoped).
+    pub namespace: String,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    /// The object after the change (before, for deletions).
+    pub object: Arc<Value>,
+}
+
+/// The outcome of a delete.
+#[derive(Debug)]
+pub enum Deleted {
+    /// Removed; here is its last state.
+    Gone(Value),
+    /// Marked for deletion; finalizers (or namespace contents) hold it.
+    Pending(Value),
+}
+
+/// All state.
+pub struct Store {
+    rv: u64,
+    types: BTreeMap<TypeKey, Arc<ResourceType>>,
+    objects: HashMap<TypeKey, BTreeMap<(String, String), Arc<Value>>>,
+    history: VecDeque<Arc<Change>>,
+    history_window: usize,
+    /// Watches from a resourceVersion below this get 410 Gone.
+    compacted_below: u64,
+    events: broadcast::Sender<Arc<Change>>,
+}
+
+impl Store {
+    /// An empty store keeping `history_window` changes for watches.
+    pub fn new(history_window: usize) -> Self {
+        let (events, _) = broadcast::channel(65536);
+        let mut store = Store {
+            rv: 1,
+            types: BTreeMap::new(),
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            history_window: history_window.max(1),
+            compacted_below: 0,
+            events,
+        };
+        for t in resources::builtins() {
+            store.types.insert(t.key(), t);
+        }
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            store.create(&core("namespaces"), "", obj, false).expect("bootstrap namespaces");
+        }
+        store
+    }
+
+    /// The current resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.rv
+    }
+
+    /// Subscribes to changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.events.subscribe()
+    }
+
+    /// Every registered type.
+    pub fn types(&self) -> impl Iterator<Item = &Arc<ResourceType>> {
+        self.types.values()
+    }
+
+    /// Finds a type by group and plural (or singular / short name, as kubectl may send).
+    pub fn resolve(&self, group: &str, resource: &str) -> Option<Arc<ResourceType>> {
+        self.types.get(&(group.to_owned(), resource.to_owned())).cloned()
+    }
+
+    /// Drops all history: every watch or list resuming from an older resourceVersion gets 410 Gone.
+    pub fn compact(&mut self) {
+        self.history.clear();
+        self.compacted_below = self.rv + 1;
+    }
+
+    /// Changes after `since` for `key` (all namespaces when `namespace` is None), or 410 if compacted.
+    pub fn changes_since(
+        &self,
+        key: &TypeKey,
+        namespace: Option<&str>,
+        since: u64,
+    ) -> Result<Vec<Arc<Change>>, ApiError> {
+        if since + 1 < self.compacted_below {
+            return Err(ApiError::expired(format!(
+                "too old resource version: {since} ({})",
+                self.compacted_below
+            )));
+        }
+        Ok(self
+            .history
+            .iter()
+            .filter(|c| c.rv > since && c.key == *key && namespace.is_none_or(|ns| c.namespace == ns))
+            .cloned()
+            .collect())
+    }
+
+    /// Gets one object.
+    pub fn get(&self, t: &ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        self.objects
+            .get(&t.key())
+            .and_then(|m| m.get(&(namespace.to_owned(), name.to_owned())))
+            .map(|o| (**o).clone())
+            .ok_or_else(|| ApiError::not_found(&t.group, &t.plural, name))
+    }
+
+    /// Lists objects, sorted by namespace then name, starting after `continue_after`, at most `limit`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn list(
+        &self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        labels: &LabelSelector,
+        fields: &FieldSelector,
+        continue_after: Option<&(String, String)>,
+        limit: Option<usize>,
+    ) -> (Vec<Arc<Value>>, Option<(String, String)>) {
+        let Some(map) = self.objects.get(&t.key()) else { return (Vec::new(), None) };
+        let range: Box<dyn Iterator<Item = Entry<'_>> + '_> = match (namespace, continue_after) {
+            (_, Some(after)) => Box::new(map.range(after.clone()..).filter(move |(k, _)| *k != after)),
+            (Some(ns), None) => Box::new(map.range((ns.to_owned(), String::new())..)),
+            (None, None) => Box::new(map.iter()),
+        };
+        let mut items = Vec::new();
+        let mut last = None;
+        for ((ns, name), obj) in range {
+            if let Some(want) = namespace
+                && ns != want
+            {
+                if ns.as_str() > want {
+                    break;
+                }
+                continue;
+            }
+            if !fields.matches(ns, name) || !labels.matches(&labels_of(obj)) {
+                continue;
+            }
+            if limit.is_some_and(|l| items.len() >= l) {
+                return (items, last);
+            }
+            last = Some((ns.clone(), name.clone()));
+            items.push(obj.clone());
+        }
+        (items, None)
+    }
+
+    /// Creates an object (`namespace` "" for cluster-scoped types).
+    pub fn create(
+        &mut self,
+        t: &ResourceType,
+        namespace: &str,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        if obj.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty)
+            && let Some(prefix) = obj.pointer("/metadata/generateName").and_then(Value::as_str)
+        {
+            let name = format!("{prefix}{}", random_suffix());
+            obj["metadata"]["name"] = json!(name);
+        }
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if name.is_empty() {
+            return Err(ApiError::invalid(
+                &t.kind,
+                &t.group,
+                "",
+                "metadata.name",
+                "Required value: name or generateName is required",
+            ));
+        }
+        let name_check = if t.plural == "namespaces" {
+            validation::dns1123_label(&name)
+        } else {
+            validation::dns1123_subdomain(&name)
+        };
+        if let Err(e) = name_check {
+            return Err(ApiError::invalid(
+                &t.kind,
+                &t.group,
+                &name,
+                "metadata.name",
+                &format!("Invalid value: \"{name}\": {e}"),
+            ));
+        }
+        if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
+            && !body_ns.is_empty()
+            && t.namespaced
+            && body_ns != namespace
+        {
+            return Err(ApiError::bad_request(format!(
+                "the namespace of the provided object does not match the namespace sent on the request ({body_ns} vs {namespace})"
+            )));
+        }
+        if t.namespaced {
+            self.check_namespace_accepts(t, namespace, &name)?;
+        }
+        let key = (namespace.to_owned(), name.clone());
+        if self.objects.get(&t.key()).is_some_and(|m| m.contains_key(&key)) {
+            return Err(ApiError::already_exists(&t.group, &t.plural, &name));
+        }
+        let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
+        meta.remove("resourceVersion");
+        meta.remove("deletionTimestamp");
+        meta.insert("uid".into(), json!(uuid()));
+        meta.insert("creationTimestamp".into(), json!(now()));
+        if t.namespaced {
+            meta.insert("namespace".into(), json!(namespace));
+        } else {
+            meta.remove("namespace");
+        }
+        if t.crd.is_some() {
+            meta.insert("generation".into(), json!(1));
+        }
+        obj["apiVersion"] = json!(t.api_version());
+        obj["kind"] = json!(t.kind);
+        self.default_and_validate(t, &mut obj, None)?;
+        if dry_run {
+            return Ok(obj);
+        }
+        let obj = self.commit(t, namespace, obj, "ADDED");
+        if t.plural == "customresourcedefinitions" {
+            return self.register_crd(obj);
+        }
+        Ok(obj)
+    }
+
+    /// Replaces an object. `status_only` is set for the `/status` subresource.
+    pub fn update(
+        &mut self,
+        t: &ResourceType,
+        namespace: &str,
+        name: &str,
+        mut obj: Value,
+        status_only: bool,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        let current = self.get(t, namespace, name)?;
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        if let Some(body_name) = obj.pointer("/metadata/name").and_then(Value::as_str)
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let Some(rv) = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+            && !rv.is_empty()
+            && rv != current["metadata"]["resourceVersion"]
+        {
+            return Err(ApiError::conflict(
+                &t.group,
+                &t.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+        // Fields the server owns.
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "namespace",
+            "generation",
+        ] {
+            match current["metadata"].get(field) {
+                Some(v) => obj["metadata"][field] = v.clone(),
+                None => {
+                    if let Some(m) = obj["metadata"].as_object_mut() {
+                        m.remove(field);
+                    }
+                }
+            }
+        }
+        obj["metadata"]["name"] = json!(name);
+        obj["apiVersion"] = json!(t.api_version());
+        obj["kind"] = json!(t.kind);
+        if status_only {
+            let mut merged = current.clone();
+            merged["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
+            obj = merged;
+        } else if t.status_subresource {
+            match current.get("status") {
+                Some(s) => obj["status"] = s.clone(),
+                None => {
+                    if let Some(m) = obj.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        self.check_immutable(t, &current, &obj, name)?;
+        self.default_and_validate(t, &mut obj, Some(&current))?;
+        if t.crd.is_some() && obj.get("spec") != current.get("spec") {
+            let generation = current["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            obj["metadata"]["generation"] = json!(generation);
+        }
+        let mut unchanged = obj.clone();
+        unchanged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        if unchanged == current {
+            // A no-op update does not bump the resourceVersion nor emit an event (as the real server).
+            return Ok(current);
+        }
+        if dry_run {
+            return Ok(obj);
+        }
+        let deleting = obj.pointer("/metadata/deletionTimestamp").is_some();
+        if deleting && finalizers_of(&obj).is_empty() && t.plural != "namespaces" {
+            let removed = self.remove(t, namespace, name).expect("object exists");
+            if t.namespaced {
+                self.finish_namespace(namespace);
+            }
+            return Ok(removed);
+        }
+        let obj = self.commit(t, namespace, obj, "MODIFIED");
+        if t.plural == "customresourcedefinitions" {
+            return self.register_crd(obj);
+        }
+        if t.plural == "namespaces" && deleting {
+            self.finish_namespace(name);
+        }
+        Ok(obj)
+    }
+
+    /// Deletes an object, honouring preconditions and finalizers; namespaces terminate first.
+    pub fn delete(
+        &mut self,
+        t: &ResourceType,
+        namespace: &str,
+        name: &str,
+        precondition_rv: Option<&str>,
+        precondition_uid: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Deleted, ApiError> {
+        let current = self.get(t, namespace, name)?;
+        if let Some(rv) = precondition_rv
+            && rv != current["metadata"]["resourceVersion"]
+        {
+            return Err(ApiError::conflict(
+                &t.group,
+                &t.plural,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                    current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(uid) = precondition_uid
+            && uid != current["metadata"]["uid"]
+        {
+            return Err(ApiError::conflict(
+                &t.group,
+                &t.plural,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    current["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        if dry_run {
+            return Ok(Deleted::Gone(current));
+        }
+        if t.plural == "namespaces" {
+            if current.pointer("/metadata/deletionTimestamp").is_none() {
+                let mut obj = current.clone();
+                obj["metadata"]["deletionTimestamp"] = json!(now());
+                obj["status"] = json!({"phase": "Terminating"});
+                self.commit(t, namespace, obj, "MODIFIED");
+            }
+            self.finish_namespace(name);
+            return Ok(match self.get(t, "", name) {
+                Ok(obj) => Deleted::Pending(obj),
+                Err(_) => Deleted::Gone(current),
+            });
+        }
+        if !finalizers_of(&current).is_empty() {
+            if current.pointer("/metadata/deletionTimestamp").is_some() {
+                return Ok(Deleted::Pending(current));
+            }
+            let mut obj = current;
+            obj["metadata"]["deletionTimestamp"] = json!(now());
+            obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            return Ok(Deleted::Pending(self.commit(t, namespace, obj, "MODIFIED")));
+        }
+        let removed = self.remove(t, namespace, name).expect("object exists");
+        if t.plural == "customresourcedefinitions" {
+            self.unregister_crd(&removed);
+        }
+        if t.namespaced {
+            self.finish_namespace(namespace);
+        }
+        Ok(Deleted::Gone(removed))
+    }
+
+    /// Number of objects of every type.
+    pub fn object_count(&self) -> usize {
+        self.objects.values().map(BTreeMap::len).sum()
+    }
+
+    fn check_namespace_accepts(&self, t: &ResourceType, namespace: &str, name: &str) -> Result<(), ApiError> {
+        let ns = self
+            .objects
+            .get(&core_key("namespaces"))
+            .and_then(|m| m.get(&(String::new(), namespace.to_owned())))
+            .ok_or_else(|| ApiError::not_found("", "namespaces", namespace))?;
+        if ns.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::forbidden(
+                &t.group,
+                &t.plural,
+                name,
+                &format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_immutable(
+        &self,
+        t: &ResourceType,
+        current: &Value,
+        new: &Value,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let immutable: &[&str] = match (t.group.as_str(), t.plural.as_str()) {
+            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => &["roleRef"],
+            ("", "secrets") => &["type"],
+            _ => &[],
+        };
+        for field in immutable {
+            if current.get(*field) != new.get(*field) {
+                return Err(ApiError::invalid(
+                    &t.kind,
+                    &t.group,
+                    name,
+                    field,
+                    &format!(
+                        "Invalid value: {}: field is immutable",
+                        new.get(*field).unwrap_or(&Value::Null)
+                    ),
+                ));
+            }
+        }
+        if current.get("immutable") == Some(&json!(true))
+            && (current.get("data") != new.get("data") || current.get("binaryData") != new.get("binaryData"))
+        {
+            return Err(ApiError::invalid(
+                &t.kind,
+                &t.group,
+                name,
+                "data",
+                "Forbidden: field is immutable when `immutable` is set",
+            ));
+        }
+        Ok(())
+    }
+
+    fn default_and_validate(
+        &self,
+        t: &ResourceType,
+        obj: &mut Value,
+        current: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if let Some(meta) = obj.get("metadata").and_then(Value::as_object) {
+            for (field, what) in [("labels", "label"), ("annotations", "annotation")] {
+                for (k, v) in meta.get(field).and_then(Value::as_object).into_iter().flatten() {
+                    validation::qualified_name(k).map_err(|e| {
+                        ApiError::invalid(
+                            &t.kind,
+                            &t.group,
+                            &name,
+                            &format!("metadata.{field}"),
+                            &format!("Invalid value: \"{k}\": {e}"),
+                        )
+                    })?;
+                    if what == "label" {
+                        validation::label_value(v.as_str().unwrap_or("")).map_err(|e| {
+                            ApiError::invalid(
+                                &t.kind,
+                                &t.group,
+                                &name,
+                                "metadata.labels",
+                                &format!("Invalid value: {v}: {e}"),
+                            )
+                        })?;
+                    }
+                }
+            }
+        }
+        match (t.group.as_str(), t.plural.as_str()) {
+            ("", "namespaces") if current.is_none() => {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+                obj["status"] = json!({"phase": "Active"});
+            }
+            ("", "secrets") if obj.get("type").is_none() => obj["type"] = json!("Opaque"),
+            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")
+                if obj.get("roleRef").is_none() =>
+            {
+                return Err(ApiError::invalid(&t.kind, &t.group, &name, "roleRef", "Required value"));
+            }
+            _ => {}
+        }
+        if let Some((_, schema)) = &t.crd {
+            let errors = schema::validate(schema, obj);
+            if let Some((field, message)) = errors.first() {
+                let mut e = ApiError::invalid(&t.kind, &t.group, &name, field, message);
+                let causes: Vec<Value> = errors
+                    .iter()
+                    .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
+                    .collect();
+                e.details = Some(json!({"name": name, "group": t.group, "kind": t.kind, "causes": causes}));
+                if errors.len() > 1 {
+                    let all: Vec<String> = errors.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+                    e.message = format!("{}.{} \"{name}\" is invalid: [{}]", t.kind, t.group, all.join(", "));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `obj` with a new resourceVersion and records the change.
+    fn commit(&mut self, t: &ResourceType, namespace: &str, mut obj: Value, kind: &'static str) -> Value {
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let stored = Arc::new(obj);
+        self.objects.entry(t.key()).or_default().insert((namespace.to_owned(), name), stored.clone());
+        self.record(t, namespace, kind, stored.clone());
+        (*stored).clone()
+    }
+
+    fn remove(&mut self, t: &ResourceType, namespace: &str, name: &str) -> Option<Value> {
+        let obj = self.objects.get_mut(&t.key())?.remove(&(namespace.to_owned(), name.to_owned()))?;
+        self.rv += 1;
+        let mut last = (*obj).clone();
+        last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.record(t, namespace, "DELETED", Arc::new(last.clone()));
+        Some(last)
+    }
+
+    fn record(&mut self, t: &ResourceType, namespace: &str, kind: &'static str, object: Arc<Value>) {
+        let change =
+            Arc::new(Change { rv: self.rv, key: t.key(), namespace: namespace.to_owned(), kind, object });
+        self.history.push_back(change.clone());
+        while self.history.len() > self.history_window {
+            if let Some(dropped) = self.history.pop_front() {
+                self.compacted_below = dropped.rv + 1;
+            }
+        }
+        let _ = self.events.send(change);
+    }
+
+    /// Drives a terminating namespace: deletes its contents (objects with finalizers wait), and removes it once
+    /// it is empty.
+    fn finish_namespace(&mut self, namespace: &str) {
+        let ns_type = core("namespaces");
+        let Ok(ns) = self.get(&ns_type, "", namespace) else { return };
+        if ns.pointer("/metadata/deletionTimestamp").is_none() {
+            return;
+        }
+        let keys: Vec<TypeKey> = self.objects.keys().cloned().collect();
+        let mut remaining = 0;
+        for key in keys {
+            let Some(t) = self.types.get(&key).cloned() else { continue };
+            if !t.namespaced {
+                continue;
+            }
+            let names: Vec<String> = self
+                .objects
+                .get(&key)
+                .map(|m| {
+                    m.range((namespace.to_owned(), String::new())..)
+                        .take_while(|((ns, _), _)| ns == namespace)
+                        .map(|((_, n), _)| n.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for name in names {
+                let current = self.get(&t, namespace, &name).expect("listed");
+                if finalizers_of(&current).is_empty() {
+                    self.remove(&t, namespace, &name);
+                } else {
+                    remaining += 1;
+                    if current.pointer("/metadata/deletionTimestamp").is_none() {
+                        let mut obj = current;
+                        obj["metadata"]["deletionTimestamp"] = json!(now());
+                        self.commit(&t, namespace, obj, "MODIFIED");
+                    }
+                }
+            }
+        }
+        if remaining == 0 && finalizers_of(&ns).is_empty() {
+            self.remove(&ns_type, "", namespace);
+        }
+    }
+
+    fn register_crd(&mut self, crd: Value) -> Result<Value, ApiError> {
+        let spec = &crd["spec"];
+        let group = spec["group"].as_str().unwrap_or_default().to_owned();
+        let names = &spec["names"];
+        let plural = names["plural"].as_str().unwrap_or_default().to_owned();
+        let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let served: Vec<&Value> = spec["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| v["served"] == json!(true))
+            .collect();
+        let storage = served.iter().find(|v| v["storage"] == json!(true)).or(served.first()).copied();
+        let Some(storage) = storage else {
+            return Err(ApiError::invalid(
+                "CustomResourceDefinition",
+                "apiextensions.k8s.io",
+                &name,
+                "spec.versions",
+                "Invalid value: must have exactly one version marked as storage version",
+            ));
+        };
+        if name != format!("{plural}.{group}") {
+            return Err(ApiError::invalid(
+                "CustomResourceDefinition",
+                "apiextensions.k8s.io",
+                &name,
+                "metadata.name",
+                &format!("Invalid value: \"{name}\": must be spec.names.plural+\".\"+spec.group"),
+            ));
+        }
+        let mut versions: Vec<String> = vec![storage["name"].as_str().unwrap_or_default().to_owned()];
+        versions.extend(
+            served
+                .iter()
+                .filter_map(|v| v["name"].as_str())
+                .filter(|v| *v != versions[0])
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        );
+        let t = ResourceType {
+            group: group.clone(),
+            versions,
+            plural: plural.clone(),
+            singular: names["singular"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| names["kind"].as_str().unwrap_or_default().to_ascii_lowercase()),
+            kind: names["kind"].as_str().unwrap_or_default().to_owned(),
+            namespaced: spec["scope"] == json!("Namespaced"),
+            short_names: names["shortNames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect(),
+            status_subresource: storage.pointer("/subresources/status").is_some(),
+            verbs: vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            crd: Some((
+                name.clone(),
+                storage
+                    .pointer("/schema/openAPIV3Schema")
+                    .cloned()
+                    .unwrap_or(json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})),
+            )),
+        };
+        self.types.insert((group, plural), Arc::new(t));
+        let mut obj = crd.clone();
+        obj["status"] = json!({
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now()},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now()}
+            ],
+            "acceptedNames": names.clone(),
+            "storedVersions": [storage["name"].clone()],
+        });
+        if obj.get("status") == crd.get("status") {
+            return Ok(crd);
+        }
+        let crd_type = self.resolve("apiextensions.k8s.io", "customresourcedefinitions").expect("builtin");
+        Ok(self.commit(&crd_type, "", obj, "MODIFIED"))
+    }
+
+    fn unregister_crd(&mut self, crd: &Value) {
+        let key = (
+            crd["spec"]["group"].as_str().unwrap_or_default().to_owned(),
+            crd["spec"]["names"]["plural"].as_str().unwrap_or_default().to_owned(),
+        );
+        let Some(t) = self.types.remove(&key) else { return };
+        let names: Vec<(String, String)> =
+            self.objects.get(&key).map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        for (ns, name) in names {
+            self.remove(&t, &ns, &name);
+        }
+        self.objects.remove(&key);
+    }
+}
+
+/// A core type (panics on unknown names; for built-ins only).
+fn core(plural: &str) -> ResourceType {
+    resources::builtins()
+        .into_iter()
+        .find(|t| t.group.is_empty() && t.plural == plural)
+        .map(|t| (*t).clone())
+        .expect("core type")
+}
+
+fn core_key(plural: &str) -> TypeKey {
+    (String::new(), plural.to_owned())
+}
+
+/// `metadata.labels` as a map.
+pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .unwrap_or_default()
+}
+
+fn finalizers_of(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// RFC 3339 UTC with second precision, as metav1.Time.
+pub fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn uuid() -> String {
+    let b: [u8; 16] = rand::random();
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0x0f,
+        b[7],
+        8 | (b[8] & 0x3),
+        b[8] >> 4,
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    )
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5).map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char).collect()
+}

@@ -1,0 +1,198 @@
+//! apisim driven by the real kube client over HTTPS: the strict behaviours controllers depend on.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use hnc_apisim::{ApiSim, Config};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+async fn client(sim: &ApiSim) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token())).unwrap();
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+fn cm(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}})).unwrap()
+}
+
+fn ns(name: &str) -> Namespace {
+    serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
+}
+
+fn code(e: kube::Error) -> u16 {
+    match e {
+        kube::Error::Api(s) => s.code,
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn stale_updates_conflict_and_duplicates_already_exist() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    let created = api.create(&PostParams::default(), &cm("a")).await.unwrap();
+    assert!(created.uid().is_some() && created.creation_timestamp().is_some());
+    assert_eq!(code(api.create(&PostParams::default(), &cm("a")).await.unwrap_err()), 409);
+
+    let mut first = created.clone();
+    first.data = Some([("k".to_owned(), "1".to_owned())].into());
+    api.replace("a", &PostParams::default(), &first).await.unwrap();
+    let mut stale = created;
+    stale.data = Some([("k".to_owned(), "2".to_owned())].into());
+    assert_eq!(code(api.replace("a", &PostParams::default(), &stale).await.unwrap_err()), 409);
+
+    // A merge patch carrying a stale resourceVersion is a precondition too.
+    let patch = json!({"metadata": {"resourceVersion": "1"}, "data": {"k": "3"}});
+    assert_eq!(code(api.patch("a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap_err()), 409);
+    assert_eq!(code(api.create(&PostParams::default(), &cm("Not_Valid")).await.unwrap_err()), 422);
+    assert_eq!(code(api.get("missing").await.unwrap_err()), 404);
+}
+
+#[tokio::test]
+async fn watcher_recovers_from_410_by_relisting() {
+    let sim = ApiSim::start(Config { history_window: 5, ..Default::default() }).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    api.create(&PostParams::default(), &cm("before")).await.unwrap();
+
+    let stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let mut stream = stream;
+    // Initial list.
+    let mut seen = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap() {
+        match event.unwrap() {
+            watcher::Event::InitApply(o) => seen.push(o.name_any()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(seen, ["before"]);
+
+    // The watch is dropped and history compacted while changes happen: resuming gets 410, the watcher relists.
+    sim.compact();
+    sim.faults().drop_watches();
+    for i in 0..10 {
+        api.create(&PostParams::default(), &cm(&format!("during-{i}"))).await.unwrap();
+    }
+    let mut relisted = Vec::new();
+    let mut saw_init = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout_at(deadline, stream.next()).await.expect("watcher relists").unwrap();
+        match event {
+            Ok(watcher::Event::Init) => saw_init = true,
+            Ok(watcher::Event::InitApply(o)) if saw_init => relisted.push(o.name_any()),
+            Ok(watcher::Event::InitDone) if saw_init => break,
+            _ => {}
+        }
+    }
+    assert_eq!(relisted.len(), 11, "{relisted:?}");
+    // Only a 410 makes the watcher relist: a second LIST proves the resumed watch was refused as expired.
+    assert!(sim.request_count("LIST", "configmaps") >= 2, "recovered by relisting");
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    let mut obj = cm("held");
+    obj.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    api.delete("held", &DeleteParams::default()).await.unwrap();
+    let held = api.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    api.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+        .await
+        .unwrap();
+    assert_eq!(code(api.get("held").await.unwrap_err()), 404);
+}
+
+#[tokio::test]
+async fn namespaces_terminate_refuse_content_and_disappear() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let c = client(&sim).await;
+    let namespaces: Api<Namespace> = Api::all(c.clone());
+    namespaces.create(&PostParams::default(), &ns("doomed")).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "doomed");
+    cms.create(&PostParams::default(), &cm("plain")).await.unwrap();
+    let mut held = cm("held");
+    held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    cms.create(&PostParams::default(), &held).await.unwrap();
+
+    namespaces.delete("doomed", &DeleteParams::default()).await.unwrap();
+    let terminating = namespaces.get("doomed").await.unwrap();
+    assert_eq!(terminating.status.unwrap().phase.as_deref(), Some("Terminating"));
+    assert_eq!(code(cms.get("plain").await.unwrap_err()), 404, "contents are deleted");
+    assert_eq!(code(cms.create(&PostParams::default(), &cm("new")).await.unwrap_err()), 403);
+
+    cms.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": []}})))
+        .await
+        .unwrap();
+    assert_eq!(code(namespaces.get("doomed").await.unwrap_err()), 404, "gone once empty");
+    assert_eq!(
+        code(
+            Api::<ConfigMap>::namespaced(c, "nowhere")
+                .create(&PostParams::default(), &cm("x"))
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
+}
+
+#[tokio::test]
+async fn hnc_crds_install_and_enforce_their_schemas() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+    assert_eq!(hnc_apisim::install_crds_from_dir(&sim, &dir).await.unwrap(), 4);
+    let c = client(&sim).await;
+    let resources = c.list_api_group_resources("hnc.x-k8s.io/v1alpha2").await.unwrap();
+    let mut names: Vec<_> = resources.resources.iter().map(|r| r.name.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["hierarchicalresourcequotas", "hierarchyconfigurations", "hncconfigurations", "subnamespaceanchors"]
+    );
+
+    let hcs: Api<hnc_api_like::Hc> = Api::namespaced_with(c.clone(), "default", &hnc_api_like::resource());
+    let good = serde_json::from_value(
+        json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+        "metadata": {"name": "hierarchy"}, "spec": {"parent": "kube-public", "unknownField": 1}}),
+    )
+    .unwrap();
+    let created = hcs.create(&PostParams::default(), &good).await.unwrap();
+    assert_eq!(created.data["spec"], json!({"parent": "kube-public"}), "unknown fields are pruned");
+    let wrong_name = serde_json::from_value(
+        json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+        "metadata": {"name": "other"}, "spec": {}}),
+    )
+    .unwrap();
+    let err = hcs.create(&PostParams::default(), &wrong_name).await.unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422);
+            assert!(s.message.contains("metadata.name") && s.message.contains("hierarchy"), "{}", s.message);
+        }
+        other => panic!("{other}"),
+    }
+}
+
+/// The HNC kinds as dynamic objects (apisim's tests do not depend on hnc-api).
+mod hnc_api_like {
+    pub type Hc = kube::core::DynamicObject;
+    pub fn resource() -> kube::core::ApiResource {
+        kube::core::ApiResource {
+            group: "hnc.x-k8s.io".into(),
+            version: "v1alpha2".into(),
+            api_version: "hnc.x-k8s.io/v1alpha2".into(),
+            kind: "HierarchyConfiguration".into(),
+            plural: "hierarchyconfigurations".into(),
+        }
+    }
+}

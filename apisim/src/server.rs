@@ -109,6 +109,7 @@ pub(crate) async fn handle(
             };
         }
         ["apis", group, version] => return json_response(200, resource_list(&shared, group, version)),
+        // OpenAPI documents are not served (kubectl wants them as protobuf): kubectl needs --validate=false.
         ["openapi", ..] => return error_response(&ApiError::not_found("", "openapi", &path)),
         _ => {}
     }
@@ -131,7 +132,13 @@ pub(crate) async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let response = if let Some((code, retry_after)) = fault {
+    let content_type =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let json_body = content_type.contains("json") || body.is_empty();
+    let response = if matches!(verb, "POST" | "PUT") && !json_body {
+        // Protobuf and CBOR are not served; clients fall back to JSON on 415 as with any server lacking them.
+        error_response(&ApiError::unsupported_media_type(content_type))
+    } else if let Some((code, retry_after)) = fault {
         let mut r = error_response(&ApiError::injected(code, retry_after));
         if let Some(secs) = retry_after {
             r.headers_mut().insert("Retry-After", secs.to_string().parse().expect("digits"));

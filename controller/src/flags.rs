@@ -18,6 +18,19 @@ pub struct Flags {
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
 
+    /// Run against an embedded API server (apisim) on 127.0.0.1 instead of a cluster: no cluster needed. The
+    /// HNC CRDs are installed and an admin kubeconfig is written to --embedded-kubeconfig for kubectl.
+    #[arg(long, conflicts_with = "kubeconfig")]
+    pub embedded: bool,
+
+    /// Where --embedded writes its admin kubeconfig.
+    #[arg(long, default_value = "hnc-embedded.kubeconfig")]
+    pub embedded_kubeconfig: PathBuf,
+
+    /// HTTPS port of the embedded API server (0 = any free port).
+    #[arg(long, default_value_t = 6443)]
+    pub embedded_port: u16,
+
     /// Requests per second the writer starts from and never exceeds (upstream: client QPS; burst 1.5x).
     #[arg(long, default_value_t = 50.0)]
     pub apiserver_qps_throttle: f64,

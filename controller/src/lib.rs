@@ -2,6 +2,7 @@
 //! process lifecycle. Reconcilers, the writer and webhooks plug into [`run`].
 
 pub mod config;
+pub mod embedded;
 pub mod flags;
 pub mod hierarchy;
 pub mod ops;

@@ -38,7 +38,22 @@ pub fn main(flags: Flags) -> ExitCode {
 }
 
 /// Runs until a termination signal, or returns the error that stopped it.
-pub async fn run(flags: Flags) -> anyhow::Result<()> {
+pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
+    // Kept alive for the whole run: dropping it stops the embedded API server.
+    let _embedded = match flags.embedded {
+        true => {
+            let sim = crate::embedded::start(&flags).await?;
+            flags.kubeconfig = Some(flags.embedded_kubeconfig.clone());
+            // A development mode: keep every listener on loopback unless told otherwise.
+            for addr in [&mut flags.health_probe_bind_address, &mut flags.metrics_addr] {
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+            }
+            Some(sim)
+        }
+        false => None,
+    };
     for flag in flags.ignored_upstream_flags() {
         tracing::warn!(flag, "upstream flag accepted for compatibility; it has no effect here");
     }

@@ -1,0 +1,293 @@
+//! The end-to-end harness.
+//!
+//! By default a test gets an in-process `apisim` (HTTPS, real admission and RBAC) with HNC's CRDs installed, and
+//! starts controller replicas as child processes it can kill and restart. With `HNC_E2E_KUBECONFIG` set, the same
+//! tests run against that cluster instead (where HNC is expected to be deployed already); scenarios that need to
+//! kill processes are skipped there with a message.
+//!
+//! Every process and port a test opens is released when its [`TestEnv`] is dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use kube::Client;
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+
+/// Environment variable naming a kubeconfig of a real cluster to run against.
+pub const REAL_CLUSTER_ENV: &str = "HNC_E2E_KUBECONFIG";
+
+/// A cluster for one test, with the controller replicas the test started.
+pub struct TestEnv {
+    /// Admin client.
+    pub client: Client,
+    sim: Option<hnc_apisim::ApiSim>,
+    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
+    controller_binary: PathBuf,
+    replicas: Vec<Option<Replica>>,
+}
+
+impl TestEnv {
+    /// apisim with HNC's CRDs (or the real cluster from `HNC_E2E_KUBECONFIG`). `controller_binary` is
+    /// `env!("CARGO_BIN_EXE_hnc-e2e-controller")` in the calling test.
+    pub async fn start(controller_binary: &str) -> anyhow::Result<TestEnv> {
+        Self::start_with(controller_binary, true).await
+    }
+
+    /// Like [`TestEnv::start`], optionally without installing the CRDs (apisim only).
+    pub async fn start_with(controller_binary: &str, install_crds: bool) -> anyhow::Result<TestEnv> {
+        let dir = tempfile::tempdir()?;
+        if let Ok(path) = std::env::var(REAL_CLUSTER_ENV) {
+            let client = client_from(&Kubeconfig::read_from(&path)?).await?;
+            return Ok(TestEnv {
+                client,
+                sim: None,
+                kubeconfig: PathBuf::from(path),
+                dir,
+                controller_binary: controller_binary.into(),
+                replicas: Vec::new(),
+            });
+        }
+        let sim = hnc_apisim::ApiSim::start(hnc_apisim::Config::default()).await?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig, sim.admin_token())?;
+        if install_crds {
+            hnc_apisim::install_crds_from_dir(&sim, &crds_dir()).await?;
+        }
+        let client = client_from(&Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token()))?).await?;
+        Ok(TestEnv {
+            client,
+            sim: Some(sim),
+            kubeconfig,
+            dir,
+            controller_binary: controller_binary.into(),
+            replicas: Vec::new(),
+        })
+    }
+
+    /// The simulated API server, or `None` against a real cluster.
+    pub fn sim(&self) -> Option<&hnc_apisim::ApiSim> {
+        self.sim.as_ref()
+    }
+
+    /// True when running against `HNC_E2E_KUBECONFIG`.
+    pub fn is_real_cluster(&self) -> bool {
+        self.sim.is_none()
+    }
+
+    /// Starts a controller replica (apisim only) with its own user, so apisim can attribute its writes.
+    /// Returns its index. Waits until it serves `/healthz`.
+    pub async fn start_replica(&mut self, id: &str, extra_args: &[&str]) -> anyhow::Result<usize> {
+        let Some(sim) = &self.sim else { bail!("replicas are deployed by the cluster, not by the test") };
+        let token = format!("token-{id}");
+        sim.add_user(
+            &token,
+            &format!("system:serviceaccount:hnc-system:{id}"),
+            &["system:serviceaccounts", "system:serviceaccounts:hnc-system", "system:masters"],
+        );
+        let kubeconfig = self.dir.path().join(format!("kubeconfig-{id}"));
+        sim.write_kubeconfig(&kubeconfig, &token)?;
+        let replica =
+            Replica::spawn(&self.controller_binary, &kubeconfig, id, self.dir.path(), extra_args).await?;
+        self.replicas.push(Some(replica));
+        Ok(self.replicas.len() - 1)
+    }
+
+    /// The running replica at `index`.
+    pub fn replica(&self, index: usize) -> &Replica {
+        self.replicas[index].as_ref().expect("replica was stopped")
+    }
+
+    /// Kills a replica with SIGKILL (no cleanup on its side).
+    pub fn kill_replica(&mut self, index: usize) {
+        if let Some(mut replica) = self.replicas[index].take() {
+            let _ = replica.child.kill();
+            let _ = replica.child.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop_replica(&mut self, index: usize) -> anyhow::Result<std::process::ExitStatus> {
+        let mut replica = self.replicas[index].take().context("replica already stopped")?;
+        replica.terminate()
+    }
+
+    /// The kubeconfig the admin client uses (for kubectl).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for replica in self.replicas.iter_mut().filter_map(Option::take) {
+            drop(replica);
+        }
+    }
+}
+
+/// A controller process.
+pub struct Replica {
+    child: Child,
+    /// Replica identity.
+    pub id: String,
+    /// Where it serves `/healthz` and `/readyz`.
+    pub health: SocketAddr,
+    /// Where it serves `/metrics`.
+    pub metrics: SocketAddr,
+    /// Its JSON log.
+    pub log: PathBuf,
+}
+
+impl Replica {
+    async fn spawn(
+        binary: &Path,
+        kubeconfig: &Path,
+        id: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Replica> {
+        let log = dir.join(format!("{id}.log"));
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = Command::new(binary)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args([
+                "--replica-id",
+                id,
+                "--health-probe-bind-address=127.0.0.1:0",
+                "--metrics-addr=127.0.0.1:0",
+            ])
+            .args(extra)
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let mut replica = Replica {
+            child,
+            id: id.to_owned(),
+            health: ([0, 0, 0, 0], 0).into(),
+            metrics: ([0, 0, 0, 0], 0).into(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((health, metrics)) = listening_addresses(&replica.log) {
+                replica.health = health;
+                replica.metrics = metrics;
+                return Ok(replica);
+            }
+            if let Some(status) = replica.child.try_wait()? {
+                bail!("replica {id} exited with {status} before listening:\n{}", replica.log_text());
+            }
+            if Instant::now() > deadline {
+                bail!("replica {id} did not start listening within 30 s:\n{}", replica.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything the replica logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET a path on the health server; returns (status, body).
+    pub async fn get_health(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        get(self.health, path).await
+    }
+
+    /// GET `/metrics`.
+    pub async fn get_metrics(&self) -> anyhow::Result<String> {
+        Ok(get(self.metrics, "/metrics").await?.1)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((200, _)) = self.get_health("/readyz").await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("replica {} not ready within {timeout:?}:\n{}", self.id, self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -TERM failed: {status}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("replica {} ignored SIGTERM for 20 s", self.id);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses the "ops server listening" log line.
+fn listening_addresses(log: &Path) -> Option<(SocketAddr, SocketAddr)> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|v| {
+        if v.get("message")?.as_str()? != "ops server listening" {
+            return None;
+        }
+        Some((v.get("health_addr")?.as_str()?.parse().ok()?, v.get("metrics_addr")?.as_str()?.parse().ok()?))
+    })
+}
+
+async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let response = reqwest::get(format!("http://{addr}{path}")).await?;
+    Ok((response.status().as_u16(), response.text().await?))
+}
+
+async fn client_from(kubeconfig: &Kubeconfig) -> anyhow::Result<Client> {
+    let config = Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// `manifests/crds` of this repository.
+pub fn crds_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds")
+}
+
+/// Polls `check` until it returns `Some`, or fails after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -51,7 +51,12 @@ async fn embedded_mode_needs_no_cluster() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("embedded.kubeconfig");
     let mut child = std::process::Command::new(BINARY)
-        .args(["--embedded", "--embedded-port=0", "--metrics-addr=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
+        .args([
+            "--embedded",
+            "--embedded-port=0",
+            "--metrics-addr=127.0.0.1:0",
+            "--health-probe-bind-address=127.0.0.1:0",
+        ])
         .arg("--embedded-kubeconfig")
         .arg(&kubeconfig)
         .env_remove("KUBECONFIG")
@@ -81,7 +86,14 @@ async fn embedded_mode_needs_no_cluster() -> anyhow::Result<()> {
     let resources = client.list_api_group_resources("hnc.x-k8s.io/v1alpha2").await?;
     assert_eq!(resources.resources.len(), 4);
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
-    assert!(namespaces.list(&Default::default()).await?.items.iter().any(|n| n.metadata.name.as_deref() == Some("default")));
+    assert!(
+        namespaces
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some("default"))
+    );
 
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?.success());
     let status = child.wait()?;

@@ -63,6 +63,11 @@ impl ApiError {
             .with_details(name, group, plural)
     }
 
+    /// 403 Forbidden with a complete message (RBAC denials).
+    pub fn forbidden_raw(message: String, attrs: &crate::rbac::Attributes) -> Self {
+        Self::new(403, "Forbidden", message).with_details(&attrs.name, &attrs.group, &attrs.resource)
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message.into())

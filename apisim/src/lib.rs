@@ -15,6 +15,8 @@
 
 mod error;
 mod faults;
+mod protobuf;
+mod rbac;
 mod resources;
 mod schema;
 mod selector;

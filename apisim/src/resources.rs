@@ -71,6 +71,13 @@ fn builtin(
     })
 }
 
+/// A create-only review type of `authorization.k8s.io` (answered, never stored).
+fn review(plural: &str, kind: &str) -> Arc<ResourceType> {
+    let mut t = (*builtin("authorization.k8s.io", "v1", plural, kind, false, &[])).clone();
+    t.verbs = vec!["create"];
+    Arc::new(t)
+}
+
 /// The built-in resource types.
 pub fn builtins() -> Vec<Arc<ResourceType>> {
     vec![
@@ -112,5 +119,7 @@ pub fn builtins() -> Vec<Arc<ResourceType>> {
             false,
             &["crd", "crds"],
         ),
+        review("subjectaccessreviews", "SubjectAccessReview"),
+        review("selfsubjectaccessreviews", "SelfSubjectAccessReview"),
     ]
 }

@@ -128,6 +128,29 @@ pub(crate) async fn handle(
             (&Method::DELETE, _, _) => "DELETE",
             _ => return error_response(&ApiError::method_not_allowed(format!("{method} is not supported"))),
         };
+    let attrs = crate::rbac::Attributes {
+        verb: rbac_verb(verb).to_owned(),
+        group: target.t.group.clone(),
+        resource: target.t.plural.clone(),
+        subresource: target.subresource.clone().unwrap_or_default(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        name: target.name.clone().unwrap_or_default(),
+    };
+    let (allowed, _) = crate::rbac::authorize(&shared.store.lock(), &user, &attrs);
+    if !allowed {
+        let e = ApiError::forbidden_raw(crate::rbac::forbidden_message(&user, &attrs), &attrs);
+        count(&shared, verb, &target.t.plural, e.code);
+        return error_response(&e);
+    }
+    if target.t.group == "authorization.k8s.io" {
+        let response = if verb == "POST" {
+            review(&shared, &target.t.plural, &headers, &body, &user)
+        } else {
+            error_response(&ApiError::method_not_allowed(format!("{} only supports create", target.t.plural)))
+        };
+        count(&shared, verb, &target.t.plural, response.status().as_u16());
+        return response;
+    }
     let (latency, fault) = shared.faults.decide(verb, &target.t.plural);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -150,11 +173,7 @@ pub(crate) async fn handle(
         serve(&shared, &target, verb, &query, &headers, &body, &user)
     };
     let code = response.status().as_u16();
-    *shared
-        .requests
-        .lock()
-        .entry((verb.to_owned(), target.t.plural.clone(), code.to_string()))
-        .or_default() += 1;
+    count(&shared, verb, &target.t.plural, code);
     if matches!(verb, "POST" | "PUT" | "PATCH" | "DELETE") {
         let name = target.name.clone().unwrap_or_else(|| {
             serde_json::from_slice::<Value>(&body)
@@ -173,6 +192,76 @@ pub(crate) async fn handle(
         });
     }
     response
+}
+
+fn count(shared: &Shared, verb: &str, resource: &str, code: u16) {
+    *shared.requests.lock().entry((verb.to_owned(), resource.to_owned(), code.to_string())).or_default() += 1;
+}
+
+/// The RBAC verb of a request.
+fn rbac_verb(verb: &str) -> &'static str {
+    match verb {
+        "GET" => "get",
+        "LIST" => "list",
+        "WATCH" => "watch",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" => "patch",
+        _ => "delete",
+    }
+}
+
+/// Answers a SubjectAccessReview (for the user in its spec) or SelfSubjectAccessReview (for the requester).
+fn review(shared: &Shared, plural: &str, headers: &HeaderMap, body: &[u8], requester: &User) -> Response {
+    let protobuf =
+        headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("protobuf"));
+    let parsed = if protobuf {
+        crate::protobuf::decode_access_review(body)
+            .map_err(|e| ApiError::bad_request(format!("cannot decode protobuf body: {e}")))
+    } else {
+        parse_body(body)
+    };
+    let mut obj = match parsed {
+        Ok(v) => v,
+        Err(e) => return error_response(&e),
+    };
+    obj["kind"] = json!(if plural == "selfsubjectaccessreviews" {
+        "SelfSubjectAccessReview"
+    } else {
+        "SubjectAccessReview"
+    });
+    let spec = &obj["spec"];
+    let user = if plural == "selfsubjectaccessreviews" {
+        requester.clone()
+    } else {
+        User {
+            name: spec["user"].as_str().unwrap_or_default().to_owned(),
+            groups: spec["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_str().map(str::to_owned))
+                .collect(),
+        }
+    };
+    let Some(ra) = spec.get("resourceAttributes").filter(|r| r.is_object()) else {
+        return error_response(&ApiError::bad_request(
+            "only resourceAttributes are supported in access reviews",
+        ));
+    };
+    let field = |k: &str| ra[k].as_str().unwrap_or_default().to_owned();
+    let attrs = crate::rbac::Attributes {
+        verb: field("verb"),
+        group: field("group"),
+        resource: field("resource"),
+        subresource: field("subresource"),
+        namespace: field("namespace"),
+        name: field("name"),
+    };
+    let (allowed, reason) = crate::rbac::authorize(&shared.store.lock(), &user, &attrs);
+    obj["status"] = json!({"allowed": allowed, "reason": reason});
+    obj["apiVersion"] = json!("authorization.k8s.io/v1");
+    json_response(201, obj)
 }
 
 fn authenticate(shared: &Shared, headers: &HeaderMap) -> Option<User> {

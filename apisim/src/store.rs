@@ -78,6 +78,18 @@ impl Store {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             store.create(&core("namespaces"), "", obj, false).expect("bootstrap namespaces");
         }
+        // As in every cluster: any authenticated user may ask what it is allowed to do.
+        let rbac = |plural: &str| store.resolve("rbac.authorization.k8s.io", plural).expect("builtin");
+        let (role, binding) = (rbac("clusterroles"), rbac("clusterrolebindings"));
+        store
+            .create(&role, "", json!({"metadata": {"name": "system:basic-user"}, "rules": [{"apiGroups": ["authorization.k8s.io"],
+                "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]}]}), false)
+            .expect("bootstrap role");
+        store
+            .create(&binding, "", json!({"metadata": {"name": "system:basic-user"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:basic-user"},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]}), false)
+            .expect("bootstrap binding");
         store
     }
 
@@ -204,10 +216,11 @@ impl Store {
                 "Required value: name or generateName is required",
             ));
         }
-        let name_check = if t.plural == "namespaces" {
-            validation::dns1123_label(&name)
-        } else {
-            validation::dns1123_subdomain(&name)
+        let name_check = match (t.group.as_str(), t.plural.as_str()) {
+            ("", "namespaces") => validation::dns1123_label(&name),
+            // RBAC objects only need to be valid path segments (e.g. `system:basic-user`).
+            ("rbac.authorization.k8s.io", _) => validation::path_segment(&name),
+            _ => validation::dns1123_subdomain(&name),
         };
         if let Err(e) = name_check {
             return Err(ApiError::invalid(
@@ -430,6 +443,35 @@ impl Store {
             self.finish_namespace(namespace);
         }
         Ok(Deleted::Gone(removed))
+    }
+
+    /// Every object of `group`/`plural`.
+    pub fn all_objects(&self, group: &str, plural: &str) -> Vec<Arc<Value>> {
+        self.objects
+            .get(&(group.to_owned(), plural.to_owned()))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The objects of `group`/`plural` in `namespace`.
+    pub fn objects_in(&self, group: &str, plural: &str, namespace: &str) -> Vec<Arc<Value>> {
+        self.objects
+            .get(&(group.to_owned(), plural.to_owned()))
+            .map(|m| {
+                m.range((namespace.to_owned(), String::new())..)
+                    .take_while(|((ns, _), _)| ns == namespace)
+                    .map(|(_, o)| o.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// One object of `group`/`plural`, if present.
+    pub fn object(&self, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.objects
+            .get(&(group.to_owned(), plural.to_owned()))?
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
     }
 
     /// Number of objects of every type.

@@ -33,6 +33,17 @@ pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
     }
 }
 
+/// A name usable as one URL path segment (the rule for RBAC object names).
+pub fn path_segment(s: &str) -> Result<(), String> {
+    if s == "." || s == ".." {
+        return Err(format!("may not be '{s}'"));
+    }
+    if let Some(bad) = ["/", "%"].iter().find(|c| s.contains(**c)) {
+        return Err(format!("may not contain '{bad}'"));
+    }
+    Ok(())
+}
+
 fn name_part(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -85,6 +96,8 @@ mod tests {
         assert!(qualified_name("hnc.x-k8s.io/inherited-from").is_ok());
         assert!(qualified_name("a.tree.hnc.x-k8s.io/depth").is_ok());
         assert!(qualified_name("bad key").is_err());
+        assert!(path_segment("system:basic-user").is_ok());
+        assert!(path_segment("a/b").is_err());
         assert!(label_value("").is_ok());
         assert!(label_value("x y").is_err());
     }

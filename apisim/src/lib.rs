@@ -13,6 +13,7 @@
 //! strategic-merge semantics for lists (strategic merge patches are applied as JSON merge patches), per-client
 //! rate limiting.
 
+mod admission;
 mod error;
 mod faults;
 mod protobuf;

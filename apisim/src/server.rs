@@ -13,6 +13,7 @@ use base64::Engine;
 use parking_lot::{Mutex, RwLock};
 use serde_json::{Value, json};
 
+use crate::admission;
 use crate::error::ApiError;
 use crate::faults::Faults;
 use crate::resources::{ResourceType, api_version};
@@ -170,7 +171,7 @@ pub(crate) async fn handle(
     } else if verb == "WATCH" {
         watch(&shared, &target, &query)
     } else {
-        serve(&shared, &target, verb, &query, &headers, &body, &user)
+        serve(&shared, &target, verb, &query, &headers, &body, &user).await
     };
     let code = response.status().as_u16();
     count(&shared, verb, &target.t.plural, code);
@@ -318,17 +319,18 @@ fn resolve_target(shared: &Shared, segments: &[&str]) -> Result<Target, ApiError
     }
 }
 
-fn serve(
+async fn serve(
     shared: &Shared,
     target: &Target,
     verb: &str,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &[u8],
-    _user: &User,
+    user: &User,
 ) -> Response {
     let t = &target.t;
     let ns = target.namespace.as_deref().unwrap_or("");
+    let name = target.name.as_deref().unwrap_or("");
     let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
     if t.namespaced && target.namespace.is_none() && verb != "LIST" {
         return error_response(&ApiError::method_not_allowed(
@@ -339,33 +341,46 @@ fn serve(
         None => false,
         Some("status") if t.status_subresource || t.crd.is_none() => true,
         Some(sub) => {
-            return error_response(&ApiError::not_found(
-                &t.group,
-                &format!("{}/{sub}", t.plural),
-                target.name.as_deref().unwrap_or(""),
-            ));
+            return error_response(&ApiError::not_found(&t.group, &format!("{}/{sub}", t.plural), name));
         }
     };
     let result = match verb {
-        "GET" => shared.store.lock().get(t, ns, target.name.as_deref().unwrap_or("")).map(|o| (200, o)),
+        "GET" => shared.store.lock().get(t, ns, name).map(|o| (200, o)),
         "LIST" => return list(shared, target, query),
         "POST" => {
-            parse_body(body).and_then(|obj| shared.store.lock().create(t, ns, obj, dry_run)).map(|o| (201, o))
+            async {
+                let obj = parse_body(body)?;
+                let obj_name =
+                    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let req = admission_request(target, &obj_name, "CREATE", Some(obj), None, user, dry_run);
+                let obj = admission::admit(shared, req).await?.unwrap_or_default();
+                shared.store.lock().create(t, ns, obj, dry_run).map(|o| (201, o))
+            }
+            .await
         }
-        "PUT" => parse_body(body)
-            .and_then(|obj| {
-                shared.store.lock().update(
-                    t,
-                    ns,
-                    target.name.as_deref().unwrap_or(""),
-                    obj,
-                    status_only,
-                    dry_run,
+        "PUT" => {
+            async {
+                let obj = parse_body(body)?;
+                let old = shared.store.lock().get(t, ns, name)?;
+                let req = admission_request(target, name, "UPDATE", Some(obj), Some(old), user, dry_run);
+                let obj = admission::admit(shared, req).await?.unwrap_or_default();
+                shared.store.lock().update(t, ns, name, obj, status_only, dry_run).map(|o| (200, o))
+            }
+            .await
+        }
+        "PATCH" => patch(shared, target, headers, body, status_only, dry_run, user).await.map(|o| (200, o)),
+        "DELETE" => {
+            async {
+                let old = shared.store.lock().get(t, ns, name)?;
+                admission::admit(
+                    shared,
+                    admission_request(target, name, "DELETE", None, Some(old), user, dry_run),
                 )
-            })
-            .map(|o| (200, o)),
-        "PATCH" => patch(shared, target, headers, body, status_only, dry_run).map(|o| (200, o)),
-        "DELETE" => delete(shared, target, body, dry_run),
+                .await?;
+                delete(shared, target, body, dry_run)
+            }
+            .await
+        }
         _ => unreachable!("verb decided above"),
     };
     match result {
@@ -377,18 +392,44 @@ fn serve(
     }
 }
 
+fn admission_request<'a>(
+    target: &'a Target,
+    name: &'a str,
+    operation: &'static str,
+    object: Option<Value>,
+    old_object: Option<Value>,
+    user: &'a User,
+    dry_run: bool,
+) -> admission::Request<'a> {
+    admission::Request {
+        operation,
+        t: &target.t,
+        version: &target.version,
+        subresource: target.subresource.as_deref(),
+        namespace: target.namespace.as_deref().unwrap_or(""),
+        name,
+        object,
+        old_object,
+        user,
+        dry_run,
+    }
+}
+
 fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
-fn patch(
+/// Applies a patch as the real server does: to the current object, through admission, retried when the object
+/// changed underneath (unless the patch itself pins a resourceVersion, which then conflicts).
+async fn patch(
     shared: &Shared,
     target: &Target,
     headers: &HeaderMap,
     body: &[u8],
     status_only: bool,
     dry_run: bool,
+    user: &User,
 ) -> Result<Value, ApiError> {
     let t = &target.t;
     let ns = target.namespace.as_deref().unwrap_or("");
@@ -402,33 +443,39 @@ fn patch(
         .unwrap_or("")
         .trim()
         .to_owned();
-    let mut store = shared.store.lock();
-    let mut obj = store.get(t, ns, name)?;
-    match content_type.as_str() {
-        // Strategic merge patches are applied as JSON merge patches: lists are replaced rather than merged by key.
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            let p = parse_body(body)?;
-            if !p.is_object() {
-                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let current = shared.store.lock().get(t, ns, name)?;
+        let mut obj = current.clone();
+        match content_type.as_str() {
+            // Strategic merge patches are applied as JSON merge patches: lists are replaced, not merged by key.
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                let p = parse_body(body)?;
+                if !p.is_object() {
+                    return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+                }
+                json_patch::merge(&mut obj, &p);
             }
-            json_patch::merge(&mut obj, &p);
+            "application/json-patch+json" => {
+                let p: json_patch::Patch = serde_json::from_slice(body)
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut obj, &p).map_err(|e| {
+                    let detail =
+                        format!("the server rejected our request due to an error in our request: {e}");
+                    ApiError::invalid(&t.kind, &t.group, name, "", &detail)
+                })?;
+            }
+            other => return Err(ApiError::unsupported_media_type(other)),
         }
-        "application/json-patch+json" => {
-            let p: json_patch::Patch = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-            json_patch::patch(&mut obj, &p).map_err(|e| {
-                ApiError::invalid(
-                    &t.kind,
-                    &t.group,
-                    name,
-                    "",
-                    &format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+        let pinned = obj["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"];
+        let req = admission_request(target, name, "UPDATE", Some(obj), Some(current), user, dry_run);
+        let obj = admission::admit(shared, req).await?.unwrap_or_default();
+        match shared.store.lock().update(t, ns, name, obj, status_only, dry_run) {
+            Err(e) if e.code == 409 && !pinned && attempts < 5 => continue,
+            other => return other,
         }
-        other => return Err(ApiError::unsupported_media_type(other)),
     }
-    store.update(t, ns, name, obj, status_only, dry_run)
 }
 
 fn delete(shared: &Shared, target: &Target, body: &[u8], dry_run: bool) -> Result<(u16, Value), ApiError> {

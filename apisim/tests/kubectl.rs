@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+mod support;
+
 use hnc_apisim::{ApiSim, Config};
+use serde_json::json;
 
 fn kubectl_dir() -> Option<PathBuf> {
     let which = Command::new("sh").args(["-c", "readlink -f \"$(command -v kubectl)\""]).output().ok()?;
@@ -143,6 +146,29 @@ async fn conformance(version: &str) {
     let (ok, text) =
         k.run(&["create", "-f", tmp.path().join("bad.yaml").to_str().unwrap(), "--validate=false"]);
     assert!(!ok && text.contains("spec.size"), "{text}");
+
+    // a create denied by a registered webhook shows the webhook's message
+    let (url, ca) = support::webhook_server().await;
+    sim.create("admissionregistration.k8s.io", "validatingwebhookconfigurations", "", json!({
+        "metadata": {"name": "deny"},
+        "webhooks": [{"name": "deny.example.com", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"url": format!("{url}/validate"), "caBundle": ca},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]}]
+    })).unwrap();
+    std::fs::write(
+        tmp.path().join("denied.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: forbidden-cm}\n",
+    )
+    .unwrap();
+    let (ok, text) =
+        k.run(&["create", "-f", tmp.path().join("denied.yaml").to_str().unwrap(), "--validate=false"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains(
+            "admission webhook \"deny.example.com\" denied the request: forbidden-cm is not allowed here"
+        ),
+        "{text}"
+    );
 
     // deletion, including a namespace with content
     k.ok(&["delete", "-f", manifest]);

@@ -99,6 +99,13 @@ impl ApiError {
         )
     }
 
+    /// 429 from a per-user rate limit, as API Priority and Fairness answers.
+    pub fn throttled(retry_after: u32) -> Self {
+        let mut e = Self::new(429, "TooManyRequests", "Too many requests, please try again later.".into());
+        e.details = Some(json!({"retryAfterSeconds": retry_after}));
+        e
+    }
+
     /// Any code, for injected faults.
     pub fn injected(code: u16, retry_after: Option<u32>) -> Self {
         let reason = match code {

@@ -24,16 +24,31 @@ pub struct FaultRule {
     pub retry_after: Option<u32>,
 }
 
+/// A token bucket per user, like API Priority and Fairness gives each flow a share: a user over its rate gets
+/// 429 with `Retry-After`.
+#[derive(Debug)]
+struct UserLimit {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
 /// The fault injection handle.
 #[derive(Debug)]
 pub struct Faults {
     rules: RwLock<Vec<FaultRule>>,
+    limits: parking_lot::Mutex<std::collections::HashMap<String, UserLimit>>,
     drop_watches: broadcast::Sender<()>,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { rules: RwLock::new(Vec::new()), drop_watches: broadcast::channel(16).0 }
+        Faults {
+            rules: RwLock::new(Vec::new()),
+            limits: Default::default(),
+            drop_watches: broadcast::channel(16).0,
+        }
     }
 }
 
@@ -46,6 +61,31 @@ impl Faults {
     /// Removes every rule.
     pub fn clear(&self) {
         self.rules.write().clear();
+    }
+
+    /// Limits `user` to `rate` requests per second with bursts of `burst` (watches are not counted).
+    pub fn rate_limit(&self, user: &str, rate: f64, burst: u32) {
+        let burst = f64::from(burst.max(1));
+        self.limits.lock().insert(
+            user.to_owned(),
+            UserLimit { rate, burst, tokens: burst, last: std::time::Instant::now() },
+        );
+    }
+
+    /// Takes a token for `user`; `Some(seconds)` to wait when it has none.
+    pub(crate) fn throttle(&self, user: &str) -> Option<u32> {
+        let mut limits = self.limits.lock();
+        let limit = limits.get_mut(user)?;
+        let now = std::time::Instant::now();
+        limit.tokens =
+            (limit.tokens + now.duration_since(limit.last).as_secs_f64() * limit.rate).min(limit.burst);
+        limit.last = now;
+        if limit.tokens >= 1.0 {
+            limit.tokens -= 1.0;
+            None
+        } else {
+            Some(((1.0 - limit.tokens) / limit.rate).ceil().max(1.0) as u32)
+        }
     }
 
     /// Ends every open watch now (clients must re-watch or relist).

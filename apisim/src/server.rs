@@ -152,6 +152,14 @@ pub(crate) async fn handle(
         count(&shared, verb, &target.t.plural, response.status().as_u16());
         return response;
     }
+    if verb != "WATCH"
+        && let Some(retry_after) = shared.faults.throttle(&user.name)
+    {
+        let mut r = error_response(&ApiError::throttled(retry_after));
+        r.headers_mut().insert("Retry-After", retry_after.to_string().parse().expect("digits"));
+        count(&shared, verb, &target.t.plural, 429);
+        return r;
+    }
     let (latency, fault) = shared.faults.decide(verb, &target.t.plural);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;

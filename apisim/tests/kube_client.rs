@@ -196,3 +196,41 @@ mod hnc_api_like {
         }
     }
 }
+
+#[tokio::test]
+async fn faults_and_per_user_rate_limits_answer_429_with_retry_after() {
+    use hnc_apisim::FaultRule;
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token())).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    config.default_retry = false; // see every 429 instead of kube's own retries
+    let api: Api<ConfigMap> = Api::namespaced(Client::try_from(config).unwrap(), "default");
+
+    sim.faults().rate_limit("admin", 1.0, 2);
+    api.get("x").await.unwrap_err(); // 404: within the burst
+    api.get("x").await.unwrap_err();
+    match api.get("x").await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 429);
+            assert_eq!(s.details.unwrap().retry_after_seconds, 1);
+        }
+        other => panic!("{other}"),
+    }
+    sim.faults().rate_limit("admin", 1e6, 1_000_000);
+
+    sim.faults().add(FaultRule {
+        verb: Some("POST".into()),
+        resource: Some("configmaps".into()),
+        error: Some(503),
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    assert_eq!(code(api.create(&PostParams::default(), &cm("x")).await.unwrap_err()), 503);
+    assert_eq!(code(api.get("x").await.unwrap_err()), 404, "other verbs are untouched");
+    sim.faults().clear();
+    api.create(&PostParams::default(), &cm("x")).await.unwrap();
+}

@@ -12,6 +12,7 @@
 //! The controller feeds these structures from watches and turns their outputs into API writes; everything
 //! here is deterministic and tested without a cluster.
 
+pub mod propagation;
 pub mod view;
 
 pub use view::{HierarchyView, Labels, NsName};

@@ -1,0 +1,1 @@
+//! Lease-based leader election, replica membership, shard assignment and handover.

@@ -1,0 +1,1 @@
+//! Object propagation: selectors, canonical copies, the forest cache and the planner.

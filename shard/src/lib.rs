@@ -13,6 +13,10 @@
 //! here is deterministic and tested without a cluster.
 
 pub mod propagation;
+pub mod ring;
+pub mod tree;
 pub mod view;
 
+pub use ring::ShardRing;
+pub use tree::{TreeIndex, TreeReader, TreeSnapshot};
 pub use view::{HierarchyView, Labels, NsName};

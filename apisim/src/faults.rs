@@ -6,14 +6,16 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use tokio::sync::broadcast;
 
-/// A rule: requests matching `verb` and `resource` (None = any) get `latency` added and fail with `error`
-/// with probability `error_rate`.
+/// A rule: requests matching `verb`, `resource` and `user` (None = any) get `latency` added and fail with
+/// `error` with probability `error_rate`.
 #[derive(Debug, Clone, Default)]
 pub struct FaultRule {
     /// Verb as in metrics (`GET`, `LIST`, `WATCH`, `POST`, `PUT`, `PATCH`, `DELETE`); None = any.
     pub verb: Option<String>,
     /// Resource plural; None = any.
     pub resource: Option<String>,
+    /// Authenticated user name; None = any. Fails one client (one replica) while others work.
+    pub user: Option<String>,
     /// Latency added before the request is served.
     pub latency: Duration,
     /// HTTP code to fail with (429, 500, 503, ...).
@@ -98,13 +100,19 @@ impl Faults {
     }
 
     /// The latency to add and the error to return, if any, for one request.
-    pub(crate) fn decide(&self, verb: &str, resource: &str) -> (Duration, Option<(u16, Option<u32>)>) {
+    pub(crate) fn decide(
+        &self,
+        verb: &str,
+        resource: &str,
+        user: &str,
+    ) -> (Duration, Option<(u16, Option<u32>)>) {
         let rules = self.rules.read();
         let mut latency = Duration::ZERO;
         let mut error = None;
         for rule in rules.iter() {
             if rule.verb.as_deref().is_some_and(|v| v != verb)
                 || rule.resource.as_deref().is_some_and(|r| r != resource)
+                || rule.user.as_deref().is_some_and(|u| u != user)
             {
                 continue;
             }

@@ -160,7 +160,7 @@ pub(crate) async fn handle(
         count(&shared, verb, &target.t.plural, 429);
         return r;
     }
-    let (latency, fault) = shared.faults.decide(verb, &target.t.plural);
+    let (latency, fault) = shared.faults.decide(verb, &target.t.plural, &user.name);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }

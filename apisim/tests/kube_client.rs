@@ -234,3 +234,32 @@ async fn faults_and_per_user_rate_limits_answer_429_with_retry_after() {
     sim.faults().clear();
     api.create(&PostParams::default(), &cm("x")).await.unwrap();
 }
+
+#[tokio::test]
+async fn faults_can_target_one_user() {
+    use hnc_apisim::FaultRule;
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    sim.add_user("token-b", "replica-b", &["system:masters"]);
+    let as_user = |token: &str| {
+        let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig_yaml(token)).unwrap();
+        async move {
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+            Api::<ConfigMap>::namespaced(Client::try_from(config).unwrap(), "default")
+        }
+    };
+    let (admin, b) = (as_user(sim.admin_token()).await, as_user("token-b").await);
+
+    sim.faults().add(FaultRule {
+        user: Some("replica-b".into()),
+        error: Some(500),
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    assert_eq!(code(b.create(&PostParams::default(), &cm("from-b")).await.unwrap_err()), 500);
+    assert_eq!(code(b.get("x").await.unwrap_err()), 500, "every verb of that user fails");
+    admin.create(&PostParams::default(), &cm("from-admin")).await.unwrap();
+    sim.faults().clear();
+    b.create(&PostParams::default(), &cm("from-b")).await.unwrap();
+}

@@ -1,0 +1,120 @@
+//! The planner's output: the writes that make the cluster match the desired copies, and the Warning events
+//! the planner can already tell (§6.7). Writes carry the shared source entry rather than a built object, so a
+//! plan over 100,000 destinations allocates no JSON; the controller materializes each write when it performs
+//! it.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::object::{ObjName, ResourceVersion, SourceEntry, TypeKey, build_copy, set_resource_version};
+use crate::NsName;
+
+/// What to do to one object.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    /// Nothing of that name exists: create the copy.
+    Create { source: Arc<SourceEntry> },
+    /// A stale copy, or a conflicting user object being overwritten: update it at `resource_version`.
+    Update { source: Arc<SourceEntry>, resource_version: ResourceVersion },
+    /// A RoleBinding whose `roleRef` differs (immutable on the API server): delete at `resource_version`,
+    /// then create the copy.
+    Recreate { source: Arc<SourceEntry>, resource_version: ResourceVersion },
+    /// A copy without a source that may propagate here: delete it (404 is success).
+    Delete { resource_version: ResourceVersion },
+}
+
+impl WriteOp {
+    /// The source the copy comes from (`None` for deletes).
+    pub fn source(&self) -> Option<&Arc<SourceEntry>> {
+        match self {
+            WriteOp::Create { source }
+            | WriteOp::Update { source, .. }
+            | WriteOp::Recreate { source, .. } => Some(source),
+            WriteOp::Delete { .. } => None,
+        }
+    }
+
+    /// The resourceVersion the write is conditional on (`None` for creates).
+    pub fn resource_version(&self) -> Option<&ResourceVersion> {
+        match self {
+            WriteOp::Create { .. } => None,
+            WriteOp::Update { resource_version, .. }
+            | WriteOp::Recreate { resource_version, .. }
+            | WriteOp::Delete { resource_version } => Some(resource_version),
+        }
+    }
+
+    /// Short verb for logs and metrics.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            WriteOp::Create { .. } => "create",
+            WriteOp::Update { .. } => "update",
+            WriteOp::Recreate { .. } => "recreate",
+            WriteOp::Delete { .. } => "delete",
+        }
+    }
+}
+
+/// One planned write on object `namespace/name` of type `ty`.
+#[derive(Clone, Debug)]
+pub struct PlannedWrite {
+    pub ty: TypeKey,
+    pub namespace: NsName,
+    pub name: ObjName,
+    pub op: WriteOp,
+}
+
+impl PlannedWrite {
+    /// The namespace of the source the copy comes from (`None` for deletes).
+    pub fn source_namespace(&self) -> Option<&NsName> {
+        self.op.source().map(|s| &s.namespace)
+    }
+
+    /// The object to send: the copy for creates and recreates, the copy with the current resourceVersion for
+    /// updates, nothing for deletes.
+    pub fn body(&self) -> Option<Value> {
+        let source = self.op.source()?;
+        let mut copy = build_copy(source, &self.namespace);
+        if let WriteOp::Update { resource_version, .. } = &self.op {
+            set_resource_version(&mut copy, resource_version);
+        }
+        Some(copy)
+    }
+
+    fn sort_key(&self) -> (&TypeKey, &str, &str) {
+        (&self.ty, &self.namespace, &self.name)
+    }
+}
+
+/// A Warning event on a source object (source component `hnc.x-k8s.io`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PlannedEvent {
+    pub ty: TypeKey,
+    pub namespace: NsName,
+    pub name: ObjName,
+    /// `CannotParseSelector` or `CannotPropagateObject`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Everything one planning round decided, sorted by (type, namespace, name) so equal inputs give equal
+/// batches.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub writes: Vec<PlannedWrite>,
+    pub events: Vec<PlannedEvent>,
+}
+
+impl WriteBatch {
+    /// True when there is nothing to write (events do not count: they change nothing).
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub(crate) fn normalize(&mut self) {
+        self.writes.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        self.events.sort_unstable();
+        self.events.dedup();
+    }
+}

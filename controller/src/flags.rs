@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use regex::Regex;
+pub use hnc_shard::tree::AnchoredRegex;
+use hnc_shard::tree::NamespacePolicy;
 
 /// A sharded, high-scale Hierarchical Namespace Controller, API-compatible with hnc.x-k8s.io/v1alpha2.
 #[derive(Debug, Clone, Parser)]
@@ -217,6 +218,16 @@ impl Flags {
         excluded
     }
 
+    /// The managed-namespace policy these flags describe.
+    pub fn namespace_policy(&self) -> NamespacePolicy {
+        NamespacePolicy::new(
+            self.excluded(),
+            self.included_namespace_regex.clone(),
+            self.managed_namespace_labels.clone(),
+            self.managed_namespace_annotations.clone(),
+        )
+    }
+
     /// This replica's identity.
     pub fn replica_identity(&self) -> String {
         if let Some(id) = self.replica_id.as_deref().filter(|id| !id.is_empty()) {
@@ -227,35 +238,6 @@ impl Flags {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| format!("hnc-{}", std::process::id()))
-    }
-}
-
-/// A regex matched against whole strings. Displayed as the user wrote it.
-#[derive(Debug, Clone)]
-pub struct AnchoredRegex {
-    source: String,
-    regex: Regex,
-}
-
-impl AnchoredRegex {
-    /// Compiles `pattern` anchored as `^(?:pattern)$`.
-    pub fn new(pattern: &str) -> Result<Self, regex::Error> {
-        Ok(AnchoredRegex { source: pattern.to_owned(), regex: Regex::new(&format!("^(?:{pattern})$"))? })
-    }
-
-    /// True when the whole of `s` matches.
-    pub fn is_match(&self, s: &str) -> bool {
-        self.regex.is_match(s)
-    }
-
-    /// The pattern as given.
-    pub fn source(&self) -> &str {
-        &self.source
-    }
-
-    /// The anchored form, as quoted in "does not match the regex" messages.
-    pub fn anchored(&self) -> &str {
-        self.regex.as_str()
     }
 }
 

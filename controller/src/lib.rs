@@ -7,6 +7,7 @@ pub mod flags;
 pub mod hierarchy;
 pub mod ops;
 pub mod ownership;
+pub mod replica;
 pub mod run;
 pub mod startup;
 pub mod telemetry;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::flags::Flags;
 use crate::ops::{OpsServer, Readiness};
+use crate::replica::Replica;
 use crate::{startup, telemetry};
 
 /// How long to wait for the API server at startup before giving up with an error.
@@ -68,12 +69,14 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
         OpsServer::start(flags.health_probe_bind_address, flags.metrics_addr, metrics, ready.clone()).await?;
 
     let outcome = async {
-        let client = startup::connect(&flags, CONNECT_TIMEOUT).await?;
+        let (client, config) = startup::connect(&flags, CONNECT_TIMEOUT).await?;
         startup::check_crds(&client, flags.enable_hrq).await?;
         ready.set("api-server", true);
-        shutdown_signal().await?;
+        let replica = Replica::start(&flags, client, &config, &ready)?;
+        let signal = shutdown_signal().await;
         tracing::info!("termination signal received, shutting down");
-        anyhow::Ok(())
+        replica.shutdown().await;
+        signal
     }
     .await;
     ops.shutdown().await;

@@ -11,8 +11,8 @@ use crate::flags::Flags;
 const REQUIRED_RESOURCES: [&str; 3] = ["hierarchyconfigurations", "subnamespaceanchors", "hncconfigurations"];
 
 /// Builds a client from `--kubeconfig` / `$KUBECONFIG` / `~/.kube/config` / in-cluster config, and checks the API
-/// server answers within `timeout`.
-pub async fn connect(flags: &Flags, timeout: Duration) -> anyhow::Result<Client> {
+/// server answers within `timeout`. Returns the configuration too, for clients with other settings.
+pub async fn connect(flags: &Flags, timeout: Duration) -> anyhow::Result<(Client, Config)> {
     let config = match &flags.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
@@ -26,12 +26,12 @@ pub async fn connect(flags: &Flags, timeout: Duration) -> anyhow::Result<Client>
         })?,
     };
     let url = config.cluster_url.clone();
-    let client =
-        Client::try_from(config).map_err(|e| anyhow::anyhow!("cannot build a client for {url}: {e}"))?;
+    let client = Client::try_from(config.clone())
+        .map_err(|e| anyhow::anyhow!("cannot build a client for {url}: {e}"))?;
     match tokio::time::timeout(timeout, client.apiserver_version()).await {
         Ok(Ok(version)) => {
             tracing::info!(server = %url, version = %version.git_version, "connected to the API server");
-            Ok(client)
+            Ok((client, config))
         }
         Ok(Err(e)) => Err(anyhow::anyhow!("the API server at {url} is unreachable: {e}")),
         Err(_) => Err(anyhow::anyhow!("the API server at {url} did not answer within {timeout:?}")),

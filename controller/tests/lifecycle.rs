@@ -1,59 +1,27 @@
-//! The binary's lifecycle against a minimal API server that answers only what startup asks (version and HNC
-//! discovery): it becomes ready, serves health and metrics, and exits 0 on SIGTERM and SIGINT.
+//! The binary's lifecycle against apisim with HNC's CRDs: it syncs the hierarchy, becomes ready, serves health and
+//! metrics, and exits 0 on SIGTERM and SIGINT.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::get;
-use serde_json::json;
+use hnc_apisim::{ApiSim, Config};
 
-/// Serves `/version` and `/apis/hnc.x-k8s.io/v1alpha2` on loopback; returns its URL.
-async fn discovery_stub() -> String {
-    let router = Router::new()
-        .route(
-            "/version",
-            get(|| async { axum::Json(json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0"})) }),
+/// apisim with HNC's CRDs, and an admin kubeconfig for it in `dir`.
+async fn cluster(dir: &std::path::Path) -> (ApiSim, std::path::PathBuf) {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    for (_, crd) in hnc_api::crd::all() {
+        sim.create(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+            serde_json::to_value(&crd).unwrap(),
         )
-        .route(
-            "/apis/hnc.x-k8s.io/v1alpha2",
-            get(|| async {
-                let resources: Vec<_> = [
-                    "hierarchyconfigurations",
-                    "subnamespaceanchors",
-                    "hncconfigurations",
-                    "hierarchicalresourcequotas",
-                ]
-                .iter()
-                .map(|r| {
-                    json!({"name": r, "singularName": "", "namespaced": *r != "hncconfigurations",
-                                   "kind": "X", "verbs": ["get", "list", "watch"]})
-                })
-                .collect();
-                axum::Json(json!({
-                    "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "hnc.x-k8s.io/v1alpha2",
-                    "resources": resources
-                }))
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    url
-}
-
-fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
+        .unwrap();
+    }
     let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\nusers:\n- name: u\n  \
-             user:\n    token: t\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n"
-        ),
-    )
-    .unwrap();
-    path
+    sim.write_kubeconfig(&path, sim.admin_token()).unwrap();
+    (sim, path)
 }
 
 struct Running {
@@ -129,9 +97,9 @@ fn signal_and_wait(child: &mut Child, signal: &str) -> std::process::ExitStatus 
 
 #[tokio::test]
 async fn ready_serves_health_and_metrics_and_stops_on_sigterm() {
-    let server = discovery_stub().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut running = start(&kubeconfig(dir.path(), &server), true);
+    let (_sim, kubeconfig) = cluster(dir.path()).await;
+    let mut running = start(&kubeconfig, true);
     assert_ne!(running.health, running.metrics);
     wait_ready(&running.health).await;
 
@@ -150,9 +118,9 @@ async fn ready_serves_health_and_metrics_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn one_port_serves_everything_and_sigint_stops() {
-    let server = discovery_stub().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut running = start(&kubeconfig(dir.path(), &server), false);
+    let (_sim, kubeconfig) = cluster(dir.path()).await;
+    let mut running = start(&kubeconfig, false);
     assert_eq!(running.health, running.metrics);
     wait_ready(&running.health).await;
     let metrics = reqwest::get(format!("http://{}/metrics", running.health)).await.unwrap();

@@ -72,7 +72,7 @@ fn cm(name: &str) -> serde_json::Value {
 }
 
 fn request(name: &str, op: WriteOp) -> WriteRequest {
-    WriteRequest { target: ObjectRef::new(configmaps(), Some("a"), name), op, latency: None }
+    WriteRequest::new(ObjectRef::new(configmaps(), Some("a"), name), op, name)
 }
 
 fn fast_config() -> WriterConfig {
@@ -82,7 +82,7 @@ fn fast_config() -> WriterConfig {
 }
 
 fn allow_all() -> Fence {
-    Arc::new(|_: &ObjectRef| true)
+    Arc::new(|_: &str| true)
 }
 
 async fn outcomes(
@@ -147,7 +147,7 @@ async fn the_fence_stops_writes_before_they_are_sent() {
     let script = Script::default();
     let client = server(script.clone()).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let fence: Fence = Arc::new(|target: &ObjectRef| target.name != "not-mine");
+    let fence: Fence = Arc::new(|scope: &str| scope != "not-mine");
     let (writer, _task) = Writer::start(client, fast_config(), fence, Some(tx));
     writer.submit_batch(vec![
         request("not-mine", WriteOp::Create(cm("not-mine"))),

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod cluster;
+
 use anyhow::{Context, bail};
+use cluster::run_id;
 use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
@@ -28,6 +31,7 @@ pub struct TestEnv {
     dir: tempfile::TempDir,
     controller_binary: PathBuf,
     replicas: Vec<Option<Replica>>,
+    run_id: String,
 }
 
 impl TestEnv {
@@ -49,6 +53,7 @@ impl TestEnv {
                 dir,
                 controller_binary: controller_binary.into(),
                 replicas: Vec::new(),
+                run_id: run_id(),
             });
         }
         let sim = hnc_apisim::ApiSim::start(hnc_apisim::Config::default()).await?;
@@ -65,6 +70,7 @@ impl TestEnv {
             dir,
             controller_binary: controller_binary.into(),
             replicas: Vec::new(),
+            run_id: run_id(),
         })
     }
 
@@ -115,6 +121,15 @@ impl TestEnv {
         replica.terminate()
     }
 
+    /// Writes made by replica `id` so far (apisim only).
+    pub fn writes_by(&self, id: &str) -> Vec<hnc_apisim::WriteRecord> {
+        let user = format!("system:serviceaccount:hnc-system:{id}");
+        self.sim
+            .as_ref()
+            .map(|s| s.writes().into_iter().filter(|w| w.user == user).collect())
+            .unwrap_or_default()
+    }
+
     /// The kubeconfig the admin client uses (for kubectl).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
@@ -123,6 +138,9 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        if self.is_real_cluster() {
+            self.cleanup_real_cluster();
+        }
         for replica in self.replicas.iter_mut().filter_map(Option::take) {
             drop(replica);
         }
@@ -222,6 +240,38 @@ impl Replica {
         }
     }
 
+    /// The sum over every label set of the metric `name`, or 0 when it is not reported.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        Ok(metric_sum(&self.get_metrics().await?, name))
+    }
+
+    /// Waits until the hierarchy reconciler has reconciled at least `n` namespaces since start.
+    pub async fn wait_reconciled(&self, n: u64, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("{} to reconcile {n} namespaces", self.id);
+        eventually(timeout, &what, || async {
+            (self.metric("hnc_reconcilers_hierconfig_total").await.ok()? >= n as f64).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until the replica's writer has nothing queued and has written nothing for a second.
+    pub async fn wait_idle(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = f64::NAN;
+        loop {
+            let metrics = self.get_metrics().await?;
+            let written = metric_sum(&metrics, "hnc_writes_total");
+            if written == last && metric_sum(&metrics, "hnc_write_queue_depth") == 0.0 {
+                return Ok(());
+            }
+            last = written;
+            if Instant::now() > deadline {
+                bail!("replica {} still writing after {timeout:?}", self.id);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
         if !status.success() {
@@ -246,6 +296,15 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sums the samples of metric `name` (every label set) in Prometheus text.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' ')))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Parses the "ops server listening" log line.

@@ -7,107 +7,21 @@
 
 use std::collections::BTreeMap;
 
-use hnc_api::anchor::AnchorState;
 use hnc_api::condition::carry_transition_times;
 use hnc_api::keys::{annotations, finalizers, names};
-use hnc_api::{Condition, HierarchyConfigurationSpec, HierarchyConfigurationStatus, MetaKvp};
+use hnc_api::{HierarchyConfigurationSpec, HierarchyConfigurationStatus};
+use hnc_shard::tree::{
+    AnchorTarget, HierarchyTarget, NamespaceTarget, ObservedAnchor, ObservedHierarchy, ObservedNamespace,
+    SpecRewrite,
+};
 use serde_json::{Map, Value, json};
 
 use crate::writer::WriteOp;
 
-/// The labels and annotations of one Namespace as last observed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ObservedNamespace {
-    /// `metadata.resourceVersion`.
-    pub resource_version: String,
-    /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
-    /// `metadata.annotations`.
-    pub annotations: BTreeMap<String, String>,
-    /// `metadata.deletionTimestamp` is set.
-    pub deleting: bool,
-}
-
-/// A HierarchyConfiguration as last observed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ObservedHierarchy {
-    /// `metadata.resourceVersion`.
-    pub resource_version: String,
-    /// `metadata.finalizers`.
-    pub finalizers: Vec<String>,
-    /// `spec`.
-    pub spec: HierarchyConfigurationSpec,
-    /// `status`.
-    pub status: HierarchyConfigurationStatus,
-    /// `metadata.deletionTimestamp` is set.
-    pub deleting: bool,
-}
-
-/// Labels and annotations HNC must set on, or remove from, a Namespace. Keys not mentioned are the user's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NamespaceTarget {
-    /// Labels that must have exactly these values.
-    pub set_labels: BTreeMap<String, String>,
-    /// Labels that must be absent.
-    pub remove_labels: Vec<String>,
-    /// Annotations that must have exactly these values.
-    pub set_annotations: BTreeMap<String, String>,
-    /// Annotations that must be absent.
-    pub remove_annotations: Vec<String>,
-}
-
-/// What a namespace's HierarchyConfiguration must say.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HierarchyTarget {
-    /// Whether the object should exist when it does not (upstream creates one only when it has something to say).
-    pub should_exist: bool,
-    /// For subnamespaces: the spec HNC enforces (parent from the annotation, labels/annotations from the anchor).
-    pub spec_rewrite: Option<SpecRewrite>,
-    /// `status.children`, sorted.
-    pub children: Vec<String>,
-    /// `status.conditions`, in order; times are filled in from what is stored when unchanged.
-    pub conditions: Vec<Condition>,
-    /// Whether the `hnc.x-k8s.io/hasSubnamespace` finalizer must be present.
-    pub has_subnamespace_finalizer: bool,
-}
-
-/// The part of an HC spec HNC owns for a subnamespace.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SpecRewrite {
-    /// `spec.parent`.
-    pub parent: String,
-    /// `spec.labels` from the anchor.
-    pub labels: Vec<MetaKvp>,
-    /// `spec.annotations` from the anchor.
-    pub annotations: Vec<MetaKvp>,
-}
-
-/// A SubnamespaceAnchor as last observed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ObservedAnchor {
-    /// `metadata.resourceVersion`.
-    pub resource_version: String,
-    /// `metadata.finalizers`.
-    pub finalizers: Vec<String>,
-    /// `status.status` as written (may be a value HNC does not know).
-    pub state: Option<String>,
-    /// `metadata.deletionTimestamp` is set.
-    pub deleting: bool,
-}
-
-/// What an anchor must say.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AnchorTarget {
-    /// `status.status`.
-    pub state: AnchorState,
-    /// Whether HNC's `hnc.x-k8s.io` finalizer must be present.
-    pub finalizer: bool,
-}
-
 /// The merge patch bringing an anchor's state and finalizer to `target`, if anything differs.
 pub fn anchor_write(observed: &ObservedAnchor, target: &AnchorTarget) -> Option<WriteOp> {
-    let has = observed.finalizers.iter().any(|f| f == finalizers::ANCHOR);
-    let state_differs = observed.state.as_deref() != Some(target.state.as_str());
+    let has = observed.has_finalizer();
+    let state_differs = target.state.is_some_and(|s| observed.state.as_deref() != Some(s.as_str()));
     if has == target.finalizer && !state_differs {
         return None;
     }
@@ -123,8 +37,8 @@ pub fn anchor_write(observed: &ObservedAnchor, target: &AnchorTarget) -> Option<
     }
     let mut patch = Map::new();
     patch.insert("metadata".into(), Value::Object(metadata));
-    if state_differs {
-        patch.insert("status".into(), json!({ "status": target.state.as_str() }));
+    if let (true, Some(state)) = (state_differs, target.state) {
+        patch.insert("status".into(), json!({ "status": state.as_str() }));
     }
     Some(WriteOp::MergePatch(Value::Object(patch)))
 }
@@ -267,6 +181,8 @@ fn list_or_null<T: serde::Serialize>(list: &[T]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hnc_api::Condition;
+    use hnc_api::anchor::AnchorState;
     use hnc_api::condition::{reasons, types};
 
     const NOW: &str = "2026-01-01T00:00:00Z";
@@ -324,7 +240,7 @@ mod tests {
     #[test]
     fn anchor_state_and_finalizer() {
         let observed = ObservedAnchor { resource_version: "4".into(), ..Default::default() };
-        let ok = AnchorTarget { state: AnchorState::Ok, finalizer: true };
+        let ok = AnchorTarget { state: Some(AnchorState::Ok), finalizer: true };
         let Some(WriteOp::MergePatch(patch)) = anchor_write(&observed, &ok) else { panic!() };
         assert_eq!(
             patch,
@@ -334,10 +250,10 @@ mod tests {
             resource_version: "5".into(),
             finalizers: vec!["hnc.x-k8s.io".into()],
             state: Some("Ok".into()),
-            deleting: false,
+            ..Default::default()
         };
         assert!(anchor_write(&settled, &ok).is_none());
-        let release = AnchorTarget { state: AnchorState::Ok, finalizer: false };
+        let release = AnchorTarget { state: Some(AnchorState::Ok), finalizer: false };
         let Some(WriteOp::MergePatch(patch)) = anchor_write(&settled, &release) else { panic!() };
         assert_eq!(patch, json!({"metadata": {"resourceVersion": "5", "finalizers": []}}));
     }

@@ -80,10 +80,15 @@ fn key_of<K: Resource>(obj: &K) -> ObjectKey {
     (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
 }
 
-/// Watches `api` forever (retrying with backoff after errors) and sends changes to `tx`. Returns when `tx` is
-/// closed.
-pub async fn feed<K>(api: Api<K>, config: watcher::Config, tx: mpsc::Sender<Change<K>>, kind: &'static str)
-where
+/// Watches `api` forever (retrying with backoff after errors) and sends each change, wrapped by `wrap`, to `tx`.
+/// Returns when `tx` is closed.
+pub async fn feed<K, E>(
+    api: Api<K>,
+    config: watcher::Config,
+    tx: mpsc::Sender<E>,
+    kind: &'static str,
+    wrap: fn(Change<K>) -> E,
+) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut tracker = RelistTracker::default();
@@ -93,7 +98,7 @@ where
         match item {
             Ok(event) => {
                 for change in tracker.handle(event) {
-                    if tx.send(change).await.is_err() {
+                    if tx.send(wrap(change)).await.is_err() {
                         return;
                     }
                 }

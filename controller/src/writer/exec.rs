@@ -8,8 +8,8 @@ use super::{ObjectRef, Outcome, WriteOp};
 
 /// The result of one attempt.
 pub(super) enum Attempt {
-    /// Finished, successfully or not; no retry.
-    Done(Outcome),
+    /// Finished, successfully or not; no retry. Carries the object's new resourceVersion when it was written.
+    Done(Outcome, Option<String>),
     /// Worth retrying: throttled, server error, timeout or connection failure.
     Transient { code: Option<u16>, message: String, retry_after: Option<std::time::Duration> },
 }
@@ -21,37 +21,48 @@ pub(super) async fn execute(client: &Client, target: &ObjectRef, op: &WriteOp) -
     };
     match op {
         WriteOp::Create(object) => match to_dynamic(object) {
-            Ok(obj) => classify(api.create(&PostParams::default(), &obj).await.map(drop), Verb::Create),
-            Err(outcome) => Attempt::Done(outcome),
+            Ok(obj) => classify(
+                api.create(&PostParams::default(), &obj).await.map(|o| o.metadata.resource_version),
+                Verb::Create,
+            ),
+            Err(outcome) => Attempt::Done(outcome, None),
         },
         WriteOp::Update(object) => match to_dynamic(object) {
             Ok(obj) => classify(
-                api.replace(&target.name, &PostParams::default(), &obj).await.map(drop),
+                api.replace(&target.name, &PostParams::default(), &obj)
+                    .await
+                    .map(|o| o.metadata.resource_version),
                 Verb::Update,
             ),
-            Err(outcome) => Attempt::Done(outcome),
+            Err(outcome) => Attempt::Done(outcome, None),
         },
         WriteOp::MergePatch(patch) => classify(
-            api.patch(&target.name, &PatchParams::default(), &Patch::Merge(patch)).await.map(drop),
+            api.patch(&target.name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map(|o| o.metadata.resource_version),
             Verb::Update,
         ),
-        WriteOp::Delete { resource_version } => {
-            classify(api.delete(&target.name, &delete_params(resource_version)).await.map(drop), Verb::Delete)
-        }
+        WriteOp::Delete { resource_version } => classify(
+            api.delete(&target.name, &delete_params(resource_version)).await.map(|_| None),
+            Verb::Delete,
+        ),
         WriteOp::Recreate { resource_version, object } => {
             let deleted = classify(
-                api.delete(&target.name, &delete_params(resource_version)).await.map(drop),
+                api.delete(&target.name, &delete_params(resource_version)).await.map(|_| None),
                 Verb::Delete,
             );
             match deleted {
-                Attempt::Done(Outcome::Written) => {}
+                Attempt::Done(Outcome::Written, _) => {}
                 other => return other,
             }
             match to_dynamic(object) {
                 // The object may linger while its finalizers run; AlreadyExists then reads as a Conflict and the
                 // caller re-plans once the deletion is observed.
-                Ok(obj) => classify(api.create(&PostParams::default(), &obj).await.map(drop), Verb::Create),
-                Err(outcome) => Attempt::Done(outcome),
+                Ok(obj) => classify(
+                    api.create(&PostParams::default(), &obj).await.map(|o| o.metadata.resource_version),
+                    Verb::Create,
+                ),
+                Err(outcome) => Attempt::Done(outcome, None),
             }
         }
     }
@@ -77,9 +88,9 @@ enum Verb {
     Delete,
 }
 
-fn classify(result: Result<(), kube::Error>, verb: Verb) -> Attempt {
+fn classify(result: Result<Option<String>, kube::Error>, verb: Verb) -> Attempt {
     let status = match result {
-        Ok(()) => return Attempt::Done(Outcome::Written),
+        Ok(resource_version) => return Attempt::Done(Outcome::Written, resource_version),
         Err(kube::Error::Api(status)) => status,
         Err(other) => {
             // Transport-level failures (connection refused/reset, timeouts) are transient by nature.
@@ -89,9 +100,9 @@ fn classify(result: Result<(), kube::Error>, verb: Verb) -> Attempt {
     let code = status.code;
     let message = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };
     match code {
-        404 if verb == Verb::Delete => Attempt::Done(Outcome::Written),
-        404 => Attempt::Done(Outcome::Gone),
-        409 => Attempt::Done(Outcome::Conflict),
+        404 if verb == Verb::Delete => Attempt::Done(Outcome::Written, None),
+        404 => Attempt::Done(Outcome::Gone, None),
+        409 => Attempt::Done(Outcome::Conflict, None),
         429 | 500 | 502 | 503 | 504 => {
             let retry_after = status
                 .details
@@ -101,6 +112,6 @@ fn classify(result: Result<(), kube::Error>, verb: Verb) -> Attempt {
                 .map(|s| std::time::Duration::from_secs(u64::from(s)));
             Attempt::Transient { code: Some(code), message, retry_after }
         }
-        _ => Attempt::Done(Outcome::Failed { code: Some(code), message }),
+        _ => Attempt::Done(Outcome::Failed { code: Some(code), message }, None),
     }
 }

@@ -153,8 +153,18 @@ pub struct WriteRequest {
     pub target: ObjectRef,
     /// The write.
     pub op: WriteOp,
+    /// The namespace whose tree this write serves: the fence lets it through only while this replica owns that
+    /// tree. Usually the target's namespace; for a subnamespace being created, its parent.
+    pub scope: Arc<str>,
     /// Latency group of the source change this write serves, if any.
     pub latency: Option<Arc<LatencyGroup>>,
+}
+
+impl WriteRequest {
+    /// A write of `target` serving the tree of `scope`.
+    pub fn new(target: ObjectRef, op: WriteOp, scope: &str) -> Self {
+        WriteRequest { target, op, scope: scope.into(), latency: None }
+    }
 }
 
 /// How a write ended.
@@ -201,6 +211,8 @@ pub struct Completed {
     pub verb: &'static str,
     /// Result.
     pub outcome: Outcome,
+    /// The object's resourceVersion after a successful create, update or patch.
+    pub resource_version: Option<String>,
 }
 
 /// Writer tuning.
@@ -240,8 +252,9 @@ pub fn writer_client(config: &kube::Config) -> Result<Client, kube::Error> {
     Client::try_from(config)
 }
 
-/// Answers "may this replica write this object now?" — called right before every attempt.
-pub type Fence = Arc<dyn Fn(&ObjectRef) -> bool + Send + Sync>;
+/// Answers "may this replica write for the tree of this namespace now?" — called with a write's `scope` right
+/// before every attempt.
+pub type Fence = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 struct Inner {
     client: Client,
@@ -313,7 +326,7 @@ impl Writer {
             metrics::gauge!("hnc_write_queue_depth").set(queue.waiting() as f64);
         }
         for old in superseded {
-            report(&self.inner, &old, Outcome::Superseded);
+            report(&self.inner, &old, Outcome::Superseded, None);
         }
         self.inner.work.notify_waiters();
     }
@@ -363,7 +376,7 @@ async fn worker(inner: Arc<Inner>) {
             outcome = write_with_retries(&inner, &request) => outcome,
             _ = inner.stop.cancelled() => return,
         };
-        report(&inner, &request, outcome);
+        report(&inner, &request, outcome.0, outcome.1);
         let idle = {
             let mut queue = inner.queue.lock();
             queue.done(&key);
@@ -378,7 +391,7 @@ async fn worker(inner: Arc<Inner>) {
     }
 }
 
-fn report(inner: &Inner, request: &WriteRequest, outcome: Outcome) {
+fn report(inner: &Inner, request: &WriteRequest, outcome: Outcome, resource_version: Option<String>) {
     let verb = request.op.verb();
     metrics::counter!("hnc_writes_total", "verb" => verb, "resource" => request.target.resource_label(),
         "outcome" => outcome.label())
@@ -392,20 +405,20 @@ fn report(inner: &Inner, request: &WriteRequest, outcome: Outcome) {
             code = code.unwrap_or(0), %message, "write failed");
     }
     if let Some(tx) = &inner.outcomes {
-        let _ = tx.send(Completed { target: request.target.clone(), verb, outcome });
+        let _ = tx.send(Completed { target: request.target.clone(), verb, outcome, resource_version });
     }
 }
 
-async fn write_with_retries(inner: &Inner, request: &WriteRequest) -> Outcome {
+async fn write_with_retries(inner: &Inner, request: &WriteRequest) -> (Outcome, Option<String>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        if !(inner.fence)(&request.target) {
-            return Outcome::Fenced;
+        if !(inner.fence)(&request.scope) {
+            return (Outcome::Fenced, None);
         }
         acquire_token(inner).await;
-        if !(inner.fence)(&request.target) {
-            return Outcome::Fenced;
+        if !(inner.fence)(&request.scope) {
+            return (Outcome::Fenced, None);
         }
         let started = Instant::now();
         let result = exec::execute(&inner.client, &request.target, &request.op).await;
@@ -413,9 +426,9 @@ async fn write_with_retries(inner: &Inner, request: &WriteRequest) -> Outcome {
         metrics::histogram!("hnc_write_duration_seconds", "verb" => request.op.verb())
             .record(elapsed.as_secs_f64());
         match result {
-            exec::Attempt::Done(outcome) => {
+            exec::Attempt::Done(outcome, resource_version) => {
                 inner.rate.lock().observe(Signal::Ok(elapsed), Instant::now());
-                return outcome;
+                return (outcome, resource_version);
             }
             exec::Attempt::Transient { code, message, retry_after } => {
                 {
@@ -424,7 +437,8 @@ async fn write_with_retries(inner: &Inner, request: &WriteRequest) -> Outcome {
                     metrics::gauge!("hnc_write_rate_limit").set(rate.rate());
                 }
                 if attempt >= inner.config.max_attempts {
-                    return Outcome::Failed { code, message: format!("after {attempt} attempts: {message}") };
+                    let message = format!("after {attempt} attempts: {message}");
+                    return (Outcome::Failed { code, message }, None);
                 }
                 let delay = backoff(&inner.config, attempt).max(retry_after.unwrap_or_default());
                 tracing::debug!(attempt, ?delay, code = code.unwrap_or(0), %message, "retrying write");

@@ -1,0 +1,382 @@
+//! The hierarchy reconciler: the one task that owns the [`TreeIndex`].
+//!
+//! ```text
+//!  watches (Namespace, HC, anchor) ──HierarchyEvent──▶ apply to TreeIndex ──▶ publish snapshot (webhooks, planner)
+//!                                                          │ Affected
+//!                                                          ▼
+//!                        dirty namespaces (owned) ──▶ targets (hnc-shard) ──diff──▶ Writer ──▶ API server
+//!                                                          │                             │
+//!                        propagation dirty subtrees ◀──────┘      outcomes (409, 404, …) ┘──▶ retry
+//! ```
+//!
+//! Nothing is judged before the initial lists of all three kinds are complete, so a restart never shows the
+//! spurious `ParentMissing` upstream shows while its caches fill. Writes happen only on real differences, each
+//! conditional on the resourceVersion it was planned from; a write submitted but not yet echoed by the watch is
+//! remembered, so re-planning in that window does not write twice.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hnc_api::{HierarchyConfiguration, SubnamespaceAnchor};
+use hnc_shard::tree::{AnchorAction, TreeIndex, TreeSnapshot};
+use hnc_shard::{NsName, TreeReader};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::ApiResource;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::diff;
+use super::ingest::{self, HierarchyEvent, HierarchyKind};
+use crate::ownership::Ownership;
+use crate::watch::Change;
+use crate::writer::{Completed, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
+
+/// How often every owned namespace is re-checked even without events (all no-ops on a converged cluster).
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(600);
+
+/// The most events applied before the index is published and dirty namespaces reconciled.
+const MAX_BATCH: usize = 2048;
+
+/// The three hierarchy kinds as the writer addresses them.
+#[derive(Clone)]
+pub struct HierarchyResources {
+    namespace: Arc<ApiResource>,
+    hierarchy: Arc<ApiResource>,
+    anchor: Arc<ApiResource>,
+}
+
+impl Default for HierarchyResources {
+    fn default() -> Self {
+        HierarchyResources {
+            namespace: Arc::new(ApiResource::erase::<Namespace>(&())),
+            hierarchy: Arc::new(ApiResource::erase::<HierarchyConfiguration>(&())),
+            anchor: Arc::new(ApiResource::erase::<SubnamespaceAnchor>(&())),
+        }
+    }
+}
+
+/// Where subtrees whose propagation must be re-planned are sent.
+pub type PropagationSink = mpsc::UnboundedSender<PropagationDirty>;
+
+/// A hierarchy change propagation must follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PropagationDirty {
+    /// Re-plan these namespaces and their subtrees.
+    Subtrees(Vec<NsName>),
+    /// The hierarchy became complete (or was rebuilt): re-plan everything.
+    All,
+}
+
+/// A write submitted and not yet seen echoed: the resourceVersion it was planned from ("" = object absent) and
+/// the namespace to reconcile again if it fails.
+struct Pending {
+    planned_from: String,
+    owner: NsName,
+}
+
+/// The hierarchy reconciler's state. Build with [`HierarchyReconciler::new`], then [`HierarchyReconciler::run`].
+pub struct HierarchyReconciler {
+    index: TreeIndex,
+    writer: Writer,
+    ownership: Ownership,
+    resources: HierarchyResources,
+    pending: HashMap<ObjectRef, Pending>,
+    synced: BTreeSet<HierarchyKind>,
+    dirty: BTreeSet<NsName>,
+    all_dirty: bool,
+    changed: bool,
+    propagation: Option<PropagationSink>,
+    synced_tx: watch::Sender<bool>,
+}
+
+impl HierarchyReconciler {
+    /// A reconciler writing through `writer` for the trees `ownership` grants.
+    pub fn new(
+        index: TreeIndex,
+        writer: Writer,
+        ownership: Ownership,
+        propagation: Option<PropagationSink>,
+    ) -> Self {
+        HierarchyReconciler {
+            index,
+            writer,
+            ownership,
+            resources: HierarchyResources::default(),
+            pending: HashMap::new(),
+            synced: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            all_dirty: false,
+            changed: false,
+            propagation,
+            synced_tx: watch::channel(false).0,
+        }
+    }
+
+    /// Readers of the published snapshots.
+    pub fn reader(&self) -> TreeReader {
+        self.index.reader()
+    }
+
+    /// Turns true once the hierarchy has been judged for the first time (initial lists complete).
+    pub fn synced(&self) -> watch::Receiver<bool> {
+        self.synced_tx.subscribe()
+    }
+
+    /// Runs until `stop`: applies `events`, reconciles, follows the writer's `outcomes`; re-checks everything
+    /// when `ownership_changed` fires and every [`RESYNC_PERIOD`].
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<HierarchyEvent>,
+        mut outcomes: mpsc::UnboundedReceiver<Completed>,
+        mut ownership_changed: watch::Receiver<u64>,
+        stop: CancellationToken,
+    ) {
+        let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<NsName>();
+        let mut resync = tokio::time::interval(RESYNC_PERIOD);
+        resync.tick().await;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => return,
+                event = events.recv() => {
+                    let Some(event) = event else { return };
+                    self.apply(event);
+                    for _ in 1..MAX_BATCH {
+                        match events.try_recv() {
+                            Ok(event) => self.apply(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(done) = outcomes.recv() => {
+                    self.completed(done, &retry_tx);
+                    while let Ok(done) = outcomes.try_recv() {
+                        self.completed(done, &retry_tx);
+                    }
+                }
+                Some(ns) = retry_rx.recv() => { self.dirty.insert(ns); }
+                Ok(()) = ownership_changed.changed() => { self.all_dirty = true; }
+                _ = resync.tick() => { self.all_dirty = true; }
+            }
+            self.flush();
+        }
+    }
+
+    /// Applies one watch event to the index.
+    pub fn apply(&mut self, event: HierarchyEvent) {
+        let affected = match event {
+            HierarchyEvent::Namespace(change) => match change {
+                Change::Apply(ns) => match ingest::namespace(&ns) {
+                    Some((name, observed)) => {
+                        self.echoed(
+                            &self.resources.namespace.clone(),
+                            None,
+                            &name,
+                            &observed.resource_version,
+                        );
+                        self.index.apply_namespace(&name, observed)
+                    }
+                    None => return,
+                },
+                Change::Delete((_, name)) => {
+                    self.echoed(&self.resources.namespace.clone(), None, &name, "");
+                    self.index.delete_namespace(&name)
+                }
+                Change::Synced => return self.kind_synced(HierarchyKind::Namespace),
+            },
+            HierarchyEvent::Hierarchy(change) => match change {
+                Change::Apply(hc) => match ingest::hierarchy(&hc) {
+                    Some((ns, observed)) => {
+                        let rv = observed.resource_version.clone();
+                        self.echoed(
+                            &self.resources.hierarchy.clone(),
+                            Some(&ns),
+                            hnc_api::keys::names::HIERARCHY,
+                            &rv,
+                        );
+                        self.index.apply_hierarchy(&ns, observed)
+                    }
+                    None => return,
+                },
+                Change::Delete((ns, name)) if name == hnc_api::keys::names::HIERARCHY => {
+                    self.echoed(&self.resources.hierarchy.clone(), Some(&ns), &name, "");
+                    self.index.delete_hierarchy(&ns)
+                }
+                Change::Delete(_) => return,
+                Change::Synced => return self.kind_synced(HierarchyKind::Hierarchy),
+            },
+            HierarchyEvent::Anchor(change) => match change {
+                Change::Apply(anchor) => match ingest::anchor(&anchor) {
+                    Some(((ns, name), observed)) => {
+                        let rv = observed.resource_version.clone();
+                        self.echoed(&self.resources.anchor.clone(), Some(&ns), &name, &rv);
+                        self.index.apply_anchor(&ns, &name, observed)
+                    }
+                    None => return,
+                },
+                Change::Delete((ns, name)) => {
+                    self.echoed(&self.resources.anchor.clone(), Some(&ns), &name, "");
+                    self.index.delete_anchor(&ns, &name)
+                }
+                Change::Synced => return self.kind_synced(HierarchyKind::Anchor),
+            },
+        };
+        if affected.is_empty() {
+            return;
+        }
+        self.changed = true;
+        self.dirty.extend(affected.hierarchy);
+        if !affected.propagation.is_empty()
+            && self.index.current().is_synced()
+            && let Some(sink) = &self.propagation
+        {
+            let _ = sink.send(PropagationDirty::Subtrees(affected.propagation.into_iter().collect()));
+        }
+    }
+
+    /// The watch showed `resource_version` for an object: a pending write planned from an older version is no
+    /// longer pending.
+    fn echoed(
+        &mut self,
+        resource: &Arc<ApiResource>,
+        namespace: Option<&str>,
+        name: &str,
+        resource_version: &str,
+    ) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let key = ObjectRef::new(resource.clone(), namespace, name);
+        if self.pending.get(&key).is_some_and(|p| p.planned_from != resource_version) {
+            self.pending.remove(&key);
+        }
+    }
+
+    fn kind_synced(&mut self, kind: HierarchyKind) {
+        self.synced.insert(kind);
+        if self.synced.len() == 3 && !self.index.current().is_synced() {
+            tracing::info!(namespaces = self.index.current().namespace_count(), "hierarchy synced");
+            self.index.set_synced(true);
+            self.changed = true;
+            self.all_dirty = true;
+            if let Some(sink) = &self.propagation {
+                let _ = sink.send(PropagationDirty::All);
+            }
+            let _ = self.synced_tx.send(true);
+        }
+    }
+
+    fn completed(&mut self, done: Completed, retry: &mpsc::UnboundedSender<NsName>) {
+        let delay = match &done.outcome {
+            Outcome::Written => {
+                // A write that changed nothing keeps its resourceVersion and is never echoed by the watch.
+                if let (Some(rv), Some(p)) = (&done.resource_version, self.pending.get(&done.target))
+                    && *rv == p.planned_from
+                {
+                    self.pending.remove(&done.target);
+                }
+                return;
+            }
+            Outcome::Superseded => return,
+            // The state a conflict or a vanished object is judged from arrives through the watch; look again
+            // shortly in case it arrived before this outcome.
+            Outcome::Conflict | Outcome::Gone => Duration::from_millis(200),
+            Outcome::Fenced => return drop(self.pending.remove(&done.target)),
+            Outcome::Failed { .. } => Duration::from_secs(5),
+        };
+        let Some(pending) = self.pending.remove(&done.target) else { return };
+        let retry = retry.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = retry.send(pending.owner);
+        });
+    }
+
+    /// Publishes the index if it changed and reconciles every dirty namespace this replica owns.
+    pub fn flush(&mut self) {
+        if !self.changed && self.dirty.is_empty() && !self.all_dirty {
+            return;
+        }
+        let snapshot = if self.changed {
+            self.changed = false;
+            self.index.publish()
+        } else {
+            Arc::new(self.index.current().clone())
+        };
+        if !snapshot.is_synced() {
+            return;
+        }
+        let dirty: Vec<NsName> = if std::mem::take(&mut self.all_dirty) {
+            self.dirty.clear();
+            snapshot.nodes().map(|n| n.name().clone()).collect()
+        } else {
+            std::mem::take(&mut self.dirty).into_iter().collect()
+        };
+        let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
+        let now = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        for ns in dirty {
+            if self.ownership.owns(&*snapshot, &ns) {
+                metrics::counter!("hnc_reconcilers_hierconfig_total").increment(1);
+                self.reconcile(&snapshot, &ns, &now);
+            }
+        }
+    }
+
+    fn reconcile(&mut self, snapshot: &TreeSnapshot, ns: &NsName, now: &str) {
+        let Some(node) = snapshot.node(ns) else { return };
+        let Some(observed_ns) = node.namespace() else { return };
+        if let Some(target) = snapshot.namespace_target(ns)
+            && let Some(op) = diff::namespace_patch(observed_ns, &target)
+        {
+            metrics::counter!("hnc_reconcilers_hierconfig_namespace_writes_total").increment(1);
+            let target = ObjectRef::new(self.resources.namespace.clone(), None, ns);
+            self.submit(target, op, &observed_ns.resource_version, ns);
+        }
+        if let Some(target) = snapshot.hierarchy_target(ns) {
+            let observed = node.hierarchy();
+            if let Some(op) = diff::hierarchy_write(ns, observed, &target, observed_ns.deleting, now) {
+                metrics::counter!("hnc_reconcilers_hierconfig_hierconfig_writes_total").increment(1);
+                let rv = observed.map(|h| h.resource_version.as_str()).unwrap_or("");
+                let target = ObjectRef::new(
+                    self.resources.hierarchy.clone(),
+                    Some(ns),
+                    hnc_api::keys::names::HIERARCHY,
+                );
+                self.submit(target, op, rv, ns);
+            }
+        }
+        for (child, action) in snapshot.anchor_actions(ns) {
+            let Some(anchor) = node.anchor(&child) else { continue };
+            match action {
+                AnchorAction::Ensure { target, create_namespace } => {
+                    if create_namespace {
+                        let sub = ObjectRef::new(self.resources.namespace.clone(), None, &child);
+                        self.submit(sub, diff::subnamespace(ns, &child), "", ns);
+                    }
+                    if let Some(op) = diff::anchor_write(anchor, &target) {
+                        let target = ObjectRef::new(self.resources.anchor.clone(), Some(ns), &child);
+                        self.submit(target, op, &anchor.resource_version, ns);
+                    }
+                }
+                AnchorAction::DeleteSubnamespace => {
+                    let Some(sub) = snapshot.node(&child).and_then(|n| n.namespace()) else { continue };
+                    let target = ObjectRef::new(self.resources.namespace.clone(), None, &child);
+                    let op = WriteOp::Delete { resource_version: None };
+                    self.submit(target, op, &sub.resource_version, ns);
+                }
+                AnchorAction::Wait => {}
+            }
+        }
+    }
+
+    /// Submits a write planned from `planned_from` unless the same write is already on its way.
+    fn submit(&mut self, target: ObjectRef, op: WriteOp, planned_from: &str, owner: &str) {
+        if self.pending.get(&target).is_some_and(|p| p.planned_from == planned_from) {
+            return;
+        }
+        self.pending
+            .insert(target.clone(), Pending { planned_from: planned_from.to_owned(), owner: owner.into() });
+        self.writer.submit(WriteRequest::new(target, op, owner));
+    }
+}

@@ -82,8 +82,8 @@ impl PlannedWrite {
         Some(copy)
     }
 
-    fn sort_key(&self) -> (&TypeKey, &str, &str) {
-        (&self.ty, &self.namespace, &self.name)
+    fn order(&self, other: &PlannedWrite) -> std::cmp::Ordering {
+        (&self.ty, &self.namespace, &self.name).cmp(&(&other.ty, &other.namespace, &other.name))
     }
 }
 
@@ -113,7 +113,10 @@ impl WriteBatch {
     }
 
     pub(crate) fn normalize(&mut self) {
-        self.writes.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        debug_assert!(
+            self.writes.is_sorted_by(|a, b| a.order(b).is_lt()),
+            "the planner assembles writes in order"
+        );
         self.events.sort_unstable();
         self.events.dedup();
     }

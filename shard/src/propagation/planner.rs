@@ -56,16 +56,8 @@ struct Partial {
     events: Vec<PlannedEvent>,
 }
 
-impl Partial {
-    fn merge(mut self, mut other: Partial) -> Partial {
-        self.writes.append(&mut other.writes);
-        self.events.append(&mut other.events);
-        self
-    }
-}
-
 /// Plans the writes that bring every destination `dirty` can affect to its desired state. See the module
-/// documentation. Deterministic: the batch is sorted by (type, namespace, name).
+/// documentation. Deterministic: writes are sorted by (type, namespace, name), events sorted and unique.
 pub fn plan(
     view: &dyn HierarchyView,
     cache: &ForestCacheSnapshot,
@@ -139,20 +131,30 @@ pub fn plan(
         }
     }
 
-    let items: Vec<(usize, NsName, Names)> = work
+    // Destinations in (type, namespace) order and names sorted within each: concatenating the per-destination
+    // results in this order (rayon's collect keeps it) yields a sorted batch without sorting every write.
+    let mut items: Vec<(usize, NsName, Names)> = work
         .into_iter()
         .enumerate()
         .flat_map(|(i, w)| w.into_iter().map(move |(d, names)| (i, d, names)))
         .collect();
-    let partial = items
+    items.par_sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let parts: Vec<Partial> = items
         .into_par_iter()
-        .fold(Partial::default, |mut acc, (i, d, names)| {
-            plan_destination(view, &types[i], &d, names, &mut acc);
-            acc
+        .map(|(i, d, names)| {
+            let mut part = Partial::default();
+            plan_destination(view, &types[i], &d, names, &mut part);
+            part
         })
-        .reduce(Partial::default, Partial::merge);
-
-    let mut batch = WriteBatch { writes: partial.writes, events: partial.events };
+        .collect();
+    let mut batch = WriteBatch {
+        writes: Vec::with_capacity(parts.iter().map(|p| p.writes.len()).sum()),
+        events: Vec::new(),
+    };
+    for part in parts {
+        batch.writes.extend(part.writes);
+        batch.events.extend(part.events);
+    }
     batch.normalize();
     batch
 }

@@ -66,6 +66,7 @@ fn unpropagated_managed_by_is_removed_after_being_set() {
 #[test]
 fn copies_carry_namespace_and_inherited_from_only() {
     let entry = SourceEntry::new(&config_map(), &noisy_source(), &rules()).expect("valid");
+    assert_eq!(entry.canonical(), canonical(&clean_source(&noisy_source(), &rules())));
     let copy = build_copy(&entry, "child");
     assert_eq!(copy["metadata"]["namespace"], json!("child"));
     assert_eq!(copy["metadata"]["labels"][INHERITED_FROM], json!("a"));

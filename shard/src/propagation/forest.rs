@@ -288,6 +288,7 @@ impl TypeForest {
         let previous = match objs.source_index(&name) {
             Ok(i) => Some(std::mem::replace(&mut objs.sources[i], entry.clone())),
             Err(i) => {
+                objs.sources.reserve_exact(1);
                 objs.sources.insert(i, entry.clone());
                 None
             }
@@ -323,6 +324,9 @@ impl TypeForest {
                 (changed, false)
             }
             Err(i) => {
+                // Exact growth: a copy bucket is cloned once per publish anyway, and slack would cost up to
+                // half the bucket for every namespace.
+                objs.copies.reserve_exact(1);
                 objs.copies.insert(i, fingerprint);
                 (true, true)
             }

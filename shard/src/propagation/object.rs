@@ -314,8 +314,9 @@ impl std::fmt::Display for ResourceVersion {
 pub struct SourceEntry {
     pub namespace: NsName,
     pub name: ObjName,
-    /// Canonical form of the cleaned source (apiVersion and kind kept).
-    pub canonical: Value,
+    /// Canonical form of the cleaned source (apiVersion and kind kept) as compact JSON text: a `Value` tree costs
+    /// several times more (every small map is a B-tree node), and only writes need the tree back.
+    canonical_json: Box<str>,
     pub content_hash: ContentHash,
     /// Only meaningful for RoleBindings; 0 for other types.
     pub role_ref_hash: u64,
@@ -339,8 +340,14 @@ impl SourceEntry {
             resource_version: ResourceVersion::parse(meta.resource_version),
             policy: super::selector::PropagationPolicy::new(ty, &cleaned, rules),
             terminating: meta.terminating,
-            canonical,
+            canonical_json: canonical.to_string().into_boxed_str(),
         })
+    }
+
+    /// The canonical form of the cleaned source.
+    pub fn canonical(&self) -> Value {
+        // The text is our own serialization of a `Value`, so it always parses back.
+        serde_json::from_str(&self.canonical_json).unwrap_or(Value::Null)
     }
 
     /// True when `other` would propagate exactly like `self` (same content, same policy), whatever their
@@ -357,7 +364,7 @@ impl SourceEntry {
 /// `metadata.namespace = dest_ns` and `hnc.x-k8s.io/inherited-from: <source namespace>`. No resourceVersion:
 /// see [`set_resource_version`] for updates.
 pub fn build_copy(source: &SourceEntry, dest_ns: &str) -> Value {
-    let mut copy = source.canonical.clone();
+    let mut copy = source.canonical();
     if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("namespace".to_owned(), Value::String(dest_ns.to_owned()));
     }

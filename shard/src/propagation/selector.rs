@@ -233,10 +233,11 @@ pub fn validate_selector_annotation(key: &str, value: &str) -> Result<(), Select
 /// needs re-planning from a resourceVersion bump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PropagationPolicy {
-    select: Result<LabelSelector, SelectorError>,
-    tree_select: Result<TreeSelector, SelectorError>,
-    none: Result<bool, SelectorError>,
-    all: Result<bool, SelectorError>,
+    // Errors are boxed: they are rare, and sources are kept for every tree this replica owns.
+    select: Result<LabelSelector, Box<SelectorError>>,
+    tree_select: Result<TreeSelector, Box<SelectorError>>,
+    none: Result<bool, Box<SelectorError>>,
+    all: Result<bool, Box<SelectorError>>,
     /// A built-in exclusion of §6.4 step 5 applies.
     excluded: bool,
     has_finalizers: bool,
@@ -277,10 +278,10 @@ impl PropagationPolicy {
             meta.and_then(|m| m.get("finalizers")).and_then(Value::as_array).is_some_and(|f| !f.is_empty());
 
         PropagationPolicy {
-            select: parse_select(annotation(annotations::SELECT)),
-            tree_select: parse_tree_select(annotation(annotations::TREE_SELECT)),
-            none: parse_bool_annotation(annotations::NONE, annotation(annotations::NONE)),
-            all: parse_bool_annotation(annotations::ALL, annotation(annotations::ALL)),
+            select: parse_select(annotation(annotations::SELECT)).map_err(Box::new),
+            tree_select: parse_tree_select(annotation(annotations::TREE_SELECT)).map_err(Box::new),
+            none: parse_bool_annotation(annotations::NONE, annotation(annotations::NONE)).map_err(Box::new),
+            all: parse_bool_annotation(annotations::ALL, annotation(annotations::ALL)).map_err(Box::new),
             excluded,
             has_finalizers,
             service_account_token: is_secret && secret_type == Some(SERVICE_ACCOUNT_TOKEN),
@@ -295,24 +296,24 @@ impl PropagationPolicy {
         mode: SyncMode,
     ) -> Result<bool, SelectorError> {
         let mut propagate = mode == SyncMode::Propagate;
-        let select = self.select.as_ref().map_err(Clone::clone)?;
+        let select = self.select.as_ref().map_err(|e| unbox(e))?;
         if !select.is_empty() {
             propagate = true;
             if !select.matches(dest_labels) {
                 return Ok(false);
             }
         }
-        let tree = self.tree_select.as_ref().map_err(Clone::clone)?;
+        let tree = self.tree_select.as_ref().map_err(|e| unbox(e))?;
         if !tree.is_empty() {
             propagate = true;
             if !tree.matches(dest_labels) {
                 return Ok(false);
             }
         }
-        if self.none.clone()? {
+        if *self.none.as_ref().map_err(|e| unbox(e))? {
             return Ok(false);
         }
-        if self.all.clone()? {
+        if *self.all.as_ref().map_err(|e| unbox(e))? {
             propagate = true;
         }
         if self.excluded || !propagate {
@@ -323,18 +324,23 @@ impl PropagationPolicy {
 
     /// The first selector error in evaluation order, if any annotation does not parse.
     pub fn error(&self) -> Option<&SelectorError> {
-        self.select
-            .as_ref()
-            .err()
-            .or(self.tree_select.as_ref().err())
-            .or(self.none.as_ref().err())
-            .or(self.all.as_ref().err())
+        let errors = [self.select.as_ref().err(), self.tree_select.as_ref().err()];
+        errors
+            .into_iter()
+            .chain([self.none.as_ref().err(), self.all.as_ref().err()])
+            .flatten()
+            .next()
+            .map(|e| &**e)
     }
 
     /// True when the source carries finalizers (it can never propagate; §6.7 wants a Warning about it).
     pub fn has_finalizers(&self) -> bool {
         self.has_finalizers
     }
+}
+
+fn unbox(error: &SelectorError) -> SelectorError {
+    error.clone()
 }
 
 /// §6.3/§6.4 for one object: should `object` (its type read from `apiVersion`/`kind`) propagate to a

@@ -218,7 +218,8 @@ fn memory_report() {
 criterion_group!(benches, one_source_in_a_big_root, cold_full_plan);
 
 fn main() {
-    // A name filter (`cargo bench ... -- cold`) runs only the matching benchmarks; "memory" selects the report.
+    // A name filter (`cargo bench ... -- cold`) runs only the matching benchmarks; "memory" selects the
+    // report.
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     if filters.is_empty() || filters.iter().any(|f| "memory".contains(f.as_str())) {
         memory_report();

@@ -314,8 +314,8 @@ impl std::fmt::Display for ResourceVersion {
 pub struct SourceEntry {
     pub namespace: NsName,
     pub name: ObjName,
-    /// Canonical form of the cleaned source (apiVersion and kind kept) as compact JSON text: a `Value` tree costs
-    /// several times more (every small map is a B-tree node), and only writes need the tree back.
+    /// Canonical form of the cleaned source (apiVersion and kind kept) as compact JSON text: a `Value` tree
+    /// costs several times more (every small map is a B-tree node), and only writes need the tree back.
     canonical_json: Box<str>,
     pub content_hash: ContentHash,
     /// Only meaningful for RoleBindings; 0 for other types.

@@ -8,8 +8,8 @@
 //! a propagating source becomes a copy) is not a candidate for anyone, so one round reaches the fixed point.
 //!
 //! Work is expanded first (dirty entries → (type, destination, names)), with subtree walks run in parallel,
-//! then every (type, destination) is diffed in parallel with rayon; the batch is sorted at the end, so the
-//! thread count never shows in the result.
+//! then every (type, destination) is diffed in parallel with rayon. Destinations are sorted before the diff
+//! and results collected in that order, so the thread count never shows in the result.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -8,9 +8,9 @@
 //!
 //! `select` follows Kubernetes' own label-selector grammar as upstream parses it
 //! (`metav1.ParseToLabelSelector`): same tokens, same key/value validation, `>`/`<` rejected. Two deliberate
-//! differences, both listed in the final report of this module's author: `k!=v` is accepted (spec §6.4 lists
-//! it; upstream's apimachinery rejects it), and a key repeated with `=` is an AND of both requirements
-//! (upstream keeps only one of them).
+//! differences: `k!=v` is accepted, as spec §6.4 lists it (the apimachinery version upstream vendors rejects
+//! it with "\"!=\" is not a valid label selector operator"), and a key repeated with `=` is an AND of both
+//! requirements (upstream's conversion to `matchLabels` silently keeps only one of them).
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -2,11 +2,13 @@
 //! process lifecycle. Reconcilers, the writer and webhooks plug into [`run`].
 
 pub mod config;
+pub mod crds;
 pub mod embedded;
 pub mod flags;
 pub mod hierarchy;
 pub mod ops;
 pub mod ownership;
+pub mod propagation;
 pub mod replica;
 pub mod run;
 pub mod startup;

@@ -13,6 +13,9 @@ use hnc_shard::HierarchyView;
 pub trait ShardOwnership: Send + Sync {
     /// True while this replica holds (and may write for) the shard of `root`.
     fn holds_root(&self, root: &str) -> bool;
+
+    /// True while this replica is the leader, which alone writes cluster singletons.
+    fn is_leader(&self) -> bool;
 }
 
 /// This replica's write scope.
@@ -37,12 +40,27 @@ impl std::fmt::Debug for Ownership {
 }
 
 impl Ownership {
-    /// True when this replica may write objects of namespace `ns` (and the Namespace `ns` itself).
+    /// True when this replica may write objects of namespace `ns` (and the Namespace `ns` itself). The empty
+    /// name stands for cluster singletons (`config`, webhook configurations), which only the leader writes.
     pub fn owns(&self, view: &dyn HierarchyView, ns: &str) -> bool {
+        if ns.is_empty() {
+            return self.is_leader();
+        }
         match self {
             Ownership::Everything => true,
             Ownership::Nothing => false,
             Ownership::Shards(shards) => shards.holds_root(&view.root(ns)),
+        }
+    }
+}
+
+impl Ownership {
+    /// True when this replica writes cluster singletons.
+    pub fn is_leader(&self) -> bool {
+        match self {
+            Ownership::Everything => true,
+            Ownership::Nothing => false,
+            Ownership::Shards(shards) => shards.is_leader(),
         }
     }
 }
@@ -80,6 +98,9 @@ mod tests {
         fn holds_root(&self, root: &str) -> bool {
             root == "a"
         }
+        fn is_leader(&self) -> bool {
+            false
+        }
     }
 
     #[test]
@@ -90,5 +111,7 @@ mod tests {
         assert!(!sharded.owns(&TwoTrees, "x"));
         assert!(Ownership::Everything.owns(&TwoTrees, "x"));
         assert!(!Ownership::Nothing.owns(&TwoTrees, "a"));
+        assert!(!sharded.owns(&TwoTrees, ""), "cluster singletons are the leader's");
+        assert!(Ownership::Everything.owns(&TwoTrees, ""));
     }
 }

@@ -1,16 +1,21 @@
-//! Everything one replica runs once it is connected: watches, the tree index, the writer and the reconcilers,
-//! wired together.
+//! Everything one replica runs once it is connected, wired together.
 //!
 //! ```text
-//!   Namespace / HC / anchor watches ──▶ HierarchyReconciler (owns TreeIndex) ──▶ TreeReader (snapshots)
-//!                                              │ writes                              │
-//!                                              ▼                                     ▼
-//!                                  Writer (fence: Ownership over the snapshot) ◀── ownership
+//!  Namespace/HC/anchor watches ─▶ HierarchyReconciler (owns TreeIndex) ─snapshots─▶ TreeReader ─┐
+//!                                      │ subtrees to re-plan                                   │
+//!  per-type object watches ──────▶ PropagationEngine (owns ForestCache) ◀─ active types ─┐      │
+//!                                      │                                                │      │
+//!  HNCConfiguration + CRD watches ─▶ ConfigReconciler ──────────────────────────────────┘      │
+//!                                      │ all writes                                            │
+//!                                      ▼                                                       │
+//!                                   Writer ── fence: Ownership over the latest snapshot ◀───────┘
+//!                                      └─ outcomes, routed back to whoever planned the write
 //! ```
 
 use std::sync::Arc;
 
-use hnc_api::{HierarchyConfiguration, SubnamespaceAnchor};
+use hnc_api::{HNCConfiguration, HierarchyConfiguration, SubnamespaceAnchor};
+use hnc_shard::propagation::{ForestCache, ForestCacheReader, PropagationRules, TypeKey};
 use hnc_shard::{TreeIndex, TreeReader};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::watcher;
@@ -19,21 +24,26 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::reconciler::{ConfigEvent, ConfigReconciler, CountsFn};
+use crate::config::resolve::TypeCounts;
 use crate::flags::Flags;
 use crate::hierarchy::ingest::HierarchyEvent;
 use crate::hierarchy::reconciler::HierarchyReconciler;
 use crate::ops::Readiness;
 use crate::ownership::Ownership;
+use crate::propagation::engine::{EngineInput, PropagationEngine};
 use crate::watch::feed;
-use crate::writer::{self, Fence, Writer, WriterConfig};
+use crate::writer::{self, Completed, Fence, Writer, WriterConfig};
 
-/// Events buffered between the watches and the hierarchy reconciler.
+/// Events buffered between the hierarchy watches and the hierarchy reconciler.
 const EVENT_BUFFER: usize = 8192;
 
 /// The running parts of a replica.
 pub struct Replica {
     /// Snapshots of the hierarchy, for webhooks and diagnostics.
     pub tree: TreeReader,
+    /// Snapshots of the propagation cache.
+    pub cache: ForestCacheReader,
     /// The writer every API write goes through.
     pub writer: Writer,
     stop: CancellationToken,
@@ -54,14 +64,14 @@ impl Replica {
         let tree = index.reader();
         let ownership = if flags.webhooks_only { Ownership::Nothing } else { Ownership::Everything };
 
+        // The writer, and the routing of its outcomes back to whoever planned each write.
         let fence: Fence = {
             let (tree, ownership) = (tree.clone(), ownership.clone());
             Arc::new(move |scope: &str| ownership.owns(&*tree.load(), scope))
         };
-        let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
-        let writer_client = writer::writer_client(config)?;
+        let (outcomes_tx, mut outcomes_rx) = mpsc::unbounded_channel::<Completed>();
         let (writer, writer_task) = Writer::start(
-            writer_client,
+            writer::writer_client(config)?,
             WriterConfig::with_qps(flags.apiserver_qps_throttle),
             fence,
             Some(outcomes_tx),
@@ -69,32 +79,67 @@ impl Replica {
         tasks.spawn(async move {
             let _ = writer_task.await;
         });
+        let (hierarchy_out_tx, hierarchy_out_rx) = mpsc::unbounded_channel();
+        let (config_tx, config_rx) = mpsc::channel::<ConfigEvent>(256);
+        let (engine_tx, engine_rx) = mpsc::unbounded_channel::<EngineInput>();
+        {
+            let (config_tx, engine_tx) = (config_tx.clone(), engine_tx.clone());
+            tasks.spawn(async move {
+                while let Some(done) = outcomes_rx.recv().await {
+                    let r = &done.target.resource;
+                    match (r.group.as_str(), r.plural.as_str()) {
+                        ("", "namespaces")
+                        | (hnc_api::GROUP, "hierarchyconfigurations" | "subnamespaceanchors") => {
+                            let _ = hierarchy_out_tx.send(done);
+                        }
+                        (hnc_api::GROUP, "hncconfigurations") => {
+                            let _ = config_tx.send(ConfigEvent::Written(done)).await;
+                        }
+                        ("", "events") => {}
+                        _ => {
+                            let _ = engine_tx.send(EngineInput::Written(done));
+                        }
+                    }
+                }
+            });
+        }
 
+        // Hierarchy: three watches feed the reconciler that owns the tree index.
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
-        let config = watcher::Config::default();
+        let watch_config = watcher::Config::default();
         tasks.spawn(feed(
             Api::<Namespace>::all(client.clone()),
-            config.clone(),
+            watch_config.clone(),
             events_tx.clone(),
-            "namespaces",
+            "namespaces".to_owned(),
             HierarchyEvent::Namespace,
         ));
         tasks.spawn(feed(
             Api::<HierarchyConfiguration>::all(client.clone()),
-            config.clone(),
+            watch_config.clone(),
             events_tx.clone(),
-            "hierarchyconfigurations",
+            "hierarchyconfigurations".to_owned(),
             HierarchyEvent::Hierarchy,
         ));
         tasks.spawn(feed(
             Api::<SubnamespaceAnchor>::all(client.clone()),
-            config,
-            events_tx,
-            "subnamespaceanchors",
+            watch_config.clone(),
+            events_tx.clone(),
+            "subnamespaceanchors".to_owned(),
             HierarchyEvent::Anchor,
         ));
-
-        let reconciler = HierarchyReconciler::new(index, writer.clone(), ownership, None);
+        tasks.spawn(crate::crds::watch_crds(client.clone(), config_tx.clone(), events_tx));
+        let (propagation_tx, mut propagation_rx) = mpsc::unbounded_channel();
+        {
+            let engine_tx = engine_tx.clone();
+            tasks.spawn(async move {
+                while let Some(dirty) = propagation_rx.recv().await {
+                    let _ = engine_tx.send(EngineInput::Hierarchy(dirty));
+                }
+            });
+        }
+        let reconciler =
+            HierarchyReconciler::new(index, writer.clone(), ownership.clone(), Some(propagation_tx));
         let mut synced = reconciler.synced();
         ready.register("hierarchy");
         let gate = ready.clone();
@@ -103,14 +148,49 @@ impl Replica {
                 gate.set("hierarchy", true);
             }
         });
-        let (_ownership_tx, ownership_rx) = watch::channel(0u64);
-        let reconciler_stop = stop.clone();
-        tasks.spawn(async move {
-            reconciler.run(events_rx, outcomes_rx, ownership_rx, reconciler_stop).await;
-            // Keep the ownership channel open for as long as the reconciler runs.
-            drop(_ownership_tx);
-        });
-        Ok(Replica { tree, writer, stop, tasks })
+        let (ownership_tx, ownership_rx) = watch::channel(0u64);
+        {
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                reconciler.run(events_rx, hierarchy_out_rx, ownership_rx, stop).await;
+                drop(ownership_tx);
+            });
+        }
+
+        // Propagation: the engine owns the forest cache; the config reconciler tells it what to propagate.
+        let rules = PropagationRules {
+            unpropagated_labels: flags.unpropagated_labels.clone(),
+            unpropagated_annotations: flags.unpropagated_annotations.clone(),
+            nopropagation_labels: flags.nopropagation_labels.clone(),
+        };
+        let engine = PropagationEngine::new(
+            client.clone(),
+            ForestCache::new(rules),
+            tree.clone(),
+            writer.clone(),
+            ownership.clone(),
+        );
+        let cache = engine.cache_reader();
+        let counts: CountsFn = {
+            let cache = cache.clone();
+            Arc::new(move |t| {
+                let stats = cache.load().stats(&TypeKey::new(&t.resource.group, &t.resource.kind));
+                TypeCounts { propagated: stats.copies as i64, sources: stats.sources as i64 }
+            })
+        };
+        let config_reconciler =
+            ConfigReconciler::new(client.clone(), writer.clone(), ownership, tree.clone(), counts);
+        let active = config_reconciler.active_types();
+        tasks.spawn(feed(
+            Api::<HNCConfiguration>::all(client),
+            watch_config.fields(&format!("metadata.name={}", hnc_api::keys::names::CONFIG)),
+            config_tx,
+            "hncconfigurations".to_owned(),
+            ConfigEvent::Config,
+        ));
+        tasks.spawn(config_reconciler.run(config_rx, stop.clone()));
+        tasks.spawn(engine.run(engine_rx, active, stop.clone()));
+        Ok(Replica { tree, cache, writer, stop, tasks })
     }
 
     /// Stops every task: reconcilers first, then the writer after its in-flight writes.

@@ -1,4 +1,5 @@
 //! The `HNCConfiguration` singleton: which kinds are propagated, in which mode, and the status HNC reports.
 
 pub mod discovery;
+pub mod reconciler;
 pub mod resolve;

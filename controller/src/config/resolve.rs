@@ -3,8 +3,6 @@
 //! Pure: works on a [`Discovered`] snapshot of the API server's resources, so the reconciler and the
 //! HNCConfiguration webhook reach the same verdicts, and every rule is tested without a server.
 
-use std::collections::BTreeMap;
-
 use hnc_api::condition::{reasons, types};
 use hnc_api::config::{RBAC_GROUP, ROLE_BINDING_RESOURCE, ROLE_RESOURCE};
 use hnc_api::{ResourceSpec, ResourceStatus, SyncMode};
@@ -175,15 +173,12 @@ pub struct TypeCounts {
 /// `Ignore`; source counts only for the propagating modes.
 pub fn status_resources(
     active: &[ActiveType],
-    counts: &BTreeMap<(String, String), TypeCounts>,
+    counts: impl Fn(&ActiveType) -> TypeCounts,
 ) -> Vec<ResourceStatus> {
     let mut out: Vec<ResourceStatus> = active
         .iter()
         .map(|t| {
-            let c = counts
-                .get(&(t.resource.group.clone(), t.resource.plural.clone()))
-                .copied()
-                .unwrap_or_default();
+            let c = counts(t);
             ResourceStatus {
                 group: t.spec_group.clone(),
                 version: t.resource.version.clone(),
@@ -306,9 +301,11 @@ mod tests {
             &cluster(),
         )
         .unwrap();
-        let counts =
-            [(("".to_owned(), "configmaps".to_owned()), TypeCounts { propagated: 3, sources: 2 })].into();
-        let status = status_resources(&out.active, &counts);
+        let counts = |t: &ActiveType| match t.resource.plural.as_str() {
+            "configmaps" => TypeCounts { propagated: 3, sources: 2 },
+            _ => TypeCounts::default(),
+        };
+        let status = status_resources(&out.active, counts);
         let order: Vec<_> = status.iter().map(|s| (s.group.as_str(), s.resource.as_str())).collect();
         assert_eq!(
             order,

@@ -15,6 +15,8 @@ pub enum HierarchyEvent {
     Hierarchy(Change<HierarchyConfiguration>),
     /// A SubnamespaceAnchor was added or changed, or is gone.
     Anchor(Change<SubnamespaceAnchor>),
+    /// Which of HNC's CRDs are being deleted (spec §10).
+    DeletingCrds(hnc_shard::tree::DeletingCrds),
 }
 
 /// The kinds whose initial list must be complete before the hierarchy is judged.

@@ -221,6 +221,14 @@ impl HierarchyReconciler {
                 }
                 Change::Synced => return self.kind_synced(HierarchyKind::Anchor),
             },
+            HierarchyEvent::DeletingCrds(deleting) => {
+                if self.index.set_deleting_crds(deleting) {
+                    tracing::info!(?deleting, "HNC CRDs being deleted changed; revisiting every namespace");
+                    self.changed = true;
+                    self.all_dirty = true;
+                }
+                return;
+            }
         };
         if affected.is_empty() {
             return;

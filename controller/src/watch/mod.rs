@@ -86,8 +86,8 @@ pub async fn feed<K, E>(
     api: Api<K>,
     config: watcher::Config,
     tx: mpsc::Sender<E>,
-    kind: &'static str,
-    wrap: fn(Change<K>) -> E,
+    kind: String,
+    wrap: impl Fn(Change<K>) -> E,
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
@@ -104,7 +104,7 @@ pub async fn feed<K, E>(
                 }
             }
             Err(error) => {
-                metrics::counter!("hnc_watch_errors_total", "kind" => kind).increment(1);
+                metrics::counter!("hnc_watch_errors_total", "kind" => kind.clone()).increment(1);
                 tracing::warn!(kind, %error, "watch failed; retrying with backoff");
             }
         }

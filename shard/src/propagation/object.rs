@@ -56,18 +56,6 @@ pub struct PropagationRules {
     pub nopropagation_labels: Vec<(String, String)>,
 }
 
-impl PropagationRules {
-    /// Parses one `--nopropagation-label` flag value, `key=value` (the value may be empty).
-    pub fn parse_nopropagation_label(flag: &str) -> Result<(String, String), ObjectError> {
-        match flag.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
-            _ => Err(ObjectError::Malformed(format!(
-                "--nopropagation-label {flag:?} must have the form key=value"
-            ))),
-        }
-    }
-}
-
 /// An object the forest cache cannot use.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ObjectError {

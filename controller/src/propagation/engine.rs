@@ -1,0 +1,419 @@
+//! The propagation engine: the one task that owns this replica's [`ForestCache`].
+//!
+//! ```text
+//!  per-type watches ──ObjectEvent──▶ ForestCache::apply/delete ──Dirty──┐
+//!  hierarchy reconciler ──PropagationDirty (subtrees, all)──────────────┤
+//!  HNCConfiguration ──active types──▶ start/stop watches, modes ──Type──┤
+//!                                                                       ▼
+//!                    plan(tree snapshot, cache snapshot, modes, dirty) on the rayon pool
+//!                                                                       │ WriteBatch
+//!                                   Writer ◀── materialized copies ◀────┘
+//!                                      └── outcomes ──▶ record_written (or re-plan on conflict)
+//! ```
+//!
+//! Planning waits until the hierarchy is synced and every watched type has delivered its initial list, so a
+//! restart never plans from a partial picture. A write submitted and not yet echoed is remembered: a re-plan
+//! in that window does not write it again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hnc_api::SyncMode;
+use hnc_shard::TreeReader;
+use hnc_shard::propagation::{
+    Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, TypeKey, TypeModes, WriteOp as PlannedOp,
+    plan,
+};
+use kube::Client;
+use kube::core::{ApiResource, DynamicObject};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::events::EventRecorder;
+use crate::config::reconciler::ActiveTypes;
+use crate::hierarchy::reconciler::PropagationDirty;
+use crate::ownership::Ownership;
+use crate::watch::Change;
+use crate::writer::{Completed, LatencyGroup, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
+
+/// How often everything is re-planned without a reason (all no-ops on a converged cluster).
+pub const RESYNC_PERIOD: Duration = Duration::from_secs(600);
+
+/// Events buffered between the type watches and the engine.
+const EVENT_BUFFER: usize = 8192;
+
+/// The most watch events ingested before a plan.
+const MAX_BATCH: usize = 4096;
+
+/// A change to an object of a propagated type.
+#[derive(Debug)]
+pub struct ObjectEvent {
+    /// The object's type.
+    pub ty: TypeKey,
+    /// What happened.
+    pub change: Change<DynamicObject>,
+}
+
+/// What the engine reacts to besides its watches.
+#[derive(Debug)]
+pub enum EngineInput {
+    /// From the hierarchy reconciler.
+    Hierarchy(PropagationDirty),
+    /// A write of a copy (or an Event) finished.
+    Written(Completed),
+}
+
+struct TypeWatch {
+    resource: Arc<ApiResource>,
+    mode: SyncMode,
+    synced: bool,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The engine. Build with [`PropagationEngine::new`], then [`PropagationEngine::run`].
+pub struct PropagationEngine {
+    client: Client,
+    cache: ForestCache,
+    dirty: DirtySet,
+    dirty_since: Option<Instant>,
+    watches: HashMap<TypeKey, TypeWatch>,
+    tree: TreeReader,
+    writer: Writer,
+    ownership: Ownership,
+    in_flight: HashMap<ObjectRef, PlannedWrite>,
+    events: EventRecorder,
+    object_tx: mpsc::Sender<ObjectEvent>,
+    object_rx: Option<mpsc::Receiver<ObjectEvent>>,
+    retry_tx: mpsc::UnboundedSender<Dirty>,
+    retry_rx: Option<mpsc::UnboundedReceiver<Dirty>>,
+}
+
+impl PropagationEngine {
+    /// An engine writing through `writer` for the trees `ownership` grants.
+    pub fn new(
+        client: Client,
+        cache: ForestCache,
+        tree: TreeReader,
+        writer: Writer,
+        ownership: Ownership,
+    ) -> Self {
+        let (object_tx, object_rx) = mpsc::channel(EVENT_BUFFER);
+        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        PropagationEngine {
+            client,
+            cache,
+            dirty: DirtySet::new(),
+            dirty_since: None,
+            watches: HashMap::new(),
+            tree,
+            events: EventRecorder::new(writer.clone()),
+            writer,
+            ownership,
+            in_flight: HashMap::new(),
+            object_tx,
+            object_rx: Some(object_rx),
+            retry_tx,
+            retry_rx: Some(retry_rx),
+        }
+    }
+
+    /// Readers of the published cache (statistics, webhooks).
+    pub fn cache_reader(&self) -> ForestCacheReader {
+        self.cache.reader()
+    }
+
+    /// Runs until `stop`.
+    pub async fn run(
+        mut self,
+        mut inputs: mpsc::UnboundedReceiver<EngineInput>,
+        mut active: watch::Receiver<ActiveTypes>,
+        stop: CancellationToken,
+    ) {
+        let mut objects = self.object_rx.take().expect("run is called once");
+        let mut retries = self.retry_rx.take().expect("run is called once");
+        let mut resync = tokio::time::interval(RESYNC_PERIOD);
+        resync.tick().await;
+        self.configure(&active.borrow_and_update().clone());
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                Ok(()) = active.changed() => {
+                    let types = active.borrow_and_update().clone();
+                    self.configure(&types);
+                }
+                Some(input) = inputs.recv() => {
+                    self.input(input);
+                    while let Ok(input) = inputs.try_recv() {
+                        self.input(input);
+                    }
+                }
+                Some(event) = objects.recv() => {
+                    self.ingest(event);
+                    for _ in 1..MAX_BATCH {
+                        match objects.try_recv() {
+                            Ok(event) => self.ingest(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(dirty) = retries.recv() => self.mark(dirty),
+                _ = resync.tick() => self.mark(Dirty::All),
+            }
+            // Readers (status counts, webhooks) see what the watches and writes have shown so far.
+            self.cache.publish();
+            self.plan_if_ready().await;
+        }
+        for (_, w) in self.watches.drain() {
+            w.stop.cancel();
+            w.task.abort();
+        }
+    }
+
+    fn mark(&mut self, dirty: Dirty) {
+        self.dirty_since.get_or_insert_with(Instant::now);
+        self.dirty.insert(dirty);
+    }
+
+    /// Follows the HNCConfiguration: watches every type not in `Ignore`, forgets the others.
+    fn configure(&mut self, types: &ActiveTypes) {
+        let mut wanted: HashMap<TypeKey, (Arc<ApiResource>, SyncMode)> = HashMap::new();
+        for t in types.iter().filter(|t| t.mode != SyncMode::Ignore) {
+            let r = &t.resource;
+            let resource = ApiResource {
+                group: r.group.clone(),
+                version: r.version.clone(),
+                api_version: if r.group.is_empty() {
+                    r.version.clone()
+                } else {
+                    format!("{}/{}", r.group, r.version)
+                },
+                kind: r.kind.clone(),
+                plural: r.plural.clone(),
+            };
+            wanted.insert(TypeKey::new(&r.group, &r.kind), (Arc::new(resource), t.mode));
+        }
+        let gone: Vec<TypeKey> =
+            self.watches.keys().filter(|ty| !wanted.contains_key(*ty)).cloned().collect();
+        for ty in gone {
+            if let Some(w) = self.watches.remove(&ty) {
+                tracing::info!(kind = %w.resource.kind, group = %w.resource.group, "no longer propagating type");
+                w.stop.cancel();
+                w.task.abort();
+            }
+            self.cache.remove_type(&ty);
+        }
+        for (ty, (resource, mode)) in wanted {
+            match self.watches.get_mut(&ty) {
+                Some(w) if w.mode == mode => {}
+                Some(w) => {
+                    tracing::info!(kind = %resource.kind, from = w.mode.as_str(), to = mode.as_str(), "type mode changed");
+                    w.mode = mode;
+                    self.mark(Dirty::Type { ty });
+                }
+                None => {
+                    tracing::info!(kind = %resource.kind, group = %resource.group, mode = mode.as_str(), "propagating type");
+                    let stop = CancellationToken::new();
+                    let task = tokio::spawn(watch_type(
+                        self.client.clone(),
+                        ty.clone(),
+                        resource.clone(),
+                        self.object_tx.clone(),
+                        stop.clone(),
+                    ));
+                    self.watches.insert(ty, TypeWatch { resource, mode, synced: false, stop, task });
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, input: EngineInput) {
+        match input {
+            EngineInput::Hierarchy(PropagationDirty::All) => self.mark(Dirty::All),
+            EngineInput::Hierarchy(PropagationDirty::Subtrees(roots)) => {
+                for namespace in roots {
+                    self.mark(Dirty::Subtree { namespace });
+                }
+            }
+            EngineInput::Written(done) => self.completed(done),
+        }
+    }
+
+    fn ingest(&mut self, event: ObjectEvent) {
+        let ObjectEvent { ty, change } = event;
+        let dirty = match change {
+            Change::Apply(object) => {
+                let ns = object.metadata.namespace.as_deref().unwrap_or_default();
+                if !self.tree.load().policy().is_managed(ns) {
+                    return;
+                }
+                let value = match serde_json::to_value(&object) {
+                    Ok(v) => v,
+                    Err(error) => return tracing::warn!(%error, "cannot read a watched object"),
+                };
+                match self.cache.apply(&ty, &value) {
+                    Ok(dirty) => dirty,
+                    Err(error) => {
+                        let name = object.metadata.name.as_deref().unwrap_or_default();
+                        tracing::warn!(%error, kind = %ty.kind, namespace = ns, name, "ignoring a malformed object");
+                        return;
+                    }
+                }
+            }
+            Change::Delete((ns, name)) => self.cache.delete(&ty, &ns, &name),
+            Change::Synced => {
+                if let Some(w) = self.watches.get_mut(&ty)
+                    && !w.synced
+                {
+                    w.synced = true;
+                    self.mark(Dirty::Type { ty });
+                }
+                return;
+            }
+        };
+        if let Some(dirty) = dirty {
+            self.mark(dirty);
+        }
+    }
+
+    fn completed(&mut self, done: Completed) {
+        let Some(write) = self.in_flight.remove(&done.target) else { return };
+        let redo = |delay: Duration, tx: mpsc::UnboundedSender<Dirty>, write: &PlannedWrite| {
+            let dirty = Dirty::Name {
+                ty: write.ty.clone(),
+                name: write.name.clone(),
+                namespace: write.namespace.clone(),
+            };
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(dirty);
+            });
+        };
+        match done.outcome {
+            Outcome::Written => {
+                self.cache.record_written(&write, done.resource_version.as_deref().unwrap_or_default());
+            }
+            // A newer plan for the object replaced this one and is in flight itself.
+            Outcome::Superseded => {}
+            Outcome::Fenced => {}
+            // Fresh state arrives through the watch; plan again shortly in case it already has.
+            Outcome::Conflict | Outcome::Gone => {
+                redo(Duration::from_millis(200), self.retry_tx.clone(), &write)
+            }
+            Outcome::Failed { message, .. } => {
+                self.events.write_failed(&write, &message);
+                redo(Duration::from_secs(5), self.retry_tx.clone(), &write);
+            }
+        }
+    }
+
+    /// Plans when there is something to plan and the picture is complete.
+    async fn plan_if_ready(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let tree = self.tree.load();
+        if !tree.is_synced() || self.watches.values().any(|w| !w.synced) {
+            return;
+        }
+        let dirty = self.dirty.take();
+        let since = self.dirty_since.take().unwrap_or_else(Instant::now);
+        let cache = self.cache.current().clone();
+        let modes: TypeModes = self.watches.iter().map(|(ty, w)| (ty.clone(), w.mode)).collect();
+        let started = Instant::now();
+        let planning = {
+            let tree = tree.clone();
+            tokio::task::spawn_blocking(move || plan(&*tree, &cache, &modes, &dirty))
+        };
+        let batch = match planning.await {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, "planning failed; re-planning everything");
+                self.mark(Dirty::All);
+                return;
+            }
+        };
+        metrics::histogram!("hnc_plan_duration_seconds").record(started.elapsed().as_secs_f64());
+        for event in &batch.events {
+            self.events.planned(event, self.resource_of(&event.ty));
+        }
+        if batch.writes.is_empty() {
+            return;
+        }
+        let latency = LatencyGroup::new(since);
+        let mut requests = Vec::with_capacity(batch.writes.len());
+        for write in batch.writes {
+            let Some(resource) = self.resource_of(&write.ty) else { continue };
+            if !self.ownership.owns(&*tree, &write.namespace) {
+                continue;
+            }
+            let target = ObjectRef::new(resource, Some(&write.namespace), &write.name);
+            if self.in_flight.get(&target).is_some_and(|w| same_write(w, &write)) {
+                continue;
+            }
+            let Some(op) = to_writer_op(&write) else { continue };
+            let mut request = WriteRequest::new(target.clone(), op, &write.namespace);
+            request.latency = Some(latency.clone());
+            self.in_flight.insert(target, write);
+            requests.push(request);
+        }
+        drop(latency);
+        metrics::counter!("hnc_planned_writes_total").increment(requests.len() as u64);
+        self.writer.submit_batch(requests);
+    }
+
+    fn resource_of(&self, ty: &TypeKey) -> Option<Arc<ApiResource>> {
+        self.watches.get(ty).map(|w| w.resource.clone())
+    }
+}
+
+/// True when two planned writes of one object would send the same thing.
+fn same_write(a: &PlannedWrite, b: &PlannedWrite) -> bool {
+    a.op.verb() == b.op.verb()
+        && match (a.op.source(), b.op.source()) {
+            (Some(x), Some(y)) => x.namespace == y.namespace && x.same_propagation(y),
+            (None, None) => true,
+            _ => false,
+        }
+}
+
+fn to_writer_op(write: &PlannedWrite) -> Option<WriteOp> {
+    Some(match &write.op {
+        PlannedOp::Create { .. } => WriteOp::Create(write.body()?),
+        PlannedOp::Update { .. } => WriteOp::Update(write.body()?),
+        PlannedOp::Recreate { resource_version, .. } => {
+            WriteOp::Recreate { resource_version: Some(resource_version.to_string()), object: write.body()? }
+        }
+        PlannedOp::Delete { resource_version } => {
+            WriteOp::Delete { resource_version: Some(resource_version.to_string()) }
+        }
+    })
+}
+
+/// Watches every object of one type cluster-wide until `stop`.
+async fn watch_type(
+    client: Client,
+    ty: TypeKey,
+    resource: Arc<ApiResource>,
+    tx: mpsc::Sender<ObjectEvent>,
+    stop: CancellationToken,
+) {
+    let api: kube::Api<DynamicObject> = kube::Api::all_with(client, &*resource);
+    let kind = resource.plural.clone();
+    let feed = crate::watch::feed(api, kube::runtime::watcher::Config::default(), tx, kind, move |change| {
+        ObjectEvent { ty: ty.clone(), change }
+    });
+    tokio::select! {
+        _ = feed => {}
+        _ = stop.cancelled() => {}
+    }
+}
+
+impl std::fmt::Debug for PropagationEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PropagationEngine").field("types", &self.watches.len()).finish()
+    }
+}

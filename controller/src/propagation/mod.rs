@@ -1,0 +1,8 @@
+//! The policy half of HNC on the controller side: per-type watches feed the forest cache, the planner (in
+//! `hnc-shard`) decides the writes, the writer performs them.
+//!
+//! * [`engine`] — the task owning the cache: ingest, configure types, plan, submit, follow outcomes;
+//! * [`events`] — Warning Events about propagation problems.
+
+pub mod engine;
+pub mod events;

@@ -3,16 +3,18 @@
 //! The leader re-assigns for two reasons, and each has its own entry point:
 //!
 //! * [`assign`] — membership changed. Shards of surviving replicas stay where they are. Shards of departed
-//!   replicas (and unowned ones) are placed heaviest first on the least-loaded replica. Replicas that own nothing
-//!   yet (newcomers) are then filled from the heaviest replicas until the loads are inside the balance band.
-//!   Nothing else moves: adding a replica moves shards only onto it, removing one moves only its shards.
-//! * [`rebalance`] — weights drifted (the leader calls it once max/mean crosses a threshold above the target, so
-//!   it does not flap). Moves shards from replicas above the band to replicas below it until inside the band.
+//!   replicas (and unowned ones) are placed heaviest first on the least-loaded replica. Replicas that own
+//!   nothing yet (newcomers) are then filled from the heaviest replicas until the loads are inside the
+//!   balance band. Nothing else moves: adding a replica moves shards only onto it, removing one moves only
+//!   its shards.
+//! * [`rebalance`] — weights drifted (the leader calls it once max/mean crosses a threshold above the target,
+//!   so it does not flap). Moves shards from replicas above the band to replicas below it until inside it.
 //!
 //! The band is `mean / target ..= mean × target` with `target` = [`BALANCE_TARGET`] (1.25) for [`assign`]. A
-//! move always shrinks the heavier of the two replicas involved, so the sum of squared loads falls with each move
-//! and the loops end; a shard heavier than the band cannot be split, so "balanced" is then "as close as moves of
-//! whole shards get". Ties break on shard id and replica id: the same inputs give the same assignment.
+//! move always shrinks the heavier of the two replicas involved, so the sum of squared loads falls with each
+//! move and the loops end; a shard heavier than the band cannot be split, so "balanced" is then "as close as
+//! moves of whole shards get". Ties break on shard id and replica id: the same inputs give the same
+//! assignment.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -132,7 +134,8 @@ fn weight(weights: &[u64], shard: usize) -> u64 {
 }
 
 /// Re-assigns after a membership change: one shard per entry of `weights`, over `replicas` (any order,
-/// duplicates ignored), keeping every shard of `previous` whose owner is still a replica. See the module docs.
+/// duplicates ignored), keeping every shard of `previous` whose owner is still a replica. See the module
+/// docs.
 pub fn assign(weights: &[u64], replicas: &[ReplicaId], previous: &Assignment) -> Assignment {
     let mut b = Balancer::new(weights, replicas, previous);
     if b.replicas.is_empty() {
@@ -147,10 +150,11 @@ pub fn assign(weights: &[u64], replicas: &[ReplicaId], previous: &Assignment) ->
     b.finish()
 }
 
-/// Re-balances after weights drifted: keeps `previous` except for the moves (heaviest replicas to lightest, or
-/// swaps) that bring every replica inside `mean / target ..= mean × target`. Shards of non-`replicas` are placed
-/// as in [`assign`]. When single moves and swaps cannot reach the band but packing afresh does, the fresh
-/// packing is used, its bins matched to the previous owners so that as much weight as possible stays put.
+/// Re-balances after weights drifted: keeps `previous` except for the moves (heaviest replicas to lightest,
+/// or swaps) that bring every replica inside `mean / target ..= mean × target`. Shards of non-`replicas` are
+/// placed as in [`assign`]. When single moves and swaps cannot reach the band but packing afresh does, the
+/// fresh packing is used, its bins matched to the previous owners so that as much weight as possible stays
+/// put.
 pub fn rebalance(weights: &[u64], replicas: &[ReplicaId], previous: &Assignment, target: f64) -> Assignment {
     let target = target.max(1.0);
     let mut b = Balancer::new(weights, replicas, previous);
@@ -218,8 +222,8 @@ impl<'a> Balancer<'a> {
         self.shards[r].insert(shard);
     }
 
-    /// Unowned shards, heaviest first, each on the replica that is lightest at that moment (LPT); fewer shards
-    /// breaks ties so that zero-weight shards still spread out. Returns the shards placed.
+    /// Unowned shards, heaviest first, each on the replica that is lightest at that moment (LPT); fewer
+    /// shards breaks ties so that zero-weight shards still spread out. Returns the shards placed.
     fn place_orphans(&mut self) -> BTreeSet<usize> {
         let mut orphans: Vec<usize> = (0..self.weights.len()).filter(|&s| self.owner[s].is_none()).collect();
         orphans.sort_by_key(|&s| (std::cmp::Reverse(self.weights[s]), s));
@@ -233,8 +237,8 @@ impl<'a> Balancer<'a> {
     }
 
     /// Moves shards (only those `movable(shard, to)` allows) until no replica is above `mean × target` and no
-    /// replica of `fill` is below `mean / target`, or no move helps. With `swaps`, when no single move helps, two
-    /// shards of different weight may trade places.
+    /// replica of `fill` is below `mean / target`, or no move helps. With `swaps`, when no single move helps,
+    /// two shards of different weight may trade places.
     fn balance(
         &mut self,
         target: f64,
@@ -248,8 +252,8 @@ impl<'a> Balancer<'a> {
         }
         let mean = total as f64 / self.replicas.len() as f64;
         let (hi, lo) = (mean * target, mean / target);
-        // Each move lowers the sum of squared loads, so this bound is never reached in practice; it only makes
-        // termination obvious.
+        // Each move lowers the sum of squared loads, so this bound is never reached in practice; it only
+        // makes termination obvious.
         for _ in 0..self.weights.len() * self.replicas.len() + 1 {
             let mut by_load: Vec<usize> = (0..self.replicas.len()).collect();
             by_load.sort_by_key(|&r| (self.loads[r], self.shards[r].len(), r));
@@ -437,8 +441,8 @@ mod tests {
 
     #[test]
     fn a_newcomer_gets_shards_even_when_nobody_is_over_the_band() {
-        // 4 replicas at exactly the mean; with a 5th the old ones are at 1.25 × the new mean — inside the band —
-        // but the newcomer at 0 is below mean / 1.25, so it is filled.
+        // 4 replicas at exactly the mean; with a 5th the old ones are at 1.25 × the new mean — inside the
+        // band — but the newcomer at 0 is below mean / 1.25, so it is filled.
         let weights = [10; 20];
         let r4 = ids(&["a", "b", "c", "d"]);
         let before = assign(&weights, &r4, &Assignment::default());

@@ -8,10 +8,10 @@
 //! may be taken at once.
 //!
 //! ```text
-//!   GET ──▶ Observations (record, first seen at) ──▶ free / expired / ours? ──PUT with resourceVersion──▶ Held
-//!                                                         │ no                         │ 409
-//!                                                         ▼                            ▼
-//!                                                    HeldByOther                    LostRace
+//!   GET ─▶ Observations (record, first seen at) ─▶ free, expired or ours? ─PUT with resourceVersion─▶ Held
+//!                                                         │ no                          │ 409
+//!                                                         ▼                             ▼
+//!                                                    HeldByOther                     LostRace
 //! ```
 //!
 //! The holder's own fence uses the instant *before* the winning write was sent: every other observer saw that
@@ -200,8 +200,8 @@ impl std::fmt::Debug for LeaseLock {
 }
 
 impl LeaseLock {
-    /// A lock on lease `name` of kind `kind` (the value of [`LEASE_KIND_LABEL`]) for `identity`. `duration` is
-    /// written as whole seconds, rounded up; every request gives up after `timeout`.
+    /// A lock on lease `name` of kind `kind` (the value of [`LEASE_KIND_LABEL`]) for `identity`. `duration`
+    /// is written as whole seconds, rounded up; every request gives up after `timeout`.
     pub fn new(
         api: Api<Lease>,
         name: impl Into<String>,

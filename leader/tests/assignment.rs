@@ -57,7 +57,11 @@ proptest! {
 
     /// Removing a replica moves exactly its shards.
     #[test]
-    fn removing_a_replica_moves_only_its_shards(weights in heavy_tailed(), n in 2usize..=8, gone in 0usize..8) {
+    fn removing_a_replica_moves_only_its_shards(
+        weights in heavy_tailed(),
+        n in 2usize..=8,
+        gone in 0usize..8,
+    ) {
         let reps = replicas(n);
         let before = assign(&weights, &reps, &Assignment::default());
         let departed = reps[gone % n].clone();

@@ -1,5 +1,5 @@
-//! The lease primitives against apisim over HTTPS: optimistic concurrency, release, and expiry judged by local
-//! observation rather than by the remote renewTime.
+//! The lease primitives against apisim over HTTPS: optimistic concurrency, release, and expiry judged by
+//! local observation rather than by the remote renewTime.
 
 mod support;
 
@@ -76,8 +76,8 @@ async fn a_concurrent_writer_wins_the_race_and_the_loser_sees_409() {
 async fn expiry_is_judged_by_local_observation_not_by_renew_time() {
     let sim = sim().await;
     let api: Api<Lease> = Api::namespaced(client_as(&sim, "admin-a").await, NAMESPACE);
-    // A holder whose clock runs an hour ahead: its renewTime is in our future. A client comparing renewTime with
-    // its own clock would wait an hour; we wait one lease duration after first seeing the record.
+    // A holder whose clock runs an hour ahead: its renewTime is in our future. A client comparing renewTime
+    // with its own clock would wait an hour; we wait one lease duration after first seeing the record.
     let future = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
     let ghost = json!({
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",

@@ -1,5 +1,5 @@
-//! Shared setup for the apisim-backed tests: a client per replica (its own user, so faults can target it) and a
-//! wait helper that polls a condition with a generous deadline.
+//! Shared setup for the apisim-backed tests: a client per replica (its own user, so faults can target it) and
+//! a wait helper that polls a condition with a generous deadline.
 
 #![allow(dead_code)]
 

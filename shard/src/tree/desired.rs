@@ -168,23 +168,37 @@ impl TreeSnapshot {
 
     /// True when `name` itself carries an `ActivitiesHalted` condition.
     pub fn is_halted(&self, name: &str) -> bool {
-        self.own_conditions(name).iter().any(Condition::halts)
+        if let Some(halted) = self.memo().halted.get(name) {
+            return *halted;
+        }
+        let halted = self.own_conditions(name).iter().any(Condition::halts);
+        self.memo().halted.insert(name.into(), halted);
+        halted
     }
 
     /// The nearest namespace at or above `name` that is halted by a condition of its own (upstream's
     /// "halted root"), or `None`. Nothing may be created, updated or deleted in a namespace that has one.
     pub fn halted_root(&self, name: &str) -> Option<NsName> {
+        let mut path: Vec<NsName> = Vec::new();
         let mut current: NsName = name.into();
-        let mut seen = std::collections::BTreeSet::new();
-        loop {
+        let root = loop {
+            if let Some(known) = self.memo().halted_root.get(&current) {
+                break known.clone();
+            }
             if self.is_halted(&current) {
-                return Some(current);
+                break Some(current);
             }
-            if !seen.insert(current.clone()) {
-                return None;
+            path.push(current.clone());
+            match self.parent(&current) {
+                // A chain longer than the index can only be a cycle, whose members are all halted.
+                Some(p) if path.len() <= self.nodes.len() => current = p.clone(),
+                _ => break None,
             }
-            current = self.parent(&current)?.clone();
+        };
+        for n in path {
+            self.memo().halted_root.insert(n, root.clone());
         }
+        root
     }
 
     /// Every condition of `name` as stored in its HierarchyConfiguration: the synthesized
@@ -264,39 +278,51 @@ impl TreeSnapshot {
     /// The tree labels and managed labels HNC puts on `name` (spec §4.4): walking up from `name` at depth 0,
     /// each namespace's `<ns>.tree.hnc.x-k8s.io/depth` and managed labels (higher ancestors win), an external
     /// namespace's own tree labels shifted by its depth, stopping after a halted namespace.
-    pub fn hierarchy_labels(&self, name: &str) -> BTreeMap<String, String> {
-        let mut set = BTreeMap::new();
+    ///
+    /// Computed as `own(n)` overlaid with the parent's labels shifted one level down, memoized per snapshot.
+    pub fn hierarchy_labels(&self, name: &str) -> Arc<BTreeMap<String, String>> {
+        // Walk up until a memoized ancestor or a namespace where the walk stops.
+        let mut chain: Vec<NsName> = Vec::new();
         let mut current: NsName = name.into();
-        let mut depth = 0u32;
-        let mut seen = std::collections::BTreeSet::new();
-        loop {
-            seen.insert(current.clone());
-            set.insert(label_keys::tree_label(&current), depth.to_string());
-            set.extend(self.own_managed_labels(&current));
-            if self.external_manager(&current).is_some() {
-                if let Some(ns) = self.node(&current).and_then(|n| n.namespace()) {
+        let mut above: Option<Arc<BTreeMap<String, String>>> = loop {
+            if let Some(known) = self.memo().hierarchy_labels.get(&current) {
+                break Some(known.clone());
+            }
+            chain.push(current.clone());
+            if self.external_manager(&current).is_some() || self.is_halted(&current) {
+                break None;
+            }
+            match self.parent(&current) {
+                Some(p) if chain.len() <= self.nodes.len() => current = p.clone(),
+                _ => break None,
+            }
+        };
+        for n in chain.iter().rev() {
+            let mut set = BTreeMap::new();
+            set.insert(label_keys::tree_label(n), "0".to_owned());
+            set.extend(self.own_managed_labels(n));
+            if self.external_manager(n).is_some() {
+                if let Some(ns) = self.node(n).and_then(|node| node.namespace()) {
                     for (key, value) in &ns.labels {
-                        if label_keys::tree_label_ancestor(key).is_some()
-                            && let Ok(v) = value.parse::<u32>()
-                        {
-                            set.insert(key.clone(), (depth + v).to_string());
+                        if label_keys::tree_label_ancestor(key).is_some() && value.parse::<u32>().is_ok() {
+                            set.insert(key.clone(), value.clone());
                         }
                     }
                 }
-                break;
-            }
-            if self.is_halted(&current) {
-                break;
-            }
-            match self.parent(&current) {
-                Some(p) if !seen.contains(p) => {
-                    current = p.clone();
-                    depth += 1;
+            } else if let Some(parent_labels) = &above {
+                for (key, value) in parent_labels.iter() {
+                    let shifted = match (label_keys::tree_label_ancestor(key), value.parse::<u32>()) {
+                        (Some(_), Ok(depth)) => (depth + 1).to_string(),
+                        _ => value.clone(),
+                    };
+                    set.insert(key.clone(), shifted);
                 }
-                _ => break,
             }
+            let set = Arc::new(set);
+            self.memo().hierarchy_labels.insert(n.clone(), set.clone());
+            above = Some(set);
         }
-        set
+        above.expect("the chain holds at least `name`")
     }
 
     /// The managed annotations HNC puts on `name` (spec §4.5): like the labels walk, without tree labels; none
@@ -332,7 +358,8 @@ impl TreeSnapshot {
                 ..Default::default()
             });
         }
-        let mut target = NamespaceTarget { set_labels: self.hierarchy_labels(name), ..Default::default() };
+        let mut target =
+            NamespaceTarget { set_labels: (*self.hierarchy_labels(name)).clone(), ..Default::default() };
         target.set_labels.insert(
             label_keys::INCLUDED_NAMESPACE.to_owned(),
             label_keys::INCLUDED_NAMESPACE_VALUE.to_owned(),
@@ -360,13 +387,33 @@ impl TreeSnapshot {
     /// The labels of `name` as HNC computes them — what it observed with HNC's own labels applied — which
     /// selectors are evaluated against. `None` when the Namespace has not been observed.
     pub fn computed_labels(&self, name: &str) -> Option<Arc<Labels>> {
-        let ns = self.node(name)?.namespace()?;
-        let target = self.namespace_target(name)?;
-        let mut labels = ns.labels.clone();
-        for key in &target.remove_labels {
-            labels.remove(key);
+        if let Some(known) = self.memo().computed_labels.get(name) {
+            return known.clone();
         }
-        labels.extend(target.set_labels);
+        let labels = self.computed_labels_uncached(name);
+        self.memo().computed_labels.insert(name.into(), labels.clone());
+        labels
+    }
+
+    fn computed_labels_uncached(&self, name: &str) -> Option<Arc<Labels>> {
+        let ns = self.node(name)?.namespace()?;
+        let mut labels = ns.labels.clone();
+        if !self.policy.is_managed(name) {
+            labels.remove(label_keys::INCLUDED_NAMESPACE);
+            return Some(Arc::new(labels));
+        }
+        let set = self.hierarchy_labels(name);
+        if self.external_manager(name).is_none() {
+            labels.retain(|k, _| {
+                set.contains_key(k)
+                    || (label_keys::tree_label_ancestor(k).is_none() && !self.policy.is_managed_label(k))
+            });
+        }
+        labels.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        labels.insert(
+            label_keys::INCLUDED_NAMESPACE.to_owned(),
+            label_keys::INCLUDED_NAMESPACE_VALUE.to_owned(),
+        );
         Some(Arc::new(labels))
     }
 

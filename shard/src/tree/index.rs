@@ -110,6 +110,9 @@ pub struct TreeSnapshot {
     pub(crate) synced: bool,
     pub(crate) deleting_crds: DeletingCrds,
     pub(crate) generation: u64,
+    /// Derived facts, computed on first use; replaced whenever the writer changes anything (created lazily:
+    /// the writer changes the index far more often than it asks it questions while the initial lists load).
+    pub(crate) memo: Arc<std::sync::OnceLock<super::memo::Memo>>,
 }
 
 /// What a change to the index requires the controller to revisit.
@@ -165,6 +168,7 @@ impl TreeIndex {
             synced: false,
             deleting_crds: DeletingCrds::default(),
             generation: 0,
+            memo: Arc::default(),
         };
         let published = Arc::new(ArcSwap::from_pointee(working.clone()));
         TreeIndex { working, published }
@@ -192,12 +196,24 @@ impl TreeIndex {
     /// condition is judged before: a child listed before its parent is not "missing" its parent.
     pub fn set_synced(&mut self, synced: bool) {
         self.working.synced = synced;
+        self.touched();
+    }
+
+    /// The latest published snapshot.
+    pub fn latest(&self) -> Arc<TreeSnapshot> {
+        self.published.load_full()
+    }
+
+    /// Forgets derived facts after a change.
+    fn touched(&mut self) {
+        self.working.memo = Arc::default();
     }
 
     /// Records which HNC CRDs are being deleted. Everything is revisited when this changes.
     pub fn set_deleting_crds(&mut self, deleting: DeletingCrds) -> bool {
         let changed = self.working.deleting_crds != deleting;
         self.working.deleting_crds = deleting;
+        self.touched();
         changed
     }
 
@@ -210,11 +226,12 @@ impl TreeIndex {
             node.namespace = Some(Arc::new(observed));
             true
         })
+        .unwrap_or_default()
     }
 
     /// Forgets a Namespace (deleted).
     pub fn delete_namespace(&mut self, name: &str) -> Affected {
-        self.change(name, |node| node.namespace.take().is_some())
+        self.change(name, |node| node.namespace.take().is_some()).unwrap_or_default()
     }
 
     /// Records the HierarchyConfiguration of `namespace`.
@@ -226,11 +243,12 @@ impl TreeIndex {
             node.hierarchy = Some(Arc::new(observed));
             true
         })
+        .unwrap_or_default()
     }
 
     /// Forgets the HierarchyConfiguration of `namespace` (deleted).
     pub fn delete_hierarchy(&mut self, namespace: &str) -> Affected {
-        self.change(namespace, |node| node.hierarchy.take().is_some())
+        self.change(namespace, |node| node.hierarchy.take().is_some()).unwrap_or_default()
     }
 
     /// Records the anchor `namespace/name`.
@@ -247,7 +265,7 @@ impl TreeIndex {
         let child: NsName = name.into();
         let old_spec = self.anchor_spec(namespace, name);
         let new_spec = observed.as_ref().map(|a| (a.labels.clone(), a.annotations.clone()));
-        let mut affected = self.change(namespace, |node| match observed {
+        let changed = self.change(namespace, |node| match observed {
             Some(anchor) => {
                 if node.anchors.get(&child).map(|a| &**a) == Some(&anchor) {
                     return false;
@@ -257,9 +275,7 @@ impl TreeIndex {
             }
             None => node.anchors.remove(&child).is_some(),
         });
-        if affected.is_empty() {
-            return affected;
-        }
+        let Some(mut affected) = changed else { return Affected::default() };
         let holders = self.working.anchors_by_name.get(&child).cloned().unwrap_or_default();
         let holders = if self.working.node(namespace).is_some_and(|n| n.anchors.contains_key(&child)) {
             holders.update(namespace.into())
@@ -270,6 +286,10 @@ impl TreeIndex {
             self.working.anchors_by_name.remove(&child);
         } else {
             self.working.anchors_by_name.insert(child.clone(), holders);
+        }
+        self.touched();
+        if !self.working.synced {
+            return affected;
         }
         // The anchor decides the child's SubnamespaceAnchorMissing condition and, through its spec, the child's
         // managed labels and annotations, which flow down the child's subtree.
@@ -291,16 +311,19 @@ impl TreeIndex {
     }
 
     /// Applies `edit` to the node of `name` (created if needed), then re-links its parent, drops it if it
-    /// became empty, and reports what must be revisited. `edit` returns false when nothing changed.
-    fn change(&mut self, name: &str, edit: impl FnOnce(&mut NsNode) -> bool) -> Affected {
-        let before = Digest::of(&self.working, name);
+    /// became empty, and reports what must be revisited; `None` when `edit` says nothing changed.
+    fn change(&mut self, name: &str, edit: impl FnOnce(&mut NsNode) -> bool) -> Option<Affected> {
+        // Until the initial lists are complete everything is revisited at sync; skip the bookkeeping.
+        let judging = self.working.synced;
+        let before = if judging { Digest::of(&self.working, name) } else { Digest::unknown() };
         let mut node = match self.working.nodes.get(name) {
             Some(node) => (**node).clone(),
             None => NsNode::new(name.into()),
         };
         if !edit(&mut node) {
-            return Affected::default();
+            return None;
         }
+        self.touched();
         let old_parent = node.parent.clone();
         let new_parent = self.working.desired_parent(&node);
         let old_sub_of = before.subnamespace_of.clone();
@@ -309,8 +332,11 @@ impl TreeIndex {
             self.relink(name, old_parent.as_deref(), new_parent.as_deref());
         }
         self.update_externals(name);
-        let after = Digest::of(&self.working, name);
+        let after = if judging { Digest::of(&self.working, name) } else { Digest::unknown() };
         self.gc(name);
+        if !judging {
+            return Some(Affected::default());
+        }
 
         let mut affected = Affected::default();
         affected.hierarchy.insert(name.into());
@@ -333,7 +359,7 @@ impl TreeIndex {
                 affected.hierarchy.insert(p.as_str().into());
             }
         }
-        affected
+        Some(affected)
     }
 
     fn relink(&mut self, name: &str, old: Option<&str>, new: Option<&str>) {
@@ -356,20 +382,26 @@ impl TreeIndex {
         let mut node = (**self.working.nodes.get(name).expect("node was just inserted")).clone();
         node.parent = new.map(Into::into);
         self.working.nodes.insert(node.name.clone(), Arc::new(node));
+        self.touched();
     }
 
     fn update_externals(&mut self, name: &str) {
         let external = self.working.external_manager(name).is_some();
-        if external {
-            self.working.externals.insert(name.into());
-        } else {
-            self.working.externals.remove(name);
+        let was = self.working.externals.contains(name);
+        if external != was {
+            if external {
+                self.working.externals.insert(name.into());
+            } else {
+                self.working.externals.remove(name);
+            }
+            self.touched();
         }
     }
 
     fn gc(&mut self, name: &str) {
         if self.working.nodes.get(name).is_some_and(|n| n.is_empty() && n.parent.is_none()) {
             self.working.nodes.remove(name);
+            self.touched();
         }
     }
 }
@@ -397,6 +429,10 @@ struct Structure {
 }
 
 impl Digest {
+    fn unknown() -> Digest {
+        Digest { exists: false, subnamespace_of: None, structure: None, labels: None }
+    }
+
     fn of(tree: &TreeSnapshot, name: &str) -> Digest {
         let Some(node) = tree.node(name) else {
             return Digest { exists: false, subnamespace_of: None, structure: None, labels: None };
@@ -424,6 +460,10 @@ impl Digest {
 }
 
 impl TreeSnapshot {
+    pub(crate) fn memo(&self) -> &super::memo::Memo {
+        self.memo.get_or_init(Default::default)
+    }
+
     /// The node of `name`, if the index knows it.
     pub fn node(&self, name: &str) -> Option<&NsNode> {
         self.nodes.get(name).map(|n| &**n)
@@ -566,6 +606,15 @@ impl TreeSnapshot {
     /// so ownership does not move when a missing parent appears); within or below a cycle, the smallest member
     /// of the cycle. Ownership (sharding) is decided per root.
     pub fn root(&self, name: &str) -> NsName {
+        if let Some(root) = self.memo().root.get(name) {
+            return root.clone();
+        }
+        let root = self.root_uncached(name);
+        self.memo().root.insert(name.into(), root.clone());
+        root
+    }
+
+    fn root_uncached(&self, name: &str) -> NsName {
         let ancestry = self.ancestry(name);
         let top = &ancestry[0];
         if ancestry.len() > 1 && ancestry[1..].contains(top) {

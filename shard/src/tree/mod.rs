@@ -9,6 +9,7 @@
 
 pub mod desired;
 pub mod index;
+mod memo;
 pub mod observed;
 pub mod policy;
 
@@ -27,11 +28,21 @@ impl HierarchyView for TreeSnapshot {
     }
 
     fn ancestors(&self, ns: &str) -> Vec<NsName> {
-        let mut out = Vec::new();
-        let mut seen = std::collections::BTreeSet::from([NsName::from(ns)]);
+        let mut out: Vec<NsName> = Vec::new();
+        let mut seen: Option<ahash::AHashSet<NsName>> = None;
         let mut current = self.parent(ns);
         while let Some(p) = current {
-            if !self.exists(p) || !seen.insert(p.clone()) {
+            // Chains are usually short: a linear scan finds a repeat (a cycle) without building a set; a long
+            // chain switches to one.
+            let repeated = match &mut seen {
+                Some(seen) => !seen.insert(p.clone()),
+                None if out.len() >= 16 => {
+                    seen = Some(out.iter().cloned().chain([NsName::from(ns), p.clone()]).collect());
+                    out.contains(p)
+                }
+                None => out.contains(p),
+            };
+            if !self.exists(p) || **p == *ns || repeated {
                 break;
             }
             out.push(p.clone());

@@ -43,6 +43,8 @@ impl AnchoredRegex {
 pub struct NamespacePolicy {
     excluded: BTreeSet<String>,
     included: AnchoredRegex,
+    /// The included regex is the default `.*`: no need to run it on every question.
+    includes_everything: bool,
     managed_labels: Vec<AnchoredRegex>,
     managed_annotations: Vec<AnchoredRegex>,
 }
@@ -70,6 +72,7 @@ impl NamespacePolicy {
     ) -> Self {
         NamespacePolicy {
             excluded: excluded.into_iter().map(Into::into).collect(),
+            includes_everything: included.source() == ".*",
             included,
             managed_labels,
             managed_annotations,
@@ -84,7 +87,7 @@ impl NamespacePolicy {
         if self.excluded.contains(name) {
             return Some("excluded by the HNC administrator".to_owned());
         }
-        if !self.included.is_match(name) {
+        if !self.includes_everything && !self.included.is_match(name) {
             return Some(format!(
                 "does not match the regex set by the HNC administrator: `{}`",
                 self.included.anchored()

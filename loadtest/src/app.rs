@@ -1,0 +1,155 @@
+//! From a command to results: builds the two runtimes (the harness's `lt-harness` threads and apisim's
+//! `lt-apisim` threads, so each one's CPU time can be read apart), runs the command's sessions and phases, and
+//! writes the result, the summary and the plots.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, Phase};
+use crate::report::{self, Machine, PhaseResult, RunResult};
+use crate::session::Session;
+
+/// Runs `cli`; the exit code says whether it worked.
+pub fn main(cli: Cli) -> ExitCode {
+    let build = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(name).enable_all().build()
+    };
+    let (harness, sim) = match (build("lt-harness"), build("lt-apisim")) {
+        (Ok(h), Ok(s)) => (h, s),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: cannot start the async runtimes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = harness.block_on(run(&cli, sim.handle()));
+    // apisim's runtime is dropped here, outside any async context.
+    drop(harness);
+    drop(sim);
+    match outcome {
+        Ok(out) => {
+            println!("results in {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the command; returns the output directory.
+pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<PathBuf> {
+    let command = &cli.command;
+    let opts = command.common();
+    let spec = opts.topology_spec();
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("loadtest-out/{}-{}", command.name(), spec.label())));
+    std::fs::create_dir_all(&out)?;
+    let progress = !opts.no_progress;
+    let mut machine = Machine::describe();
+    let mut phases: Vec<PhaseResult> = Vec::new();
+    let mut summary = None;
+    let mut load_s = 0.0;
+
+    let replica_counts = match command {
+        Command::Capacity(_) => opts.replica_counts.clone(),
+        _ => vec![opts.replicas],
+    };
+    let mut capacity_runs = Vec::new();
+    for replicas in replica_counts {
+        let mut session = Session::prepare(opts, sim, replicas, &out, progress).await?;
+        load_s = session.load_s;
+        summary = Some(session.summary.clone());
+        let outcome = run_phases(&mut session, command, progress, &mut phases).await;
+        let teardown = session.teardown().await;
+        if let Some(ramp) = outcome? {
+            capacity_runs.push(ramp);
+        }
+        teardown?;
+    }
+    let slo = opts.slo;
+    for p in &phases {
+        if matches!(p.phase.as_str(), "churn" | "burst") && !p.samples.is_empty() {
+            let file = out.join(format!("latency-{}.svg", p.phase));
+            crate::plot::latency_over_time(
+                &file,
+                &format!("{} on {}", p.phase, spec.label()),
+                &p.samples,
+                None,
+            )?;
+        }
+        if p.phase == "cold" && p.replicas == opts.replicas {
+            let file = out.join("cold-progress.svg");
+            crate::plot::cold_progress(
+                &file,
+                &format!("cold start of {} ({} replica(s))", spec.label(), p.replicas),
+                &p.progress,
+            )?;
+        }
+    }
+    if !capacity_runs.is_empty() {
+        crate::plot::capacity_curve(
+            &out.join("capacity.svg"),
+            &format!("SLO capacity on {}", spec.label()),
+            &capacity_runs,
+            slo,
+        )?;
+        for run in &capacity_runs {
+            let file = out.join(format!("latency-capacity-r{}.svg", run.replicas));
+            crate::plot::latency_over_time(
+                &file,
+                &format!("capacity ramp, {} replica(s)", run.replicas),
+                &run.samples,
+                Some(slo),
+            )?;
+        }
+        phases.extend(capacity_runs);
+    }
+    machine.load_average_at_end = report::load_average();
+    let result = RunResult {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        scenario: command.name().into(),
+        machine,
+        options: opts.clone(),
+        topology: summary.expect("at least one session"),
+        load_s,
+        phases,
+    };
+    report::write(&out, &result)?;
+    if progress {
+        eprintln!("{}", report::markdown(&result));
+    }
+    Ok(out)
+}
+
+/// The cold start and then the command's phases; a capacity command returns its ramp.
+async fn run_phases(
+    session: &mut Session,
+    command: &Command,
+    progress: bool,
+    phases: &mut Vec<PhaseResult>,
+) -> anyhow::Result<Option<PhaseResult>> {
+    let opts = session.opts.clone();
+    let mut cold = session.cold(progress).await?;
+    cold.phase = if matches!(command, Command::Capacity(_)) {
+        format!("cold ({} replica(s))", session.replica_count())
+    } else {
+        "cold".into()
+    };
+    phases.push(cold);
+    if let Command::Capacity(_) = command {
+        return Ok(Some(session.ramp(progress).await?));
+    }
+    for phase in command.phases() {
+        let result = match phase {
+            Phase::Cold => continue,
+            Phase::Warm => session.warm(progress).await?,
+            Phase::Churn => session.churn("churn", opts.rate, opts.duration, progress).await?,
+            Phase::Burst => session.burst(progress).await?,
+        };
+        phases.push(result);
+    }
+    Ok(None)
+}

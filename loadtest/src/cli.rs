@@ -1,0 +1,259 @@
+//! The command line: one subcommand per scenario, each taking the topology, target and output options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::topology::{Distribution, Shape, TopologySpec};
+
+const EXAMPLES: &str = "\
+Examples (release build: cargo run --release -p hnc-loadtest -- ...):
+  hnc-loadtest cold --topology wide --size 500
+  hnc-loadtest warm --topology full --size 20
+  hnc-loadtest cold --topology skewer --size 100
+  hnc-loadtest cold --topology forest --trees 2000 --namespaces 20000 --objects 1 --replicas 1
+  hnc-loadtest churn --topology forest --trees 200 --namespaces 2000 --rate 20 --duration 60
+  hnc-loadtest burst --topology wide --size 10000
+  hnc-loadtest capacity --topology forest --trees 200 --namespaces 2000 --replica-counts 1,2,4
+  hnc-loadtest run --phases cold,warm,churn --topology wide --size 20 --duration 5
+  hnc-loadtest cold --kubeconfig ~/.kube/config --topology wide --size 100   # a real cluster
+Results go to --out (default loadtest-out/<scenario>-<topology>): result.json, summary.md, *.svg.";
+
+/// Load harness for the hierarchical namespace controller: synthetic topologies, cold start, warm restart,
+/// churn, burst and SLO capacity, against an embedded apisim (default) or a cluster.
+#[derive(Debug, Parser)]
+#[command(name = "hnc-loadtest", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the topology, start the controller(s), measure until converged.
+    Cold(Common),
+    /// Cold start, then restart the controller(s): an unchanged cluster must see 0 writes.
+    Warm(Common),
+    /// Cold start, then a steady rate of changes for a duration; propagation latency and writes per change.
+    Churn(Common),
+    /// Cold start, then one new source at a time into the root with the most descendants.
+    Burst(Common),
+    /// For each replica count: cold start, then ramp the churn rate to the highest at which p99 propagation
+    /// latency stays within the SLO.
+    Capacity(Common),
+    /// Any sequence of phases, e.g. `--phases cold,warm,churn` (what the smoke test runs).
+    Run(Common),
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Cold(_) => "cold",
+            Command::Warm(_) => "warm",
+            Command::Churn(_) => "churn",
+            Command::Burst(_) => "burst",
+            Command::Capacity(_) => "capacity",
+            Command::Run(_) => "run",
+        }
+    }
+
+    pub fn common(&self) -> &Common {
+        match self {
+            Command::Cold(c)
+            | Command::Warm(c)
+            | Command::Churn(c)
+            | Command::Burst(c)
+            | Command::Capacity(c)
+            | Command::Run(c) => c,
+        }
+    }
+
+    /// The phases this command runs after loading and the cold start.
+    pub fn phases(&self) -> Vec<Phase> {
+        match self {
+            Command::Cold(_) | Command::Capacity(_) => vec![],
+            Command::Warm(_) => vec![Phase::Warm],
+            Command::Churn(_) => vec![Phase::Churn],
+            Command::Burst(_) => vec![Phase::Burst],
+            Command::Run(c) => c.phases.iter().copied().filter(|p| *p != Phase::Cold).collect(),
+        }
+    }
+}
+
+/// A step of a run. Every run starts with `cold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Cold,
+    Warm,
+    Churn,
+    Burst,
+}
+
+/// How the hierarchy is expressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HierarchyMode {
+    /// Full namespaces with HierarchyConfiguration `spec.parent` (upstream's `kubectl hns set`).
+    Parent,
+    /// Subnamespaces: an anchor in the parent and the `subnamespace-of` annotation on the child.
+    Anchors,
+}
+
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Common {
+    // --- topology ---------------------------------------------------------------------------------------
+    /// Shape of the hierarchy.
+    #[arg(long, value_enum, default_value = "wide", help_heading = "Topology")]
+    pub topology: Shape,
+    /// N: children (wide), children and grandchildren per child (full), chain length (skewer).
+    #[arg(long, help_heading = "Topology")]
+    pub size: Option<usize>,
+    /// Forest: number of trees.
+    #[arg(long, default_value_t = 2000, help_heading = "Topology")]
+    pub trees: usize,
+    /// Forest: total namespaces.
+    #[arg(long, default_value_t = 20_000, help_heading = "Topology")]
+    pub namespaces: usize,
+    /// Forest: tree size distribution.
+    #[arg(long, value_enum, default_value = "zipf", help_heading = "Topology")]
+    pub distribution: Distribution,
+    /// Forest: Zipf exponent (default 1.0) or Pareto shape α (default 1.2).
+    #[arg(long, help_heading = "Topology")]
+    pub skew: Option<f64>,
+    /// Forest: deepest level (root = 0).
+    #[arg(long, default_value_t = 4, help_heading = "Topology")]
+    pub max_depth: usize,
+    /// Seed of every random choice (forest shape, churn targets).
+    #[arg(long, default_value_t = 1, help_heading = "Topology")]
+    pub seed: u64,
+    /// Source objects per namespace; one object = a Role + a RoleBinding (+ the optional types).
+    #[arg(long, default_value_t = 1, help_heading = "Topology")]
+    pub objects: usize,
+    /// Also propagate a ConfigMap per object (configures the `config` HNCConfiguration).
+    #[arg(long, help_heading = "Topology")]
+    pub configmaps: bool,
+    /// Also propagate a custom resource per object (installs the LoadtestPolicy CRD).
+    #[arg(long, help_heading = "Topology")]
+    pub custom_resources: bool,
+    /// Full namespaces with `spec.parent`, or subnamespaces with anchors.
+    #[arg(long, value_enum, default_value = "parent", help_heading = "Topology")]
+    pub hierarchy: HierarchyMode,
+
+    // --- controllers ------------------------------------------------------------------------------------
+    /// Controller replicas to start.
+    #[arg(long, default_value_t = 1, help_heading = "Controllers")]
+    pub replicas: usize,
+    /// Controller binary (default: hnc-loadtest-controller next to this binary).
+    #[arg(long, help_heading = "Controllers")]
+    pub controller_binary: Option<PathBuf>,
+    /// The controllers' --apiserver-qps-throttle.
+    #[arg(long, default_value_t = 500.0, help_heading = "Controllers")]
+    pub qps: f64,
+    /// Extra argument for every controller (repeatable), e.g. --controller-arg=--shards=16.
+    #[arg(long = "controller-arg", allow_hyphen_values = true, help_heading = "Controllers")]
+    pub controller_args: Vec<String>,
+    /// Measure replicas already running instead of starting any: their /metrics URLs (repeatable; needs
+    /// --kubeconfig). Cold start then means "the topology loaded while they run".
+    #[arg(long = "replica-metrics-url", requires = "kubeconfig", help_heading = "Controllers")]
+    pub replica_metrics_urls: Vec<String>,
+
+    // --- target -----------------------------------------------------------------------------------------
+    /// Run against this cluster instead of the embedded apisim.
+    #[arg(long, help_heading = "Target")]
+    pub kubeconfig: Option<PathBuf>,
+    /// apisim: requests per second each replica may make (429 with Retry-After beyond; watches are free).
+    #[arg(long, help_heading = "Target")]
+    pub sim_rate_limit: Option<f64>,
+    /// apisim: burst of the per-replica rate limit.
+    #[arg(long, default_value_t = 100, help_heading = "Target")]
+    pub sim_burst: u32,
+    /// apisim: latency added to every request, milliseconds.
+    #[arg(long, default_value_t = 0, help_heading = "Target")]
+    pub sim_latency_ms: u64,
+
+    // --- phases -----------------------------------------------------------------------------------------
+    /// `run` only: phases in order (cold is always first).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "cold", help_heading = "Phases")]
+    pub phases: Vec<Phase>,
+    /// Give up on convergence after this many seconds.
+    #[arg(long, default_value_t = 1800, help_heading = "Phases")]
+    pub timeout: u64,
+    /// Writers count as idle after this many seconds without a write (and empty write queues).
+    #[arg(long, default_value_t = 2.0, help_heading = "Phases")]
+    pub idle: f64,
+    /// Warm restart: how long the new replicas must stay write-free after they are ready.
+    #[arg(long, default_value_t = 5.0, help_heading = "Phases")]
+    pub settle: f64,
+    /// Churn: changes per second.
+    #[arg(long, default_value_t = 10.0, help_heading = "Phases")]
+    pub rate: f64,
+    /// Churn: seconds.
+    #[arg(long, default_value_t = 30.0, help_heading = "Phases")]
+    pub duration: f64,
+    /// Churn mix, relative weights: create, update, delete (sources), subns-create, subns-delete, reparent.
+    #[arg(
+        long,
+        default_value = "create=3,update=4,delete=2,subns-create=1,subns-delete=1,reparent=1",
+        help_heading = "Phases"
+    )]
+    pub mix: String,
+    /// Burst: how many sources to add one after the other.
+    #[arg(long, default_value_t = 3, help_heading = "Phases")]
+    pub bursts: usize,
+    /// Capacity: replica counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1", help_heading = "Phases")]
+    pub replica_counts: Vec<usize>,
+    /// Capacity: first churn rate (changes/s).
+    #[arg(long, default_value_t = 5.0, help_heading = "Phases")]
+    pub start_rate: f64,
+    /// Capacity: factor between stages.
+    #[arg(long, default_value_t = 1.5, help_heading = "Phases")]
+    pub step: f64,
+    /// Capacity: highest rate tried.
+    #[arg(long, default_value_t = 2000.0, help_heading = "Phases")]
+    pub max_rate: f64,
+    /// Capacity: seconds per stage.
+    #[arg(long, default_value_t = 20.0, help_heading = "Phases")]
+    pub stage_seconds: f64,
+    /// Capacity: the latency SLO (p99, seconds).
+    #[arg(long, default_value_t = 1.0, help_heading = "Phases")]
+    pub slo: f64,
+    /// Churn/burst/capacity: seconds to wait for pending changes after a stage before counting them as failed.
+    #[arg(long, default_value_t = 60.0, help_heading = "Phases")]
+    pub drain: f64,
+
+    // --- output -----------------------------------------------------------------------------------------
+    /// Output directory (created).
+    #[arg(long, help_heading = "Output")]
+    pub out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, help_heading = "Output")]
+    pub no_progress: bool,
+    /// On a cluster: leave the namespaces in place at the end.
+    #[arg(long, help_heading = "Output")]
+    pub keep: bool,
+}
+
+impl Common {
+    /// The topology these options describe, with upstream's default sizes.
+    pub fn topology_spec(&self) -> TopologySpec {
+        let default_size = match self.topology {
+            Shape::Wide => 500,
+            Shape::Full => 20,
+            Shape::Skewer => 100,
+            Shape::Forest => 0,
+        };
+        TopologySpec {
+            shape: self.topology,
+            size: self.size.unwrap_or(default_size),
+            trees: self.trees,
+            namespaces: self.namespaces,
+            distribution: self.distribution,
+            skew: self.skew,
+            max_depth: self.max_depth,
+            seed: self.seed,
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! SVG plots (plotters' SVG backend needs no system fonts): propagation latency over time, cold-start progress,
+//! and the capacity curve (p99 latency against churn rate, one line per replica count).
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use plotters::prelude::*;
+
+use crate::report::PhaseResult;
+use crate::tracker::Completed;
+
+const PALETTE: [RGBColor; 5] = [BLUE, RED, GREEN, MAGENTA, CYAN];
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotting: {e:?}")
+}
+
+/// Each change's latency at the time it was made, with a rolling p99 over 5-second windows.
+pub fn latency_over_time(
+    path: &Path,
+    title: &str,
+    samples: &[Completed],
+    slo: Option<f64>,
+) -> anyhow::Result<()> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let xmax = samples.iter().map(|c| c.at_s).fold(0.0, f64::max).max(1.0) * 1.02;
+    let ymax = samples.iter().map(|c| c.latency_s).fold(slo.unwrap_or(0.0), f64::max).max(0.01) * 1.1;
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("time since the phase started (s)")
+        .y_desc("source change → every copy observed (s)")
+        .draw()
+        .map_err(err)?;
+    chart
+        .draw_series(samples.iter().map(|c| Circle::new((c.at_s, c.latency_s), 2, BLUE.mix(0.5).filled())))
+        .map_err(err)?
+        .label("one change")
+        .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
+    let window = 5.0;
+    let mut rolling = Vec::new();
+    let mut start = 0.0;
+    while start < xmax {
+        let mut v: Vec<f64> = samples
+            .iter()
+            .filter(|c| c.at_s >= start && c.at_s < start + window)
+            .map(|c| c.latency_s)
+            .collect();
+        if !v.is_empty() {
+            v.sort_by(f64::total_cmp);
+            let rank = ((0.99 * v.len() as f64).ceil() as usize).clamp(1, v.len());
+            rolling.push((start + window / 2.0, v[rank - 1]));
+        }
+        start += window;
+    }
+    chart
+        .draw_series(LineSeries::new(rolling, RED.stroke_width(2)))
+        .map_err(err)?
+        .label("p99 per 5 s")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    if let Some(slo) = slo {
+        chart
+            .draw_series(LineSeries::new(vec![(0.0, slo), (xmax, slo)], BLACK.mix(0.6)))
+            .map_err(err)?
+            .label("SLO")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.6)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Fraction of the expected state observed over time during a cold start, and the replicas' writes.
+pub fn cold_progress(path: &Path, title: &str, progress: &[(f64, f64, f64)]) -> anyhow::Result<()> {
+    if progress.len() < 2 {
+        return Ok(());
+    }
+    let xmax = progress.last().map_or(1.0, |p| p.0).max(0.1);
+    let wmax = progress.iter().map(|p| p.2).fold(1.0, f64::max);
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .right_y_label_area_size(70)
+        .build_cartesian_2d(0.0..xmax, 0.0..1.0)
+        .map_err(err)?
+        .set_secondary_coord(0.0..xmax, 0.0..wmax * 1.05);
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the controllers started")
+        .y_desc("expected state observed (fraction)")
+        .draw()
+        .map_err(err)?;
+    chart.configure_secondary_axes().y_desc("writes by the controllers").draw().map_err(err)?;
+    chart
+        .draw_series(LineSeries::new(progress.iter().map(|p| (p.0, p.1)), BLUE.stroke_width(2)))
+        .map_err(err)?
+        .label("observed / expected")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    chart
+        .draw_secondary_series(LineSeries::new(progress.iter().map(|p| (p.0, p.2)), RED.stroke_width(2)))
+        .map_err(err)?
+        .label("writes")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// p99 latency per churn rate, one line per replica count, with the SLO.
+pub fn capacity_curve(path: &Path, title: &str, runs: &[PhaseResult], slo: f64) -> anyhow::Result<()> {
+    let points: Vec<(f64, f64)> =
+        runs.iter().flat_map(|r| r.stages.iter().map(|s| (s.target_rate, s.latency.p99_s))).collect();
+    if points.is_empty() {
+        return Ok(());
+    }
+    let xmax = points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.1;
+    // Stages that failed outright (unfinished changes) are drawn at the top of the chart.
+    let finite_max = points.iter().map(|p| p.1).filter(|y| y.is_finite()).fold(slo, f64::max);
+    let ymax = (finite_max * 1.2).min(slo * 20.0).max(slo * 1.5);
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("churn rate (changes/s)")
+        .y_desc("p99 propagation latency (s)")
+        .draw()
+        .map_err(err)?;
+    for (i, run) in runs.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let line: Vec<(f64, f64)> =
+            run.stages.iter().map(|s| (s.target_rate, s.latency.p99_s.min(ymax))).collect();
+        let label = format!(
+            "{} replica(s): capacity {}",
+            run.replicas,
+            run.capacity_per_s.map_or("none".into(), |c| format!("{c:.0}/s"))
+        );
+        chart
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart.draw_series(line.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+    }
+    chart
+        .draw_series(LineSeries::new(vec![(0.0, slo), (xmax, slo)], BLACK.mix(0.6)))
+        .map_err(err)?
+        .label(format!("SLO p99 ≤ {slo} s"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.6)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! What a run produces: the result structure (written as `result.json`), its Markdown summary (`summary.md`),
+//! and the latency statistics both are built from.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::procstat::Usage;
+use crate::tracker::Completed;
+
+/// The machine and moment of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub date: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub mem_total_gib: f64,
+    pub load_average_at_start: String,
+    pub load_average_at_end: String,
+    pub git_revision: String,
+}
+
+impl Machine {
+    pub fn describe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu_model = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|(_, v)| v.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let mem_kib: f64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        let git_revision = std::process::Command::new("git")
+            .args(["-C", env!("CARGO_MANIFEST_DIR"), "rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default();
+        Machine {
+            date: jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            cpu_model,
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            mem_total_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            load_average_at_start: load_average(),
+            load_average_at_end: String::new(),
+            git_revision,
+        }
+    }
+}
+
+/// `/proc/loadavg`'s first three fields.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Latency statistics of completed changes.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyStats {
+    pub count: usize,
+    pub p50_s: f64,
+    pub p90_s: f64,
+    pub p99_s: f64,
+    pub max_s: f64,
+    pub mean_s: f64,
+    /// Per change kind: (count, p50, p99, max).
+    pub by_kind: BTreeMap<String, (usize, f64, f64, f64)>,
+    /// Changes superseded by a later change to the same objects before completing.
+    pub superseded: u64,
+    /// Changes still incomplete when the phase gave up on them (counted at infinite latency in the p99).
+    pub unfinished: usize,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+impl LatencyStats {
+    /// Statistics of `done`, with `unfinished` changes counted as infinitely slow.
+    pub fn of(done: &[Completed], superseded: u64, unfinished: usize) -> LatencyStats {
+        let mut all: Vec<f64> = done.iter().map(|c| c.latency_s).collect();
+        all.sort_by(f64::total_cmp);
+        let mut with_unfinished = all.clone();
+        with_unfinished.extend(std::iter::repeat_n(f64::INFINITY, unfinished));
+        let mut by_kind: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for c in done {
+            by_kind.entry(c.kind.to_owned()).or_default().push(c.latency_s);
+        }
+        LatencyStats {
+            count: all.len(),
+            p50_s: percentile(&with_unfinished, 0.50),
+            p90_s: percentile(&with_unfinished, 0.90),
+            p99_s: percentile(&with_unfinished, 0.99),
+            max_s: with_unfinished.last().copied().unwrap_or(0.0),
+            mean_s: if all.is_empty() { 0.0 } else { all.iter().sum::<f64>() / all.len() as f64 },
+            by_kind: by_kind
+                .into_iter()
+                .map(|(k, mut v)| {
+                    v.sort_by(f64::total_cmp);
+                    let n = v.len();
+                    (k, (n, percentile(&v, 0.5), percentile(&v, 0.99), v[n - 1]))
+                })
+                .collect(),
+            superseded,
+            unfinished,
+        }
+    }
+}
+
+/// Writes of one phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Writes {
+    /// Writes the model says HNC must make (see `model`).
+    pub necessary: usize,
+    /// Successful writes by the replicas to the objects the model covers (namespaces, HCs, anchors, copies).
+    pub made: u64,
+    /// made / necessary (1.00 is the target; None when nothing was necessary).
+    pub ratio: Option<f64>,
+    /// Failed write attempts by the replicas (409 conflicts, 429 throttling, ...).
+    pub failed: u64,
+    /// Writes to other resources (HNCConfiguration status, Events, Leases), by `VERB resource code`.
+    pub other: BTreeMap<String, u64>,
+    /// Everything the replicas wrote, per replica, by `VERB resource code` (apisim's write log; on a cluster
+    /// the controllers' `hnc_writes_total` by `verb resource outcome`).
+    pub by_replica: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// Usage of one process (or thread group).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessUsage {
+    pub name: String,
+    /// CPU seconds during this phase.
+    pub cpu_s: f64,
+    /// Peak RSS of the process over its life so far, MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// One step of a capacity ramp.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    pub target_rate: f64,
+    pub achieved_rate: f64,
+    pub latency: LatencyStats,
+    pub within_slo: bool,
+}
+
+/// The result of one phase.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PhaseResult {
+    pub phase: String,
+    pub replicas: usize,
+    pub wall_s: f64,
+    /// Cold: seconds from starting the controllers until every expected key was observed.
+    pub converged_s: Option<f64>,
+    /// Seconds until the last write by a replica (apisim only).
+    pub last_write_s: Option<f64>,
+    /// Seconds until each replica's /readyz answered 200.
+    pub ready_s: Vec<f64>,
+    pub writes: Writes,
+    pub latency: Option<LatencyStats>,
+    /// The controllers' own `hnc_propagation_latency_seconds` over the phase (p50, p99), from buckets.
+    pub controller_latency_p50_p99_s: Option<(f64, f64)>,
+    pub processes: Vec<ProcessUsage>,
+    /// API requests by `VERB resource` during the phase (apisim).
+    pub requests: BTreeMap<String, f64>,
+    /// Totals by verb.
+    pub requests_by_verb: BTreeMap<String, f64>,
+    /// Changes issued (churn/burst), by kind.
+    pub changes: BTreeMap<String, u64>,
+    /// Capacity ramp stages.
+    pub stages: Vec<Stage>,
+    /// Capacity: highest rate within the SLO.
+    pub capacity_per_s: Option<f64>,
+    pub notes: Vec<String>,
+    /// Completed changes (for plots), capped.
+    #[serde(skip)]
+    pub samples: Vec<Completed>,
+    /// (seconds, fraction of expected keys matched, writes so far) during a cold start.
+    #[serde(skip)]
+    pub progress: Vec<(f64, f64, f64)>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub command: String,
+    pub scenario: String,
+    pub machine: Machine,
+    pub options: crate::cli::Common,
+    pub topology: TopologySummary,
+    pub load_s: f64,
+    pub phases: Vec<PhaseResult>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopologySummary {
+    pub label: String,
+    pub namespaces: usize,
+    pub trees: usize,
+    pub max_depth: usize,
+    pub largest_tree: usize,
+    pub sources: usize,
+    pub expected_copies: usize,
+    pub types: Vec<String>,
+}
+
+impl Usage {
+    /// `self - before` in CPU; peak RSS as of now.
+    pub fn since(&self, before: &Usage) -> Usage {
+        Usage { cpu_s: self.cpu_s - before.cpu_s, peak_rss_mib: self.peak_rss_mib }
+    }
+}
+
+fn f(x: f64) -> String {
+    if x.is_infinite() {
+        "∞".into()
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// The Markdown summary of `r`.
+pub fn markdown(r: &RunResult) -> String {
+    let mut s = String::new();
+    let m = &r.machine;
+    let _ = writeln!(s, "# hnc-loadtest: {} on {}\n", r.scenario, r.topology.label);
+    let _ = writeln!(s, "`{}`\n", r.command);
+    let _ = writeln!(
+        s,
+        "{} · {} × {} · {} GiB · load average {} → {} · git {}\n",
+        m.date,
+        m.cores,
+        m.cpu_model,
+        m.mem_total_gib,
+        m.load_average_at_start,
+        m.load_average_at_end,
+        m.git_revision
+    );
+    let t = &r.topology;
+    let _ = writeln!(
+        s,
+        "Topology: {} namespaces in {} trees (largest {}, depth ≤ {}), {} sources of {}, {} expected copies; loaded in {:.1} s.\n",
+        t.namespaces,
+        t.trees,
+        t.largest_tree,
+        t.max_depth,
+        t.sources,
+        t.types.join("+"),
+        t.expected_copies,
+        r.load_s
+    );
+    let _ = writeln!(
+        s,
+        "| phase | replicas | converged s | last write s | writes made / necessary | ratio | failed | latency p50 / p99 / max s | CPU-s per replica | peak RSS MiB |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    for p in &r.phases {
+        let replicas: Vec<&ProcessUsage> = p.processes.iter().filter(|u| !u.name.starts_with('(')).collect();
+        let cpu: Vec<String> = replicas.iter().map(|u| format!("{:.1}", u.cpu_s)).collect();
+        let rss: Vec<String> =
+            replicas.iter().map(|u| u.peak_rss_mib.map_or("-".into(), |x| format!("{x:.0}"))).collect();
+        let lat = p
+            .latency
+            .as_ref()
+            .map_or("-".into(), |l| format!("{} / {} / {}", f(l.p50_s), f(l.p99_s), f(l.max_s)));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} |",
+            p.phase,
+            p.replicas,
+            p.converged_s.map_or("-".into(), f),
+            p.last_write_s.map_or("-".into(), f),
+            p.writes.made,
+            p.writes.necessary,
+            p.writes.ratio.map_or("-".into(), |x| format!("{x:.2}")),
+            p.writes.failed,
+            lat,
+            cpu.join(", "),
+            rss.join(", "),
+        );
+    }
+    for p in &r.phases {
+        let _ = writeln!(s, "\n## {}\n", p.phase);
+        for u in &p.processes {
+            let _ = writeln!(
+                s,
+                "* {}: {:.2} CPU-s{}",
+                u.name,
+                u.cpu_s,
+                u.peak_rss_mib.map_or(String::new(), |x| format!(", peak RSS {x:.0} MiB"))
+            );
+        }
+        if !p.ready_s.is_empty() {
+            let ready: Vec<String> = p.ready_s.iter().map(|x| format!("{x:.2}")).collect();
+            let _ = writeln!(s, "* ready after (s): {}", ready.join(", "));
+        }
+        if let Some((p50, p99)) = p.controller_latency_p50_p99_s {
+            let _ = writeln!(
+                s,
+                "* controller-side propagation latency (its histogram): p50 {} s, p99 {} s",
+                f(p50),
+                f(p99)
+            );
+        }
+        if let Some(l) = &p.latency {
+            let _ = writeln!(
+                s,
+                "* changes completed: {}, superseded: {}, unfinished: {}; mean {} s",
+                l.count,
+                l.superseded,
+                l.unfinished,
+                f(l.mean_s)
+            );
+            for (kind, (n, p50, p99, max)) in &l.by_kind {
+                let _ =
+                    writeln!(s, "  * {kind}: {n}, p50 {} s, p99 {} s, max {} s", f(*p50), f(*p99), f(*max));
+            }
+        }
+        if !p.changes.is_empty() {
+            let _ = writeln!(s, "* changes issued: {:?}", p.changes);
+        }
+        if !p.requests_by_verb.is_empty() {
+            let _ = writeln!(s, "* API requests by verb: {:?}", p.requests_by_verb);
+        }
+        if !p.writes.other.is_empty() {
+            let _ = writeln!(s, "* other writes: {:?}", p.writes.other);
+        }
+        for (replica, w) in &p.writes.by_replica {
+            let _ = writeln!(s, "* writes by {replica}: {w:?}");
+        }
+        if !p.stages.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n| target rate /s | achieved /s | completed | p50 s | p99 s | max s | within SLO |"
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+            for st in &p.stages {
+                let _ = writeln!(
+                    s,
+                    "| {:.1} | {:.1} | {} | {} | {} | {} | {} |",
+                    st.target_rate,
+                    st.achieved_rate,
+                    st.latency.count,
+                    f(st.latency.p50_s),
+                    f(st.latency.p99_s),
+                    f(st.latency.max_s),
+                    if st.within_slo { "yes" } else { "no" }
+                );
+            }
+            let _ = writeln!(
+                s,
+                "\nCapacity: {}",
+                p.capacity_per_s.map_or("none within the SLO".into(), |c| format!("{c:.1} changes/s"))
+            );
+        }
+        for note in &p.notes {
+            let _ = writeln!(s, "* note: {note}");
+        }
+    }
+    s
+}
+
+/// Writes `result.json` and `summary.md` into `dir`.
+pub fn write(dir: &Path, r: &RunResult) -> anyhow::Result<()> {
+    std::fs::write(dir.join("result.json"), serde_json::to_string_pretty(r)?)?;
+    std::fs::write(dir.join("summary.md"), markdown(r))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_count_unfinished_changes_as_infinitely_slow() {
+        let done: Vec<Completed> =
+            (1..=99).map(|i| Completed { kind: "create", at_s: 0.0, latency_s: i as f64 / 100.0 }).collect();
+        let l = LatencyStats::of(&done, 0, 0);
+        assert_eq!((l.count, l.p50_s, l.p99_s, l.max_s), (99, 0.5, 0.99, 0.99));
+        let l = LatencyStats::of(&done, 0, 2);
+        assert!(l.p99_s.is_infinite(), "2 of 101 unfinished push p99 past every finite latency");
+    }
+}

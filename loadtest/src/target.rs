@@ -1,0 +1,204 @@
+//! The API server under test: apisim embedded in the harness process on a runtime of its own (threads named
+//! `lt-apisim`, so its CPU time is told apart from the harness's `lt-harness` threads), or any cluster through a
+//! kubeconfig. Owns loading objects fast (apisim: in memory, without HTTP; a cluster: concurrent requests),
+//! replica credentials, simulated load (per-replica rate limits, added latency) and the write log.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use futures::{StreamExt, TryStreamExt};
+use hnc_apisim::{ApiSim, FaultRule};
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::ApiResource;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::prom;
+use crate::replicas::user_of;
+
+/// Simulated API server load.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SimLoad {
+    /// Requests per second each replica may make (API Priority and Fairness-like 429s beyond it).
+    pub rate_limit: Option<f64>,
+    pub burst: u32,
+    /// Latency added to every request.
+    pub latency_ms: u64,
+}
+
+/// Where the harness runs against.
+pub enum Target {
+    Sim { sim: ApiSim, load: SimLoad, dir: PathBuf },
+    Cluster { kubeconfig: PathBuf },
+}
+
+/// One object to load: `(group, version, plural, namespace, object)`.
+pub type LoadItem = (ApiResource, String, Value);
+
+/// Writes served, grouped: `user → "VERB resource code" → count`.
+pub type WriteCounts = BTreeMap<String, BTreeMap<String, u64>>;
+
+impl Target {
+    /// Starts apisim on `runtime` (its own threads) with `dir` for kubeconfigs.
+    pub async fn start_sim(
+        runtime: &tokio::runtime::Handle,
+        load: SimLoad,
+        dir: &Path,
+    ) -> anyhow::Result<Target> {
+        let config = hnc_apisim::Config { history_window: 1_000_000, ..Default::default() };
+        let sim = runtime.spawn(ApiSim::start(config)).await??;
+        for (_, crd) in hnc_api::crd::all() {
+            sim.create("apiextensions.k8s.io", "customresourcedefinitions", "", serde_json::to_value(&crd)?)
+                .map_err(|e| anyhow!("installing HNC's CRDs: {}", e.message))?;
+        }
+        if load.latency_ms > 0 {
+            sim.faults()
+                .add(FaultRule { latency: Duration::from_millis(load.latency_ms), ..Default::default() });
+        }
+        Ok(Target::Sim { sim, load, dir: dir.to_owned() })
+    }
+
+    /// A cluster reached through `kubeconfig`.
+    pub fn cluster(kubeconfig: &Path) -> Target {
+        Target::Cluster { kubeconfig: kubeconfig.to_owned() }
+    }
+
+    pub fn sim(&self) -> Option<&ApiSim> {
+        match self {
+            Target::Sim { sim, .. } => Some(sim),
+            Target::Cluster { .. } => None,
+        }
+    }
+
+    /// An admin client for the harness.
+    pub async fn admin_client(&self) -> anyhow::Result<kube::Client> {
+        let kubeconfig = match self {
+            Target::Sim { sim, .. } => Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token()))?,
+            Target::Cluster { kubeconfig } => Kubeconfig::read_from(kubeconfig)
+                .with_context(|| format!("cannot read kubeconfig {}", kubeconfig.display()))?,
+        };
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+        config.read_timeout = Some(Duration::from_secs(300));
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// The kubeconfig replica `id` runs with: against apisim a user of its own (rate limited if configured).
+    pub fn replica_kubeconfig(&self, id: &str) -> anyhow::Result<PathBuf> {
+        match self {
+            Target::Sim { sim, load, dir } => {
+                let token = format!("token-{id}");
+                let user = user_of(id);
+                sim.add_user(
+                    &token,
+                    &user,
+                    &["system:serviceaccounts", "system:serviceaccounts:hnc-system", "system:masters"],
+                );
+                if let Some(rate) = load.rate_limit {
+                    sim.faults().rate_limit(&user, rate, load.burst);
+                }
+                let path = dir.join(format!("kubeconfig-{id}"));
+                sim.write_kubeconfig(&path, &token)?;
+                Ok(path)
+            }
+            Target::Cluster { kubeconfig } => Ok(kubeconfig.clone()),
+        }
+    }
+
+    /// Creates `items` (in order for apisim; with bounded concurrency, keeping namespaces first, on a cluster).
+    /// Objects that already exist are an error: the harness loads into a clean target.
+    pub async fn load(
+        &self,
+        client: &kube::Client,
+        items: Vec<LoadItem>,
+        progress: &indicatif::ProgressBar,
+    ) -> anyhow::Result<()> {
+        match self {
+            Target::Sim { sim, .. } => {
+                for (ar, ns, obj) in items {
+                    sim.create(&ar.group, &ar.plural, &ns, obj)
+                        .map_err(|e| anyhow!("loading {}: {}", ar.plural, e.message))?;
+                    progress.inc(1);
+                }
+            }
+            Target::Cluster { .. } => {
+                // Namespaces (cluster-scoped) must exist before their contents: two waves.
+                let (first, second): (Vec<_>, Vec<_>) =
+                    items.into_iter().partition(|(_, ns, _)| ns.is_empty());
+                for wave in [first, second] {
+                    futures::stream::iter(wave)
+                        .map(|(ar, ns, obj)| {
+                            let client = client.clone();
+                            async move {
+                                let api: Api<DynamicObject> = if ns.is_empty() {
+                                    Api::all_with(client, &ar)
+                                } else {
+                                    Api::namespaced_with(client, &ns, &ar)
+                                };
+                                let obj: DynamicObject = serde_json::from_value(obj)?;
+                                api.create(&PostParams::default(), &obj)
+                                    .await
+                                    .with_context(|| format!("creating {}", ar.plural))?;
+                                anyhow::Ok(())
+                            }
+                        })
+                        .buffer_unordered(32)
+                        .inspect_ok(|_| progress.inc(1))
+                        .try_collect::<Vec<()>>()
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of writes apisim has served so far (None on a cluster).
+    pub fn write_count(&self) -> Option<usize> {
+        self.sim().map(ApiSim::write_count)
+    }
+
+    /// Writes apisim served from index `from` on, by user, with the time of the last one by a replica.
+    pub fn writes_since(&self, from: usize) -> Option<(WriteCounts, Option<std::time::Instant>)> {
+        let sim = self.sim()?;
+        let mut counts: WriteCounts = BTreeMap::new();
+        let mut last = None;
+        for w in sim.writes().into_iter().skip(from) {
+            if w.user.starts_with("system:serviceaccount:hnc-system:") {
+                last = Some(last.map_or(w.at, |l: std::time::Instant| l.max(w.at)));
+            }
+            *counts
+                .entry(w.user)
+                .or_default()
+                .entry(format!("{} {} {}", w.verb, w.resource, w.code))
+                .or_default() += 1;
+        }
+        Some((counts, last))
+    }
+
+    /// apisim's `apiserver_request_total` samples (None on a cluster).
+    pub async fn request_totals(&self, http: &reqwest::Client) -> Option<BTreeMap<String, f64>> {
+        let sim = self.sim()?;
+        let text = http
+            .get(format!("{}/metrics", sim.http_url()))
+            .bearer_auth(sim.admin_token())
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let mut out = BTreeMap::new();
+        for s in prom::parse(&text).into_iter().filter(|s| s.name == "apiserver_request_total") {
+            let key = format!(
+                "{} {}",
+                s.labels.get("verb").map_or("", String::as_str),
+                s.labels.get("resource").map_or("", String::as_str)
+            );
+            *out.entry(key).or_insert(0.0) += s.value;
+        }
+        Some(out)
+    }
+}

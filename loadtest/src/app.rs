@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, Phase};
-use crate::report::{self, Machine, PhaseResult, RunResult};
+use crate::report::{self, Machine, PhaseResult, RunResult, TopologySummary};
 use crate::session::Session;
 
 /// Runs `cli`; the exit code says whether it worked.
@@ -58,16 +58,28 @@ pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<Path
         _ => vec![opts.replicas],
     };
     let mut capacity_runs = Vec::new();
+    // A failure still leaves a result with every phase measured before it.
+    let mut error = None;
     for replicas in replica_counts {
-        let mut session = Session::prepare(opts, sim, replicas, &out, progress).await?;
+        let mut session = match Session::prepare(opts, sim, replicas, &out, progress).await {
+            Ok(s) => s,
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        };
         load_s = session.load_s;
         summary = Some(session.summary.clone());
         let outcome = run_phases(&mut session, command, progress, &mut phases).await;
         let teardown = session.teardown().await;
-        if let Some(ramp) = outcome? {
-            capacity_runs.push(ramp);
+        match outcome.and_then(|ramp| teardown.map(|()| ramp)) {
+            Ok(Some(ramp)) => capacity_runs.push(ramp),
+            Ok(None) => {}
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
         }
-        teardown?;
     }
     let slo = opts.slo;
     for p in &phases {
@@ -113,15 +125,19 @@ pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<Path
         scenario: command.name().into(),
         machine,
         options: opts.clone(),
-        topology: summary.expect("at least one session"),
+        topology: summary.unwrap_or_else(|| TopologySummary::of_spec(&spec)),
         load_s,
         phases,
+        error: error.as_ref().map(|e| format!("{e:#}")),
     };
     report::write(&out, &result)?;
     if progress {
         eprintln!("{}", report::markdown(&result));
     }
-    Ok(out)
+    match error {
+        Some(e) => Err(e.context(format!("partial results in {}", out.display()))),
+        None => Ok(out),
+    }
 }
 
 /// The cold start and then the command's phases; a capacity command returns its ramp.
@@ -133,12 +149,16 @@ async fn run_phases(
 ) -> anyhow::Result<Option<PhaseResult>> {
     let opts = session.opts.clone();
     let mut cold = session.cold(progress).await?;
+    let converged = cold.converged_s.is_some();
     cold.phase = if matches!(command, Command::Capacity(_)) {
         format!("cold ({} replica(s))", session.replica_count())
     } else {
         "cold".into()
     };
     phases.push(cold);
+    if !converged {
+        anyhow::bail!("the cold start did not converge; later phases skipped");
+    }
     if let Command::Capacity(_) = command {
         return Ok(Some(session.ramp(progress).await?));
     }

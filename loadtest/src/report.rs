@@ -139,6 +139,9 @@ pub struct Writes {
     /// Everything the replicas wrote, per replica, by `VERB resource code` (apisim's write log; on a cluster
     /// the controllers' `hnc_writes_total` by `verb resource outcome`).
     pub by_replica: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Objects the replicas wrote more than once in the phase (apisim), and the ten written most.
+    pub objects_written_repeatedly: usize,
+    pub most_written: Vec<(String, u64)>,
 }
 
 /// Usage of one process (or thread group).
@@ -206,6 +209,8 @@ pub struct RunResult {
     pub topology: TopologySummary,
     pub load_s: f64,
     pub phases: Vec<PhaseResult>,
+    /// Why the run stopped early, if it did.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -218,6 +223,22 @@ pub struct TopologySummary {
     pub sources: usize,
     pub expected_copies: usize,
     pub types: Vec<String>,
+}
+
+impl TopologySummary {
+    /// What is known of a topology that was never loaded.
+    pub fn of_spec(spec: &crate::topology::TopologySpec) -> TopologySummary {
+        TopologySummary {
+            label: spec.label(),
+            namespaces: 0,
+            trees: 0,
+            max_depth: 0,
+            largest_tree: 0,
+            sources: 0,
+            expected_copies: 0,
+            types: Vec::new(),
+        }
+    }
 }
 
 impl Usage {
@@ -297,6 +318,9 @@ pub fn markdown(r: &RunResult) -> String {
             rss.join(", "),
         );
     }
+    if let Some(e) = &r.error {
+        let _ = writeln!(s, "\n**The run stopped early:** {e}");
+    }
     for p in &r.phases {
         let _ = writeln!(s, "\n## {}\n", p.phase);
         for u in &p.processes {
@@ -342,6 +366,13 @@ pub fn markdown(r: &RunResult) -> String {
         }
         if !p.writes.other.is_empty() {
             let _ = writeln!(s, "* other writes: {:?}", p.writes.other);
+        }
+        if p.writes.objects_written_repeatedly > 0 {
+            let _ = writeln!(
+                s,
+                "* objects written more than once: {}, most: {:?}",
+                p.writes.objects_written_repeatedly, p.writes.most_written
+            );
         }
         for (replica, w) in &p.writes.by_replica {
             let _ = writeln!(s, "* writes by {replica}: {w:?}");

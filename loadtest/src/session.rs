@@ -394,8 +394,11 @@ impl Session {
                 after.insert(r.id.clone(), m);
             }
         }
-        if let Some((counts, last)) = meter.write_index.and_then(|i| self.target.writes_since(i)) {
-            for (user, by_kind) in counts {
+        if let Some(log) = meter.write_index.and_then(|i| self.target.writes_since(i)) {
+            writes.most_written = log.most_written;
+            writes.objects_written_repeatedly = log.repeated_objects;
+            let last = log.last;
+            for (user, by_kind) in log.counts {
                 let Some(id) = user.strip_prefix("system:serviceaccount:hnc-system:") else { continue };
                 for (kind, n) in &by_kind {
                     let mut parts = kind.split(' ');
@@ -553,11 +556,12 @@ impl Session {
                 idle_since = None;
             }
             if Instant::now() > deadline {
-                bail!(
+                result.notes.push(format!(
                     "not converged after {} s: {mismatched} keys differ, e.g. {:?}",
                     self.opts.timeout,
                     self.tracker.lock().sample_mismatched(8)
-                );
+                ));
+                break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

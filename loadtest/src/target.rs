@@ -3,7 +3,7 @@
 //! kubeconfig. Owns loading objects fast (apisim: in memory, without HTTP; a cluster: concurrent requests),
 //! replica credentials, simulated load (per-replica rate limits, added latency) and the write log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +40,17 @@ pub type LoadItem = (ApiResource, String, Value);
 
 /// Writes served, grouped: `user → "VERB resource code" → count`.
 pub type WriteCounts = BTreeMap<String, BTreeMap<String, u64>>;
+
+/// A summary of apisim's write log over a phase.
+#[derive(Debug, Default)]
+pub struct WriteLog {
+    pub counts: WriteCounts,
+    pub last: Option<std::time::Instant>,
+    /// Objects replicas wrote more than once, most first (at most 10).
+    pub most_written: Vec<(String, u64)>,
+    /// How many objects replicas wrote more than once.
+    pub repeated_objects: usize,
+}
 
 impl Target {
     /// Starts apisim on `runtime` (its own threads) with `dir` for kubeconfigs.
@@ -160,22 +171,29 @@ impl Target {
         self.sim().map(ApiSim::write_count)
     }
 
-    /// Writes apisim served from index `from` on, by user, with the time of the last one by a replica.
-    pub fn writes_since(&self, from: usize) -> Option<(WriteCounts, Option<std::time::Instant>)> {
+    /// Writes apisim served from index `from` on: by user, the time of the last one by a replica, and the
+    /// objects replicas wrote most often (at least twice), most first.
+    pub fn writes_since(&self, from: usize) -> Option<WriteLog> {
         let sim = self.sim()?;
-        let mut counts: WriteCounts = BTreeMap::new();
-        let mut last = None;
+        let mut log = WriteLog::default();
+        let mut per_object: HashMap<String, u64> = HashMap::new();
         for w in sim.writes().into_iter().skip(from) {
             if w.user.starts_with("system:serviceaccount:hnc-system:") {
-                last = Some(last.map_or(w.at, |l: std::time::Instant| l.max(w.at)));
+                log.last = Some(log.last.map_or(w.at, |l: std::time::Instant| l.max(w.at)));
+                *per_object.entry(format!("{} {}/{}", w.resource, w.namespace, w.name)).or_default() += 1;
             }
-            *counts
+            *log.counts
                 .entry(w.user)
                 .or_default()
                 .entry(format!("{} {} {}", w.verb, w.resource, w.code))
                 .or_default() += 1;
         }
-        Some((counts, last))
+        let mut repeated: Vec<(String, u64)> = per_object.into_iter().filter(|(_, n)| *n >= 2).collect();
+        repeated.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        log.repeated_objects = repeated.len();
+        repeated.truncate(10);
+        log.most_written = repeated;
+        Some(log)
     }
 
     /// apisim's `apiserver_request_total` samples (None on a cluster).

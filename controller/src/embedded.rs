@@ -1,12 +1,16 @@
 //! `--embedded`: an in-process API server (apisim) with HNC's CRDs installed, for trying HNC without a cluster.
 
+use std::path::PathBuf;
+
 use hnc_apisim::{ApiSim, Config};
 
 use crate::flags::Flags;
 
-/// Starts apisim on 127.0.0.1, installs the CRDs generated from `hnc-api`'s types and writes the admin
-/// kubeconfig to `--embedded-kubeconfig`.
-pub async fn start(flags: &Flags) -> anyhow::Result<ApiSim> {
+/// Starts apisim on 127.0.0.1, installs the CRDs generated from `hnc-api`'s types, creates HNC's namespace
+/// (`--namespace`, where the webhook certificate lives) and writes the admin kubeconfig to
+/// `--embedded-kubeconfig`. Returns the server and the kubeconfig the controller itself uses: a service account
+/// of HNC's namespace, so that its own writes pass its webhooks as upstream's do.
+pub async fn start(flags: &Flags) -> anyhow::Result<(ApiSim, PathBuf)> {
     let sim = ApiSim::start(Config { https_port: flags.embedded_port, ..Default::default() }).await.map_err(
         |e| anyhow::anyhow!("cannot start the embedded API server on 127.0.0.1:{}: {e}", flags.embedded_port),
     )?;
@@ -15,14 +19,28 @@ pub async fn start(flags: &Flags) -> anyhow::Result<ApiSim> {
         sim.create("apiextensions.k8s.io", "customresourcedefinitions", "", serde_json::to_value(&crd)?)
             .map_err(|e| anyhow::anyhow!("cannot install CRD {name}: {}", e.message))?;
     }
+    let ns = &flags.namespace;
+    sim.create("", "namespaces", "", serde_json::json!({"metadata": {"name": ns}}))
+        .map_err(|e| anyhow::anyhow!("cannot create namespace {ns}: {}", e.message))?;
     let path = &flags.embedded_kubeconfig;
     sim.write_kubeconfig(path, sim.admin_token())
         .map_err(|e| anyhow::anyhow!("cannot write the embedded kubeconfig to {}: {e}", path.display()))?;
+    let token = format!("{:032x}", rand::random::<u128>());
+    let service_accounts = format!("system:serviceaccounts:{ns}");
+    let user = format!("system:serviceaccount:{ns}:{}", hnc_api::keys::names::DEPLOYMENT);
+    sim.add_user(&token, &user, &["system:serviceaccounts", &service_accounts, "system:masters"]);
+    let controller_kubeconfig = path.with_extension("controller.kubeconfig");
+    sim.write_kubeconfig(&controller_kubeconfig, &token).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write the controller's kubeconfig to {}: {e}",
+            controller_kubeconfig.display()
+        )
+    })?;
     tracing::info!(
         server = %sim.https_url(),
         kubeconfig = %path.display(),
         "embedded API server running; try: kubectl --kubeconfig {} get namespaces",
         path.display()
     );
-    Ok(sim)
+    Ok((sim, controller_kubeconfig))
 }

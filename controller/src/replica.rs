@@ -179,8 +179,27 @@ impl Replica {
             })
         };
         let config_reconciler =
-            ConfigReconciler::new(client.clone(), writer.clone(), ownership, tree.clone(), counts);
+            ConfigReconciler::new(client.clone(), writer.clone(), ownership.clone(), tree.clone(), counts);
         let active = config_reconciler.active_types();
+
+        // ---- Admission webhooks (crate::webhook): served unless --no-webhooks; the leader keeps the
+        // certificate Secret and the webhook configurations current. ----
+        crate::webhook::start(
+            crate::webhook::Inputs {
+                flags,
+                client: client.clone(),
+                tree: tree.clone(),
+                cache: cache.clone(),
+                active: active.clone(),
+                ownership,
+                writer: writer.clone(),
+                ready,
+            },
+            &mut tasks,
+            &stop,
+        )?;
+        // ---- end of admission webhooks ----
+
         tasks.spawn(feed(
             Api::<HNCConfiguration>::all(client),
             watch_config.fields(&format!("metadata.name={}", hnc_api::keys::names::CONFIG)),

@@ -43,8 +43,16 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
     // Kept alive for the whole run: dropping it stops the embedded API server.
     let _embedded = match flags.embedded {
         true => {
-            let sim = crate::embedded::start(&flags).await?;
-            flags.kubeconfig = Some(flags.embedded_kubeconfig.clone());
+            let (sim, controller_kubeconfig) = crate::embedded::start(&flags).await?;
+            flags.kubeconfig = Some(controller_kubeconfig);
+            // The embedded server calls webhooks by URL, on loopback, with a certificate HNC issues itself.
+            if !flags.no_webhooks && flags.webhook_url_base.is_none() {
+                flags.webhook_url_base = Some("https://127.0.0.1".to_owned());
+                flags.enable_internal_cert_management = true;
+                if flags.webhook_server_port == 443 {
+                    flags.webhook_server_port = 0;
+                }
+            }
             // A development mode: keep every listener on loopback unless told otherwise.
             for addr in [&mut flags.health_probe_bind_address, &mut flags.metrics_addr] {
                 if addr.ip().is_unspecified() {

@@ -1,5 +1,97 @@
-//! Admission webhooks: TLS material HNC manages for itself, and the HTTPS server every replica runs.
+//! Admission webhooks (spec §8): every validator and the namespace mutator, answered on every replica from
+//! the read-replicated indexes, over HTTPS with a certificate HNC can manage itself.
+//!
+//! ```text
+//!  API server ──HTTPS──▶ server (rustls, ReloadableCert) ──▶ one Handler per path ──▶ TreeSnapshot,
+//!                                  ▲                              │                     SourceIndex,
+//!  Secret hnc-webhook-server-cert ─┘ (every replica reloads)      │ SubjectAccessReview  active types
+//!     ▲ leader issues and rotates                                 ▼ (re-parenting only)
+//!  Validating/MutatingWebhookConfiguration ◀── leader: URLs or service, caBundle, objects rules
+//! ```
+//!
+//! * [`namespace`], [`hierarchy`], [`anchor`], [`config`], [`objects`] — one validator per kind (and the
+//!   mutator), each a [`review::Handler`];
+//! * [`sources`] — the source-object question the conflict checks ask, behind a trait;
+//! * [`server_checks`] — SubjectAccessReviews and the rare uncached namespace reads;
+//! * [`fields`] — field errors and Kubernetes name rules for 422 denials;
+//! * [`review`] — AdmissionReview plumbing, denials shaped like upstream's, decision metrics;
+//! * [`certs`], [`tls`], [`secret`] — the PKI, HTTPS with hot reload, and the certificate Secret's upkeep;
+//! * [`registration`] — the webhook configurations and their upkeep by the leader;
+//! * [`server`] — the router, the listener and [`start`], the entry point the replica calls.
+//!
+//! HierarchicalResourceQuota webhooks (§8.9) are not served yet: they depend on the HRQ reconcilers.
 
+pub mod anchor;
 pub mod certs;
+pub mod config;
+pub mod fields;
+pub mod hierarchy;
+pub mod namespace;
+pub mod objects;
+pub mod registration;
 pub mod review;
+pub mod secret;
+pub mod server;
+pub mod server_checks;
+pub mod sources;
 pub mod tls;
+
+pub use server::{Inputs, start};
+
+#[cfg(test)]
+mod testing;
+
+use std::sync::Arc;
+
+use hnc_shard::TreeReader;
+use hnc_shard::propagation::PropagationRules;
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionRequest;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::config::reconciler::ActiveTypes;
+use crate::config::resolve::ActiveType;
+use server_checks::ServerChecks;
+use sources::SourceIndexLoader;
+
+/// What every validator reads. Cheap to clone; all of it shared.
+#[derive(Clone)]
+pub struct Context {
+    /// The hierarchy index.
+    pub tree: TreeReader,
+    /// Sources of propagated types.
+    pub sources: SourceIndexLoader,
+    /// The propagated types and their modes, as the HNCConfiguration reconciler resolved them.
+    pub active: watch::Receiver<ActiveTypes>,
+    /// HNC's namespace: its service accounts bypass the validators.
+    pub hnc_namespace: Arc<str>,
+    /// The propagation flags (`--nopropagation-label` decides what may propagate).
+    pub rules: Arc<PropagationRules>,
+    /// SubjectAccessReviews and uncached reads.
+    pub server: Arc<dyn ServerChecks>,
+}
+
+impl Context {
+    /// True for any service account of HNC's namespace, as upstream decides.
+    pub fn is_hnc_service_account(&self, request: &AdmissionRequest<DynamicObject>) -> bool {
+        review::is_hnc_service_account(request, &self.hnc_namespace)
+    }
+
+    /// The active type of `group` and `kind` (any version), if any.
+    pub fn active_type(&self, group: &str, kind: &str) -> Option<ActiveType> {
+        self.active.borrow().iter().find(|t| t.resource.group == group && t.resource.kind == kind).cloned()
+    }
+
+    /// The types currently in `Propagate` or `AllowPropagate` mode.
+    pub fn propagating_types(&self) -> Vec<ActiveType> {
+        self.active.borrow().iter().filter(|t| t.mode.propagates()).cloned().collect()
+    }
+}
+
+/// Reads a request's object as `T`; the error is a 400 detail.
+pub(crate) fn decode<T: DeserializeOwned>(object: Option<&DynamicObject>) -> Result<T, String> {
+    let object = object.ok_or("the request carries no object")?;
+    let value = serde_json::to_value(object).map_err(|e| format!("cannot read the object: {e}"))?;
+    serde_json::from_value(value).map_err(|e| format!("cannot decode the object: {e}"))
+}

@@ -1,5 +1,5 @@
-//! AdmissionReview plumbing shared by every webhook: parsing, the HNC service-account bypass, responses shaped
-//! like upstream's (`Status` errors with the same codes and reasons, spec §8.2), and decision metrics.
+//! AdmissionReview plumbing shared by every webhook: parsing, the HNC service-account bypass, responses
+//! shaped like upstream's (`Status` errors with the same codes and reasons, spec §8.2), and decision metrics.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,6 +7,8 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube::core::{DynamicObject, Status};
 
@@ -15,17 +17,26 @@ pub trait Handler: Send + Sync + 'static {
     /// The webhook's registered name, e.g. `namespaces.hnc.x-k8s.io` (a metric label).
     fn name(&self) -> &'static str;
 
-    /// Decides one request. Must not block: answer from the index; the only API calls allowed on this path are
-    /// SubjectAccessReviews, where the spec requires a permission check.
+    /// Decides one request. Must not block: answer from the index; the only API calls allowed on this path
+    /// are SubjectAccessReviews, where the spec requires a permission check.
     fn review(
         &self,
         request: &AdmissionRequest<DynamicObject>,
     ) -> impl std::future::Future<Output = AdmissionResponse> + Send;
 }
 
+/// An allowed response carrying an informational message (upstream's `webhooks.Allow`).
+pub fn allow(request: &AdmissionRequest<DynamicObject>, message: &str) -> AdmissionResponse {
+    let mut resp = AdmissionResponse::from(request);
+    resp.result.message = message.to_owned();
+    resp
+}
+
 /// Denial helpers producing upstream's status codes and reasons.
 pub mod deny {
     use super::*;
+    use crate::webhook::fields::{self, FieldError};
+    use kube::core::response::{StatusCause, StatusDetails};
 
     fn with(resp: AdmissionResponse, code: u16, reason: &str, message: String) -> AdmissionResponse {
         let mut resp = resp.deny(&message);
@@ -48,9 +59,33 @@ pub mod deny {
         )
     }
 
-    /// 422 Invalid: `<Kind>.<group> "<name>" is invalid: <field errors>`.
-    pub fn invalid(resp: AdmissionResponse, kind_group: &str, name: &str, errors: &str) -> AdmissionResponse {
-        with(resp, 422, "Invalid", format!("{kind_group} \"{name}\" is invalid: {errors}"))
+    /// 422 Invalid: `<Kind>.<group> "<name>" is invalid: <field errors>`, with one `details.causes` entry per
+    /// field error, as the API server reports a `field.ErrorList`.
+    pub fn invalid(
+        resp: AdmissionResponse,
+        kind: &str,
+        group: &str,
+        name: &str,
+        errors: &[FieldError],
+    ) -> AdmissionResponse {
+        let message = format!("{kind}.{group} \"{name}\" is invalid: {}", fields::aggregate(errors));
+        let mut resp = with(resp, 422, "Invalid", message);
+        resp.result.details = Some(StatusDetails {
+            name: name.to_owned(),
+            group: group.to_owned(),
+            kind: kind.to_owned(),
+            causes: errors
+                .iter()
+                .map(|e| StatusCause {
+                    reason: e.cause_reason().to_owned(),
+                    message: e.body(),
+                    field: e.field.clone(),
+                })
+                .collect(),
+            uid: String::new(),
+            retry_after_seconds: 0,
+        });
+        resp
     }
 
     /// 400 BadRequest.
@@ -82,10 +117,7 @@ pub fn is_hnc_service_account(request: &AdmissionRequest<DynamicObject>, hnc_nam
 }
 
 /// Axum handler serving `H` at its path.
-pub async fn serve<H: Handler>(
-    State(handler): State<Arc<H>>,
-    body: Bytes,
-) -> Json<AdmissionReview<DynamicObject>> {
+pub async fn serve<H: Handler>(State(handler): State<Arc<H>>, body: Bytes) -> Response {
     let started = Instant::now();
     let (operation, response) = match parse(&body) {
         Ok(request) => {
@@ -100,7 +132,25 @@ pub async fn serve<H: Handler>(
     .increment(1);
     metrics::histogram!("hnc_webhook_duration_seconds", "webhook" => handler.name())
         .record(started.elapsed().as_secs_f64());
-    Json(response.into_review())
+    let review = response.into_review();
+    match review.response.as_ref().and_then(|r| r.patch.as_deref()) {
+        // kube-core writes the patch as an array of bytes; Go's []byte (and so the API server) reads either
+        // that or base64, but base64 is what every API server writes and every client expects.
+        Some(patch) => {
+            let patch = base64::engine::general_purpose::STANDARD.encode(patch);
+            match serde_json::to_value(&review) {
+                Ok(mut value) => {
+                    value["response"]["patch"] = serde_json::Value::String(patch);
+                    Json(value).into_response()
+                }
+                Err(error) => Json(
+                    deny::internal(AdmissionResponse::invalid("patch"), &error.to_string()).into_review(),
+                )
+                .into_response(),
+            }
+        }
+        None => Json(review).into_response(),
+    }
 }
 
 /// Parses an AdmissionReview; an unusable body yields an `invalid` response that still echoes the request uid
@@ -155,9 +205,15 @@ mod tests {
         .unwrap()
     }
 
+    /// The AdmissionReview a response carries.
+    async fn answer(response: Response) -> AdmissionReview<DynamicObject> {
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
     #[tokio::test]
     async fn denials_carry_upstream_codes_and_messages() {
-        let Json(review) = serve(State(Arc::new(DenyAll)), Bytes::from(review_body(&[]))).await;
+        let review = answer(serve(State(Arc::new(DenyAll)), Bytes::from(review_body(&[]))).await).await;
         let resp = review.response.unwrap();
         assert!(!resp.allowed);
         assert_eq!(resp.uid, "705ab4f5-6393-11e8-b7cc-42010a800002");
@@ -168,16 +224,45 @@ mod tests {
 
     #[tokio::test]
     async fn unparseable_requests_get_a_clear_invalid_answer_with_their_uid() {
-        let Json(review) =
+        let review = answer(
             serve(State(Arc::new(DenyAll)), Bytes::from_static(br#"{"request": {"uid": "u-1", "kind": 5}}"#))
-                .await;
+                .await,
+        )
+        .await;
         let resp = review.response.unwrap();
         assert!(!resp.allowed);
         assert_eq!(resp.uid, "u-1");
         assert!(resp.result.message.contains("cannot parse AdmissionReview"), "{}", resp.result.message);
 
-        let Json(review) = serve(State(Arc::new(DenyAll)), Bytes::from_static(b"not json")).await;
+        let review = answer(serve(State(Arc::new(DenyAll)), Bytes::from_static(b"not json")).await).await;
         assert!(!review.response.unwrap().allowed);
+    }
+
+    struct AddsLabel;
+    impl Handler for AddsLabel {
+        fn name(&self) -> &'static str {
+            "test.hnc.x-k8s.io"
+        }
+        async fn review(&self, request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+            let patch =
+                serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels", "value": {}}]));
+            AdmissionResponse::from(request).with_patch(patch.unwrap()).unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn patches_are_sent_base64_encoded() {
+        let response = serve(State(Arc::new(AddsLabel)), Bytes::from(review_body(&[]))).await;
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let review: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(review["response"]["patch"].as_str().expect("a base64 string"))
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&patch).unwrap(),
+            json!([{"op": "add", "path": "/metadata/labels", "value": {}}])
+        );
+        assert_eq!(review["response"]["patchType"], "JSONPatch");
     }
 
     #[test]

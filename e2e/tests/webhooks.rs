@@ -50,11 +50,13 @@ async fn env_with(extra: &[&str]) -> anyhow::Result<TestEnv> {
     Ok(env)
 }
 
-/// HNC's namespace, where the certificate Secret lives (a deployment creates it; apisim starts without it).
+/// HNC's namespace, where the certificate Secret lives (a deployment creates it), unless it exists already.
 async fn create_hnc_namespace(env: &TestEnv) -> anyhow::Result<()> {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": HNC_NAMESPACE}}))?;
-    Api::<Namespace>::all(env.client.clone()).create(&PostParams::default(), &ns).await?;
-    Ok(())
+    match Api::<Namespace>::all(env.client.clone()).create(&PostParams::default(), &ns).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        other => other.map(drop).map_err(Into::into),
+    }
 }
 
 /// Waits until the validating configuration is registered with a CA and the objects rules, and the namespace

@@ -12,9 +12,12 @@
 //!
 //! Only fields HNC sets are compared, so fields the API server defaults (`matchPolicy`, `scope`,
 //! `timeoutSeconds`, a service's `port`, ...) never cause a rewrite, and entries added by others are kept.
-//! A replica serving webhooks creates and completes the configurations; one started with `--no-webhooks` but
-//! managing certificates (upstream's HA layout) only keeps `caBundle` and the objects rules of configurations
-//! that exist.
+//! A replica serving webhooks creates and completes the configurations — except Service-based ones when
+//! something else manages the certificate: a Service's certificate is never publicly trusted, so a
+//! configuration without its `caBundle` would make every namespace write fail; those configurations belong
+//! with the certificate (the manifests, cert-manager's CA injector) and only their objects rules are kept
+//! here. A replica started with `--no-webhooks` but managing certificates (upstream's HA layout) likewise only
+//! keeps `caBundle` and the objects rules of configurations that exist.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -236,6 +239,15 @@ pub enum Scope {
     PatchExisting,
 }
 
+/// How far the upkeep may go: Service-based configurations are only completed by a leader that also owns
+/// their certificate (see the module documentation).
+pub fn effective_scope(endpoint: &Endpoint, manage_certs: bool, scope: Scope) -> Scope {
+    match (endpoint, manage_certs) {
+        (Endpoint::Service { .. }, false) => Scope::PatchExisting,
+        _ => scope,
+    }
+}
+
 /// The configuration `observed` (or a new one named `name` of `kind`) must become, or `None` when it already
 /// says what it must. `ca_bundle` is set on every entry when given; otherwise each entry keeps its own.
 pub fn plan(
@@ -400,6 +412,7 @@ impl Upkeep {
                 (false, _) => None,
             };
             let rules = objects_rules(&self.active.borrow());
+            let scope = effective_scope(&self.endpoint, self.manage_certs, self.scope);
             let plans = [
                 (
                     names::VALIDATING_WEBHOOK_CONFIGURATION,
@@ -417,7 +430,7 @@ impl Upkeep {
                 ),
             ];
             for (name, kind, resource, entries, current) in plans {
-                let Some(op) = plan(name, kind, current.as_ref(), &entries, ca_bundle.as_deref(), self.scope)
+                let Some(op) = plan(name, kind, current.as_ref(), &entries, ca_bundle.as_deref(), scope)
                 else {
                     continue;
                 };
@@ -649,6 +662,15 @@ mod tests {
         assert_eq!(webhooks[0]["clientConfig"]["service"]["namespace"], "x", "the endpoint is left alone");
         assert_eq!(webhooks[0]["clientConfig"]["caBundle"], "Q0E=");
         assert_eq!(webhooks[0]["rules"][0]["resources"], json!(["secrets"]));
+    }
+
+    #[test]
+    fn service_registrations_are_completed_only_with_their_certificate() {
+        let service = Endpoint::Service { namespace: "hnc-system".into() };
+        assert_eq!(effective_scope(&service, false, Scope::Register), Scope::PatchExisting);
+        assert_eq!(effective_scope(&service, true, Scope::Register), Scope::Register);
+        assert_eq!(effective_scope(&url(), false, Scope::Register), Scope::Register);
+        assert_eq!(effective_scope(&url(), true, Scope::PatchExisting), Scope::PatchExisting);
     }
 
     #[test]

@@ -214,6 +214,9 @@ pub struct Common {
     /// Capacity: highest rate tried.
     #[arg(long, default_value_t = 2000.0, help_heading = "Phases")]
     pub max_rate: f64,
+    /// Capacity: bisection stages between the last rate within the SLO and the first beyond it.
+    #[arg(long, default_value_t = 2, help_heading = "Phases")]
+    pub refine: usize,
     /// Capacity: seconds per stage.
     #[arg(long, default_value_t = 20.0, help_heading = "Phases")]
     pub stage_seconds: f64,

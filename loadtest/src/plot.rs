@@ -109,7 +109,12 @@ pub fn cold_progress(path: &Path, title: &str, progress: &[(f64, f64, f64)]) -> 
         .y_desc("expected state observed (fraction)")
         .draw()
         .map_err(err)?;
-    chart.configure_secondary_axes().y_desc("writes by the controllers").draw().map_err(err)?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("writes by the controllers")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(err)?;
     chart
         .draw_series(LineSeries::new(progress.iter().map(|p| (p.0, p.1)), BLUE.stroke_width(2)))
         .map_err(err)?
@@ -159,8 +164,10 @@ pub fn capacity_curve(path: &Path, title: &str, runs: &[PhaseResult], slo: f64) 
         .map_err(err)?;
     for (i, run) in runs.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let line: Vec<(f64, f64)> =
+        // Refinement stages run after the ramp: draw by rate, not by time.
+        let mut line: Vec<(f64, f64)> =
             run.stages.iter().map(|s| (s.target_rate, s.latency.p99_s.min(ymax))).collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
         let label = format!(
             "{} replica(s): capacity {}",
             run.replicas,

@@ -136,6 +136,11 @@ impl Replica {
 
     /// The replica's metrics.
     pub async fn metrics(&self, http: &reqwest::Client) -> anyhow::Result<Vec<prom::Sample>> {
+        Ok(prom::parse(&self.metrics_text(http).await?))
+    }
+
+    /// The replica's `/metrics` text.
+    pub async fn metrics_text(&self, http: &reqwest::Client) -> anyhow::Result<String> {
         let text = http
             .get(&self.metrics_url)
             .timeout(Duration::from_secs(10))
@@ -145,7 +150,7 @@ impl Replica {
             .with_context(|| format!("cannot read {}", self.metrics_url))?
             .text()
             .await?;
-        Ok(prom::parse(&text))
+        Ok(text)
     }
 
     /// SIGTERM, then waits (SIGKILL after 20 s). Usage is sampled right before.

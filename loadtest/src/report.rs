@@ -161,6 +161,11 @@ pub struct Stage {
     pub achieved_rate: f64,
     pub latency: LatencyStats,
     pub within_slo: bool,
+    /// Writes the replicas made and the stage made necessary.
+    pub writes_made: u64,
+    pub writes_necessary: usize,
+    /// CPU seconds during the stage, replicas and thread groups.
+    pub cpu_s: BTreeMap<String, f64>,
 }
 
 /// The result of one phase.
@@ -380,20 +385,24 @@ pub fn markdown(r: &RunResult) -> String {
         if !p.stages.is_empty() {
             let _ = writeln!(
                 s,
-                "\n| target rate /s | achieved /s | completed | p50 s | p99 s | max s | within SLO |"
+                "\n| target rate /s | achieved /s | completed | p50 s | p99 s | max s | within SLO | writes made / necessary | CPU-s |"
             );
-            let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+            let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
             for st in &p.stages {
+                let cpu: Vec<String> = st.cpu_s.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
                 let _ = writeln!(
                     s,
-                    "| {:.1} | {:.1} | {} | {} | {} | {} | {} |",
+                    "| {:.1} | {:.1} | {} | {} | {} | {} | {} | {} / {} | {} |",
                     st.target_rate,
                     st.achieved_rate,
                     st.latency.count,
                     f(st.latency.p50_s),
                     f(st.latency.p99_s),
                     f(st.latency.max_s),
-                    if st.within_slo { "yes" } else { "no" }
+                    if st.within_slo { "yes" } else { "no" },
+                    st.writes_made,
+                    st.writes_necessary,
+                    cpu.join(", ")
                 );
             }
             let _ = writeln!(

@@ -113,6 +113,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_anchor_without_spec_is_an_anchor_with_an_empty_one() {
+        let forest = Forest::new().ns("p");
+        let v = AnchorValidator::new(forest.context());
+        let bare = json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "SubnamespaceAnchor",
+            "metadata": {"name": "new", "namespace": "p"}});
+        assert_allowed(v.review(&create(bare, USER)).await);
+    }
+
+    #[tokio::test]
     async fn creation_needs_managed_names_that_are_free() {
         let forest = Forest::new().excluded("kube-system").ns("p").ns("taken").sub("s", "p").ns("q");
         let v = AnchorValidator::new(forest.context());

@@ -89,9 +89,15 @@ impl Context {
     }
 }
 
-/// Reads a request's object as `T`; the error is a 400 detail.
+/// Reads a request's object as `T`; the error is a 400 detail. A missing `spec` reads as an empty one, as Go
+/// decodes it (the CRDs do not default it, so an anchor created with metadata alone arrives without one).
 pub(crate) fn decode<T: DeserializeOwned>(object: Option<&DynamicObject>) -> Result<T, String> {
     let object = object.ok_or("the request carries no object")?;
-    let value = serde_json::to_value(object).map_err(|e| format!("cannot read the object: {e}"))?;
+    let mut value = serde_json::to_value(object).map_err(|e| format!("cannot read the object: {e}"))?;
+    if let Some(fields) = value.as_object_mut()
+        && fields.get("spec").is_none_or(serde_json::Value::is_null)
+    {
+        fields.insert("spec".to_owned(), serde_json::json!({}));
+    }
     serde_json::from_value(value).map_err(|e| format!("cannot decode the object: {e}"))
 }

@@ -21,7 +21,15 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = harness.block_on(run(&cli, sim.handle()));
+    // On SIGINT/SIGTERM the run is dropped, and with it every controller process it started.
+    let outcome = harness.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            outcome = run(&cli, sim.handle()) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        }
+    });
     // apisim's runtime is dropped here, outside any async context.
     drop(harness);
     drop(sim);

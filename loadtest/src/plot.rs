@@ -15,6 +15,24 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting: {e:?}")
 }
 
+/// At most `max` points: every slow one (the top 2 %, what the eye looks for) and an even sample of the rest,
+/// so a plot of a long run stays a small file.
+fn thin(samples: &[Completed], max: usize) -> Vec<Completed> {
+    if samples.len() <= max {
+        return samples.to_vec();
+    }
+    let mut latencies: Vec<f64> = samples.iter().map(|c| c.latency_s).collect();
+    latencies.sort_by(f64::total_cmp);
+    let slow = latencies[latencies.len() * 98 / 100];
+    let step = samples.len().div_ceil(max);
+    samples
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| c.latency_s >= slow || i % step == 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
 /// Each change's latency at the time it was made, with a rolling p99 over 5-second windows.
 pub fn latency_over_time(
     path: &Path,
@@ -43,7 +61,9 @@ pub fn latency_over_time(
         .draw()
         .map_err(err)?;
     chart
-        .draw_series(samples.iter().map(|c| Circle::new((c.at_s, c.latency_s), 2, BLUE.mix(0.5).filled())))
+        .draw_series(
+            thin(samples, 2000).iter().map(|c| Circle::new((c.at_s, c.latency_s), 2, BLUE.mix(0.5).filled())),
+        )
         .map_err(err)?
         .label("one change")
         .legend(|(x, y)| Circle::new((x, y), 3, BLUE.filled()));
@@ -90,6 +110,13 @@ pub fn cold_progress(path: &Path, title: &str, progress: &[(f64, f64, f64)]) -> 
     if progress.len() < 2 {
         return Ok(());
     }
+    let step = progress.len().div_ceil(400);
+    let progress: Vec<(f64, f64, f64)> = progress
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % step == 0 || *i == progress.len() - 1)
+        .map(|(_, p)| *p)
+        .collect();
     let xmax = progress.last().map_or(1.0, |p| p.0).max(0.1);
     let wmax = progress.iter().map(|p| p.2).fold(1.0, f64::max);
     let root = SVGBackend::new(path, (960, 540)).into_drawing_area();

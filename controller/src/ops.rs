@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -45,10 +45,31 @@ impl Readiness {
     }
 }
 
+/// Produces the JSON of a `/debug/...` page.
+pub type DebugPage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// Diagnostic pages registered once the parts that know them are running (404 until then).
+#[derive(Clone, Default)]
+pub struct DebugPages {
+    pages: Arc<Mutex<BTreeMap<&'static str, DebugPage>>>,
+}
+
+impl DebugPages {
+    /// Serves `page` at `/debug/<name>`.
+    pub fn register(&self, name: &'static str, page: DebugPage) {
+        self.pages.lock().insert(name, page);
+    }
+
+    fn get(&self, name: &str) -> Option<DebugPage> {
+        self.pages.lock().get(name).cloned()
+    }
+}
+
 #[derive(Clone)]
 struct OpsState {
     metrics: PrometheusHandle,
     ready: Readiness,
+    debug: DebugPages,
 }
 
 /// The running ops server(s).
@@ -68,13 +89,17 @@ impl OpsServer {
         metrics: SocketAddr,
         handle: PrometheusHandle,
         ready: Readiness,
+        debug: DebugPages,
     ) -> anyhow::Result<OpsServer> {
-        let state = OpsState { metrics: handle, ready };
+        let state = OpsState { metrics: handle, ready, debug };
         let stop = CancellationToken::new();
         let routes = |with_health: bool, with_metrics: bool| {
             let mut router = Router::new();
             if with_health {
-                router = router.route("/healthz", get(healthz)).route("/readyz", get(readyz));
+                router = router
+                    .route("/healthz", get(healthz))
+                    .route("/readyz", get(readyz))
+                    .route("/debug/{page}", get(debug_page));
             }
             if with_metrics {
                 router = router.route("/metrics", get(render_metrics));
@@ -132,6 +157,13 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
         (StatusCode::OK, "ok".to_owned())
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, format!("waiting for: {}", pending.join(", ")))
+    }
+}
+
+async fn debug_page(State(state): State<OpsState>, Path(page): Path<String>) -> impl IntoResponse {
+    match state.debug.get(&page) {
+        Some(render) => (StatusCode::OK, axum::Json(render())).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no debug page {page:?}")).into_response(),
     }
 }
 

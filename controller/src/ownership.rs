@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use hnc_shard::HierarchyView;
+use hnc_leader::CoordinatorHandle;
+use hnc_shard::{HierarchyView, ShardRing};
 
 /// Decides which shard a root tree belongs to and whether this replica may write for it now.
 pub trait ShardOwnership: Send + Sync {
@@ -16,6 +17,30 @@ pub trait ShardOwnership: Send + Sync {
 
     /// True while this replica is the leader, which alone writes cluster singletons.
     fn is_leader(&self) -> bool;
+}
+
+/// Ownership through the shard coordinator: a root's shard comes from the ring, and the replica may write for
+/// it while the coordinator's fence for that shard is open (it closes by itself when renewals fail).
+pub struct ShardedOwnership {
+    ring: ShardRing,
+    coordinator: CoordinatorHandle,
+}
+
+impl ShardedOwnership {
+    /// Ownership of the shards `coordinator` holds, roots placed by `ring`.
+    pub fn new(ring: ShardRing, coordinator: CoordinatorHandle) -> Self {
+        ShardedOwnership { ring, coordinator }
+    }
+}
+
+impl ShardOwnership for ShardedOwnership {
+    fn holds_root(&self, root: &str) -> bool {
+        self.coordinator.holds(self.ring.shard_of(root))
+    }
+
+    fn is_leader(&self) -> bool {
+        self.coordinator.is_leader()
+    }
 }
 
 /// This replica's write scope.

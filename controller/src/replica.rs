@@ -12,11 +12,14 @@
 //!                                      └─ outcomes, routed back to whoever planned the write
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hnc_api::{HNCConfiguration, HierarchyConfiguration, SubnamespaceAnchor};
+use hnc_leader::{Coordinator, CoordinatorConfig, CoordinatorHandle, WeightsFn};
 use hnc_shard::propagation::{ForestCache, ForestCacheReader, PropagationRules, TypeKey};
-use hnc_shard::{TreeIndex, TreeReader};
+use hnc_shard::ring::DEFAULT_VIRTUAL_NODES;
+use hnc_shard::{ShardRing, TreeIndex, TreeReader};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -29,8 +32,8 @@ use crate::config::resolve::TypeCounts;
 use crate::flags::Flags;
 use crate::hierarchy::ingest::HierarchyEvent;
 use crate::hierarchy::reconciler::HierarchyReconciler;
-use crate::ops::Readiness;
-use crate::ownership::Ownership;
+use crate::ops::{DebugPages, Readiness};
+use crate::ownership::{Ownership, ShardedOwnership};
 use crate::propagation::engine::{EngineInput, PropagationEngine};
 use crate::watch::feed;
 use crate::writer::{self, Completed, Fence, Writer, WriterConfig};
@@ -48,21 +51,51 @@ pub struct Replica {
     pub writer: Writer,
     stop: CancellationToken,
     tasks: JoinSet<()>,
+    coordinator: Option<(CoordinatorHandle, CoordinatorTask)>,
 }
 
+type CoordinatorTask = tokio::task::JoinHandle<Result<(), hnc_leader::CoordinatorError>>;
+
 impl Replica {
-    /// Starts the replica's tasks. `ready` gets a `hierarchy` gate, opened once the hierarchy is synced.
+    /// Starts the replica's tasks. `ready` gets a `hierarchy` gate, opened once the hierarchy is synced;
+    /// `debug` gets `/debug/shards`.
     pub fn start(
         flags: &Flags,
         client: Client,
         config: &kube::Config,
         ready: &Readiness,
+        debug: &DebugPages,
     ) -> anyhow::Result<Replica> {
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let index = TreeIndex::new(flags.namespace_policy());
         let tree = index.reader();
-        let ownership = if flags.webhooks_only { Ownership::Nothing } else { Ownership::Everything };
+        let ring = ShardRing::new(flags.shards, DEFAULT_VIRTUAL_NODES);
+        // Bumped whenever this replica gains or loses shards or leadership.
+        let (ownership_tx, ownership_rx) = watch::channel(0u64);
+        let (ownership, coordinator) = if flags.webhooks_only {
+            (Ownership::Nothing, None)
+        } else {
+            let (coordinator, task) = start_coordinator(flags, client.clone(), tree.clone(), ring.clone())?;
+            let page = coordinator.clone();
+            debug.register(
+                "shards",
+                Arc::new(move || serde_json::to_value(page.snapshot()).unwrap_or_default()),
+            );
+            let (mut held, mut leading) = (coordinator.held_shards(), coordinator.leadership());
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        changed = held.changed() => if changed.is_err() { return },
+                        changed = leading.changed() => if changed.is_err() { return },
+                    }
+                    ownership_tx.send_modify(|v| *v += 1);
+                }
+            });
+            let ownership =
+                Ownership::Shards(Arc::new(ShardedOwnership::new(ring.clone(), coordinator.clone())));
+            (ownership, Some((coordinator, task)))
+        };
 
         // The writer, and the routing of its outcomes back to whoever planned each write.
         let fence: Fence = {
@@ -148,14 +181,7 @@ impl Replica {
                 gate.set("hierarchy", true);
             }
         });
-        let (ownership_tx, ownership_rx) = watch::channel(0u64);
-        {
-            let stop = stop.clone();
-            tasks.spawn(async move {
-                reconciler.run(events_rx, hierarchy_out_rx, ownership_rx, stop).await;
-                drop(ownership_tx);
-            });
-        }
+        tasks.spawn(reconciler.run(events_rx, hierarchy_out_rx, ownership_rx.clone(), stop.clone()));
 
         // Propagation: the engine owns the forest cache; the config reconciler tells it what to propagate.
         let rules = PropagationRules {
@@ -171,6 +197,9 @@ impl Replica {
             ownership.clone(),
         );
         let cache = engine.cache_reader();
+        if let Some((coordinator, _)) = &coordinator {
+            tasks.spawn(publish_shard_objects(coordinator.clone(), tree.clone(), cache.clone(), ring));
+        }
         let counts: CountsFn = {
             let cache = cache.clone();
             Arc::new(move |t| {
@@ -207,16 +236,86 @@ impl Replica {
             "hncconfigurations".to_owned(),
             ConfigEvent::Config,
         ));
-        tasks.spawn(config_reconciler.run(config_rx, stop.clone()));
-        tasks.spawn(engine.run(engine_rx, active, stop.clone()));
-        Ok(Replica { tree, cache, writer, stop, tasks })
+        tasks.spawn(config_reconciler.run(config_rx, ownership_rx.clone(), stop.clone()));
+        tasks.spawn(engine.run(engine_rx, active, ownership_rx, stop.clone()));
+        Ok(Replica { tree, cache, writer, stop, tasks, coordinator })
     }
 
-    /// Stops every task: reconcilers first, then the writer after its in-flight writes.
+    /// Resolves when this replica must stop: it lost the API server for longer than a lease duration (its fences
+    /// are already closed). Never resolves for a replica without a coordinator.
+    pub async fn fatal(&mut self) -> anyhow::Error {
+        let Some((coordinator, task)) = &mut self.coordinator else { return std::future::pending().await };
+        tokio::select! {
+            _ = coordinator.api_lost() => anyhow::anyhow!("lost the API server for longer than the lease duration"),
+            result = task => match result {
+                Ok(Ok(())) => anyhow::anyhow!("the shard coordinator stopped"),
+                Ok(Err(error)) => anyhow::anyhow!("shard coordination failed: {error}"),
+                Err(error) => anyhow::anyhow!("shard coordination crashed: {error}"),
+            },
+        }
+    }
+
+    /// Stops every task: reconcilers first, then the writer after its in-flight writes, then hands the shards
+    /// over (leases released) so other replicas take over at once.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         self.writer.shutdown();
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        if let Some((coordinator, task)) = self.coordinator.take() {
+            coordinator.shutdown().await;
+            let _ = task.await;
+        }
+    }
+}
+
+/// Starts the shard coordinator; the leader weighs shards by the namespaces the tree index puts in them.
+fn start_coordinator(
+    flags: &Flags,
+    client: Client,
+    tree: TreeReader,
+    ring: ShardRing,
+) -> anyhow::Result<(CoordinatorHandle, CoordinatorTask)> {
+    hnc_leader::describe_metrics();
+    let mut config = CoordinatorConfig::new(&flags.namespace, flags.replica_identity(), flags.shards);
+    config.leader_lease = flags.leader_election_id.clone();
+    config.lease_duration = flags.lease_duration;
+    config.renew_deadline = flags.renew_deadline;
+    config.retry_period = flags.retry_period;
+    let weights: WeightsFn = Arc::new(move || {
+        let tree = tree.load();
+        let mut weights = vec![0u64; ring.shard_count() as usize];
+        for node in tree.nodes().filter(|n| tree.exists(n.name())) {
+            weights[ring.shard_of(&tree.root(node.name())) as usize] += 1;
+        }
+        weights
+    });
+    Coordinator::start(client, config, weights)
+        .map_err(|e| anyhow::anyhow!("cannot start shard coordination: {e}"))
+}
+
+/// How often a replica reports the objects it caches per shard (the leader's weights).
+const SHARD_OBJECTS_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reports, every [`SHARD_OBJECTS_PERIOD`], how many objects this replica caches per held shard.
+async fn publish_shard_objects(
+    coordinator: CoordinatorHandle,
+    tree: TreeReader,
+    cache: ForestCacheReader,
+    ring: ShardRing,
+) {
+    let mut tick = tokio::time::interval(SHARD_OBJECTS_PERIOD);
+    loop {
+        tick.tick().await;
+        let (tree, cache) = (tree.load(), cache.load());
+        let mut objects: BTreeMap<u32, u64> = BTreeMap::new();
+        for ty in cache.types() {
+            let Some(forest) = cache.forest(ty) else { continue };
+            for ns in forest.namespaces() {
+                let count = (ns.sources().len() + ns.copies().len()) as u64;
+                *objects.entry(ring.shard_of(&tree.root(ns.namespace()))).or_default() += count;
+            }
+        }
+        coordinator.publish_shard_objects(&objects);
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::flags::Flags;
-use crate::ops::{OpsServer, Readiness};
+use crate::ops::{DebugPages, OpsServer, Readiness};
 use crate::replica::Replica;
 use crate::{startup, telemetry};
 
@@ -72,19 +72,32 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics()?;
     let ready = Readiness::default();
     ready.register("api-server");
+    let debug = DebugPages::default();
     // Bind first: liveness answers while we connect, readiness says what we wait for.
-    let ops =
-        OpsServer::start(flags.health_probe_bind_address, flags.metrics_addr, metrics, ready.clone()).await?;
+    let ops = OpsServer::start(
+        flags.health_probe_bind_address,
+        flags.metrics_addr,
+        metrics,
+        ready.clone(),
+        debug.clone(),
+    )
+    .await?;
 
     let outcome = async {
         let (client, config) = startup::connect(&flags, CONNECT_TIMEOUT).await?;
         startup::check_crds(&client, flags.enable_hrq).await?;
+        startup::check_namespace(&client, &flags.namespace).await?;
         ready.set("api-server", true);
-        let replica = Replica::start(&flags, client, &config, &ready)?;
-        let signal = shutdown_signal().await;
-        tracing::info!("termination signal received, shutting down");
+        let mut replica = Replica::start(&flags, client, &config, &ready, &debug)?;
+        let outcome = tokio::select! {
+            signal = shutdown_signal() => {
+                tracing::info!("termination signal received, shutting down");
+                signal
+            }
+            lost = replica.fatal() => Err(lost),
+        };
         replica.shutdown().await;
-        signal
+        outcome
     }
     .await;
     ops.shutdown().await;

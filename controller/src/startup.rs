@@ -62,3 +62,16 @@ pub async fn check_crds(client: &Client, enable_hrq: bool) -> anyhow::Result<()>
         missing.join(", ")
     ))
 }
+
+/// Fails unless HNC's own namespace (`--namespace`) exists: the coordination Leases, the shard assignment and
+/// the webhook certificate live there.
+pub async fn check_namespace(client: &Client, namespace: &str) -> anyhow::Result<()> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    match api.get_opt(namespace).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(anyhow::anyhow!(
+            "HNC's namespace {namespace:?} does not exist: create it (manifests/deploy/ does) or pass --namespace"
+        )),
+        Err(e) => Err(anyhow::anyhow!("cannot read HNC's namespace {namespace:?}: {e}")),
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hnc_apisim::{ApiSim, Config};
 
-/// apisim with HNC's CRDs, and an admin kubeconfig for it in `dir`.
+/// apisim with HNC's CRDs and namespace, and an admin kubeconfig for it in `dir`.
 async fn cluster(dir: &std::path::Path) -> (ApiSim, std::path::PathBuf) {
     let sim = ApiSim::start(Config::default()).await.unwrap();
     for (_, crd) in hnc_api::crd::all() {
@@ -19,6 +19,7 @@ async fn cluster(dir: &std::path::Path) -> (ApiSim, std::path::PathBuf) {
         )
         .unwrap();
     }
+    sim.create("", "namespaces", "", serde_json::json!({"metadata": {"name": "hnc-system"}})).unwrap();
     let path = dir.join("kubeconfig");
     sim.write_kubeconfig(&path, sim.admin_token()).unwrap();
     (sim, path)

@@ -19,6 +19,9 @@ use cluster::run_id;
 use kube::Client;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
+/// HNC's namespace in the test environment (the controller's default `--namespace`).
+pub const HNC_NAMESPACE: &str = "hnc-system";
+
 /// Environment variable naming a kubeconfig of a real cluster to run against.
 pub const REAL_CLUSTER_ENV: &str = "HNC_E2E_KUBECONFIG";
 
@@ -62,6 +65,9 @@ impl TestEnv {
         if install_crds {
             hnc_apisim::install_crds_from_dir(&sim, &crds_dir()).await?;
         }
+        // HNC's namespace, as an installation creates it: Leases and the webhook certificate live there.
+        sim.create("", "namespaces", "", serde_json::json!({"metadata": {"name": HNC_NAMESPACE}}))
+            .map_err(|e| anyhow::anyhow!("cannot create {HNC_NAMESPACE}: {}", e.message))?;
         let client = client_from(&Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token()))?).await?;
         Ok(TestEnv {
             client,
@@ -130,6 +136,17 @@ impl TestEnv {
             .unwrap_or_default()
     }
 
+    /// Writes replica `id` made to the cluster's state (apisim only): everything but its coordination — Leases,
+    /// objects in HNC's own namespace (shard assignment, webhook certificate) and the webhook configurations.
+    pub fn cluster_writes_by(&self, id: &str) -> Vec<hnc_apisim::WriteRecord> {
+        const PLUMBING: [&str; 3] =
+            ["leases", "validatingwebhookconfigurations", "mutatingwebhookconfigurations"];
+        self.writes_by(id)
+            .into_iter()
+            .filter(|w| !PLUMBING.contains(&w.resource.as_str()) && w.namespace != HNC_NAMESPACE)
+            .collect()
+    }
+
     /// The kubeconfig the admin client uses (for kubectl).
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
@@ -168,7 +185,15 @@ impl Replica {
         dir: &Path,
         extra: &[&str],
     ) -> anyhow::Result<Replica> {
-        let log = dir.join(format!("{id}.log"));
+        // HNC_E2E_LOG_DIR keeps replica logs after the test (they live in the test's temporary directory
+        // otherwise).
+        let log = match std::env::var_os("HNC_E2E_LOG_DIR") {
+            Some(keep) => {
+                std::fs::create_dir_all(&keep)?;
+                PathBuf::from(keep).join(format!("{id}-{}.log", std::process::id()))
+            }
+            None => dir.join(format!("{id}.log")),
+        };
         let out = std::fs::File::create(&log)?;
         let err = out.try_clone()?;
         let child = Command::new(binary)

@@ -101,8 +101,13 @@ impl ConfigReconciler {
         self.active_tx.subscribe()
     }
 
-    /// Runs until `stop`.
-    pub async fn run(mut self, mut events: mpsc::Receiver<ConfigEvent>, stop: CancellationToken) {
+    /// Runs until `stop`; `ownership_changed` fires when leadership may have changed.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<ConfigEvent>,
+        mut ownership_changed: watch::Receiver<u64>,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(REFRESH_PERIOD);
         let mut ticks = 0u32;
         loop {
@@ -115,6 +120,7 @@ impl ConfigReconciler {
                     Some(ConfigEvent::ConfigCrdDeleting(deleting)) => self.crd_deleting = deleting,
                     Some(ConfigEvent::Written(done)) => self.written(&done),
                 },
+                Ok(()) = ownership_changed.changed() => {}
                 _ = tick.tick() => {
                     ticks += 1;
                     if ticks.is_multiple_of(REDISCOVER_EVERY) {

@@ -14,17 +14,23 @@
 //! Planning waits until the hierarchy is synced and every watched type has delivered its initial list, so a
 //! restart never plans from a partial picture. A write submitted and not yet echoed is remembered: a re-plan
 //! in that window does not write it again.
+//!
+//! The cache holds only the trees this replica owns, so its memory follows ownership. Objects of other trees
+//! are dropped as they arrive and their namespaces remembered as *unloaded*. When a subtree moves into an owned
+//! tree (a re-parent), its namespaces are listed one by one; when this replica gains shards, every type is
+//! listed again (one paged list per type is cheaper than thousands of namespace lists). Trees it no longer owns
+//! are evicted. A listed object older than what the watch already delivered is ignored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hnc_api::SyncMode;
-use hnc_shard::TreeReader;
 use hnc_shard::propagation::{
-    Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, TypeKey, TypeModes, WriteOp as PlannedOp,
-    plan,
+    Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, ResourceVersion, TypeKey, TypeModes,
+    WriteOp as PlannedOp, plan,
 };
+use hnc_shard::{NsName, TreeReader};
 use kube::Client;
 use kube::core::{ApiResource, DynamicObject};
 use tokio::sync::{mpsc, watch};
@@ -54,6 +60,8 @@ pub struct ObjectEvent {
     pub ty: TypeKey,
     /// What happened.
     pub change: Change<DynamicObject>,
+    /// From a namespace list rather than the watch: ignored if the watch already showed something newer.
+    pub listed: bool,
 }
 
 /// What the engine reacts to besides its watches.
@@ -89,6 +97,11 @@ pub struct PropagationEngine {
     object_rx: Option<mpsc::Receiver<ObjectEvent>>,
     retry_tx: mpsc::UnboundedSender<Dirty>,
     retry_rx: Option<mpsc::UnboundedReceiver<Dirty>>,
+    /// Namespaces whose objects were dropped or evicted because another replica owns their tree.
+    unloaded: HashSet<NsName>,
+    /// Namespaces whose list failed, to be listed again.
+    relist_tx: mpsc::UnboundedSender<NsName>,
+    relist_rx: Option<mpsc::UnboundedReceiver<NsName>>,
 }
 
 impl PropagationEngine {
@@ -102,6 +115,7 @@ impl PropagationEngine {
     ) -> Self {
         let (object_tx, object_rx) = mpsc::channel(EVENT_BUFFER);
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        let (relist_tx, relist_rx) = mpsc::unbounded_channel();
         PropagationEngine {
             client,
             cache,
@@ -117,6 +131,9 @@ impl PropagationEngine {
             object_rx: Some(object_rx),
             retry_tx,
             retry_rx: Some(retry_rx),
+            unloaded: HashSet::new(),
+            relist_tx,
+            relist_rx: Some(relist_rx),
         }
     }
 
@@ -125,15 +142,18 @@ impl PropagationEngine {
         self.cache.reader()
     }
 
-    /// Runs until `stop`.
+    /// Runs until `stop`. `ownership_changed` fires when this replica gains or loses shards.
     pub async fn run(
         mut self,
         mut inputs: mpsc::UnboundedReceiver<EngineInput>,
         mut active: watch::Receiver<ActiveTypes>,
+        mut ownership_changed: watch::Receiver<u64>,
         stop: CancellationToken,
     ) {
         let mut objects = self.object_rx.take().expect("run is called once");
         let mut retries = self.retry_rx.take().expect("run is called once");
+        let mut relists = self.relist_rx.take().expect("run is called once");
+        let mut was_synced = false;
         let mut resync = tokio::time::interval(RESYNC_PERIOD);
         resync.tick().await;
         self.configure(&active.borrow_and_update().clone());
@@ -161,7 +181,14 @@ impl PropagationEngine {
                     }
                 }
                 Some(dirty) = retries.recv() => self.mark(dirty),
+                Some(ns) = relists.recv() => { self.unloaded.insert(ns); }
+                Ok(()) = ownership_changed.changed() => self.follow_ownership(None),
                 _ = resync.tick() => self.mark(Dirty::All),
+            }
+            if !was_synced && self.tree.load().is_synced() {
+                // Objects arriving before the hierarchy was complete were kept whatever their tree.
+                was_synced = true;
+                self.follow_ownership(None);
             }
             // Readers (status counts, webhooks) see what the watches and writes have shown so far.
             self.cache.publish();
@@ -234,6 +261,7 @@ impl PropagationEngine {
         match input {
             EngineInput::Hierarchy(PropagationDirty::All) => self.mark(Dirty::All),
             EngineInput::Hierarchy(PropagationDirty::Subtrees(roots)) => {
+                self.follow_ownership(Some(&roots));
                 for namespace in roots {
                     self.mark(Dirty::Subtree { namespace });
                 }
@@ -243,11 +271,21 @@ impl PropagationEngine {
     }
 
     fn ingest(&mut self, event: ObjectEvent) {
-        let ObjectEvent { ty, change } = event;
+        let ObjectEvent { ty, change, listed } = event;
         let dirty = match change {
             Change::Apply(object) => {
                 let ns = object.metadata.namespace.as_deref().unwrap_or_default();
-                if !self.tree.load().policy().is_managed(ns) {
+                let tree = self.tree.load();
+                if !tree.policy().is_managed(ns) {
+                    return;
+                }
+                // Before the hierarchy is complete a namespace's tree is not known: keep everything, and evict
+                // what is not ours once it is.
+                if tree.is_synced() && !self.ownership.owns(&*tree, ns) {
+                    self.unloaded.insert(ns.into());
+                    return;
+                }
+                if listed && self.is_stale(&ty, &object) {
                     return;
                 }
                 let value = match serde_json::to_value(&object) {
@@ -277,6 +315,121 @@ impl PropagationEngine {
         if let Some(dirty) = dirty {
             self.mark(dirty);
         }
+    }
+
+    /// True when the cache already holds a newer version of `object` than this (listed) one.
+    fn is_stale(&self, ty: &TypeKey, object: &DynamicObject) -> bool {
+        let (Some(ns), Some(name)) = (object.metadata.namespace.as_deref(), object.metadata.name.as_deref())
+        else {
+            return false;
+        };
+        let listed = ResourceVersion::parse(object.metadata.resource_version.as_deref().unwrap_or_default());
+        let cache = self.cache.current();
+        let cached = cache
+            .source(ty, ns, name)
+            .map(|s| s.resource_version.clone())
+            .or_else(|| cache.copy(ty, ns, name).map(|c| c.resource_version.clone()));
+        cached.is_some_and(|cached| listed.is_older_than(&cached))
+    }
+
+    /// Makes the cache hold exactly the owned trees among `roots`' subtrees (or everywhere, for `None`):
+    /// evicts the rest and loads namespaces that became owned.
+    fn follow_ownership(&mut self, roots: Option<&[NsName]>) {
+        if matches!(self.ownership, Ownership::Everything) {
+            return;
+        }
+        let tree = self.tree.load();
+        if !tree.is_synced() {
+            return;
+        }
+        let scope: Option<HashSet<NsName>> = roots.map(|roots| {
+            roots.iter().flat_map(|r| std::iter::once(r.clone()).chain(tree.descendants(r))).collect()
+        });
+        let in_scope = |ns: &str| scope.as_ref().is_none_or(|s| s.contains(ns));
+        let mut evicted = Vec::new();
+        self.cache.retain_namespaces(|ns| {
+            let keep = !in_scope(ns) || self.ownership.owns(&*tree, ns);
+            if !keep {
+                evicted.push(NsName::from(ns));
+            }
+            keep
+        });
+        if !evicted.is_empty() {
+            tracing::debug!(namespaces = evicted.len(), "evicted namespaces whose tree is no longer owned");
+        }
+        let gained: Vec<NsName> = self
+            .unloaded
+            .iter()
+            .filter(|ns| in_scope(ns) && self.ownership.owns(&*tree, ns))
+            .cloned()
+            .collect();
+        self.unloaded.extend(evicted);
+        if gained.is_empty() {
+            return;
+        }
+        for ns in &gained {
+            self.unloaded.remove(ns);
+        }
+        if scope.is_none() {
+            // Shards were gained: list every type again rather than namespace by namespace.
+            tracing::info!(namespaces = gained.len(), "trees gained; listing every propagated type again");
+            self.unloaded.clear();
+            self.restart_watches();
+        } else {
+            self.list_namespaces(gained);
+        }
+    }
+
+    /// Restarts every type's watch (a fresh list); planning waits until each has listed again.
+    fn restart_watches(&mut self) {
+        for (ty, w) in self.watches.iter_mut() {
+            w.stop.cancel();
+            w.task.abort();
+            w.stop = CancellationToken::new();
+            w.synced = false;
+            w.task = tokio::spawn(watch_type(
+                self.client.clone(),
+                ty.clone(),
+                w.resource.clone(),
+                self.object_tx.clone(),
+                w.stop.clone(),
+            ));
+        }
+    }
+
+    /// Lists every propagated type in each of `namespaces`, feeding the results in as listed objects.
+    fn list_namespaces(&self, namespaces: Vec<NsName>) {
+        let types: Vec<(TypeKey, Arc<ApiResource>)> =
+            self.watches.iter().map(|(ty, w)| (ty.clone(), w.resource.clone())).collect();
+        let (client, tx, relist) = (self.client.clone(), self.object_tx.clone(), self.relist_tx.clone());
+        metrics::counter!("hnc_namespace_lists_total").increment(namespaces.len() as u64);
+        tokio::spawn(async move {
+            for ns in namespaces {
+                for (ty, resource) in &types {
+                    let api: kube::Api<DynamicObject> =
+                        kube::Api::namespaced_with(client.clone(), &ns, &**resource);
+                    match api.list(&kube::api::ListParams::default()).await {
+                        Ok(list) => {
+                            for object in list {
+                                let event = ObjectEvent {
+                                    ty: ty.clone(),
+                                    change: Change::Apply(object),
+                                    listed: true,
+                                };
+                                if tx.send(event).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(namespace = %ns, kind = %resource.kind, %error, "listing a gained namespace failed; will retry");
+                            let _ = relist.send(ns.clone());
+                            break;
+                        }
+                    }
+                }
+            }
+        });
     }
 
     fn completed(&mut self, done: Completed) {
@@ -404,7 +557,7 @@ async fn watch_type(
     let api: kube::Api<DynamicObject> = kube::Api::all_with(client, &*resource);
     let kind = resource.plural.clone();
     let feed = crate::watch::feed(api, kube::runtime::watcher::Config::default(), tx, kind, move |change| {
-        ObjectEvent { ty: ty.clone(), change }
+        ObjectEvent { ty: ty.clone(), change, listed: false }
     });
     tokio::select! {
         _ = feed => {}

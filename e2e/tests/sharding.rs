@@ -1,0 +1,364 @@
+//! Several replicas sharing the trees (design §4): each tree is written by one replica at a time, a new replica
+//! takes only the shards it must, killed replicas (the leader, a holder, all of them) lose no change and write
+//! nothing twice, a rolling restart under churn loses nothing, and a subtree moved between trees owned by
+//! different replicas is maintained by its new owner. Every check reads apisim's log of who wrote what.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use hnc_e2e::{TestEnv, eventually};
+use hnc_leader::{ASSIGNMENT_KEY, PublishedAssignment};
+use hnc_shard::ShardRing;
+use hnc_shard::ring::DEFAULT_VIRTUAL_NODES;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
+use kube::api::{ListParams, ObjectMeta, PostParams};
+use kube::{Api, ResourceExt};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_hnc-e2e-controller");
+const SHARDS: u32 = 16;
+/// Short leases so that takeovers are quick; the same relations between them as the defaults.
+const LEASE: Duration = Duration::from_secs(3);
+const ARGS: [&str; 6] = [
+    "--no-webhooks",
+    "--apiserver-qps-throttle=500",
+    "--shards=16",
+    "--lease-duration=3s",
+    "--renew-deadline=2s",
+    "--retry-period=500ms",
+];
+const CONVERGE: Duration = Duration::from_secs(90);
+
+/// `trees` roots, each with two children: `t<i>`, `t<i>-a`, `t<i>-b`.
+fn forest_names(env: &TestEnv, trees: usize) -> Vec<[String; 3]> {
+    (0..trees)
+        .map(|t| [env.ns(&format!("t{t}")), env.ns(&format!("t{t}-a")), env.ns(&format!("t{t}-b"))])
+        .collect()
+}
+
+fn load_forest(env: &TestEnv, trees: &[[String; 3]]) -> anyhow::Result<()> {
+    let sim = env.sim().expect("apisim");
+    for [root, a, b] in trees {
+        for ns in [root, a, b] {
+            sim.create("", "namespaces", "", serde_json::json!({"metadata": {"name": ns}}))
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+        }
+        for child in [a, b] {
+            let hc = serde_json::json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+                "metadata": {"name": "hierarchy", "namespace": child}, "spec": {"parent": root}});
+            sim.create("hnc.x-k8s.io", "hierarchyconfigurations", child, hc)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+        }
+    }
+    Ok(())
+}
+
+async fn start_replicas(env: &mut TestEnv, ids: &[&str]) -> anyhow::Result<Vec<usize>> {
+    let mut started = Vec::new();
+    for id in ids {
+        started.push(env.start_replica(id, &ARGS).await?);
+    }
+    for r in &started {
+        env.replica(*r).wait_ready(CONVERGE).await?;
+    }
+    Ok(started)
+}
+
+fn role(name: &str, verb: &str) -> Role {
+    Role {
+        metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["pods".into()]),
+            verbs: vec![verb.to_owned()],
+            ..Default::default()
+        }]),
+    }
+}
+
+/// Creates or updates role `name` in `ns` with `verb`.
+async fn put_role(env: &TestEnv, ns: &str, name: &str, verb: &str) -> anyhow::Result<()> {
+    let api = Api::<Role>::namespaced(env.client.clone(), ns);
+    match api.get_opt(name).await? {
+        Some(mut existing) => {
+            existing.rules = role(name, verb).rules;
+            api.replace(name, &PostParams::default(), &existing).await?;
+        }
+        None => {
+            api.create(&PostParams::default(), &role(name, verb)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A role as seen: where it was copied from (`None` for a source) and its verbs.
+type RoleSeen = (Option<String>, Vec<String>);
+
+/// True when every source role of every root is copied, with its content, into both children.
+async fn propagated(env: &TestEnv, trees: &[[String; 3]]) -> Option<()> {
+    let all = Api::<Role>::all(env.client.clone()).list(&ListParams::default()).await.ok()?;
+    let mut by_ns: BTreeMap<String, BTreeMap<String, RoleSeen>> = BTreeMap::new();
+    for r in all {
+        let ns = r.namespace().unwrap_or_default();
+        let verbs = r.rules.clone().unwrap_or_default().into_iter().flat_map(|rule| rule.verbs).collect();
+        let from = r.labels().get("hnc.x-k8s.io/inherited-from").cloned();
+        by_ns.entry(ns).or_default().insert(r.name_any(), (from, verbs));
+    }
+    for [root, a, b] in trees {
+        let sources: Vec<_> =
+            by_ns.get(root).into_iter().flatten().filter(|(_, (from, _))| from.is_none()).collect();
+        for child in [a, b] {
+            let copies = by_ns.get(child)?;
+            for (name, (_, verbs)) in &sources {
+                let (from, copied) = copies.get(*name)?;
+                if from.as_deref() != Some(root.as_str()) || copied != verbs {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+async fn assignment(env: &TestEnv) -> Option<PublishedAssignment> {
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), hnc_e2e::HNC_NAMESPACE)
+        .get_opt("hnc-shard-assignment")
+        .await
+        .ok()??;
+    serde_json::from_str(cm.data?.get(ASSIGNMENT_KEY)?).ok()
+}
+
+/// The replica the published assignment gives `root`'s tree to.
+fn owner(assignment: &PublishedAssignment, root: &str) -> Option<String> {
+    let ring = ShardRing::new(SHARDS, DEFAULT_VIRTUAL_NODES);
+    assignment.owners.owner(ring.shard_of(root)).map(|r| r.as_str().to_owned())
+}
+
+fn replica_of(user: &str) -> String {
+    user.rsplit(':').next().unwrap_or(user).to_owned()
+}
+
+/// Successful creates of the same object by any replica, which would mean a change written twice.
+fn double_creates(env: &TestEnv, ids: &[&str]) -> Vec<(String, String)> {
+    let mut seen = BTreeMap::new();
+    for id in ids {
+        for w in env.cluster_writes_by(id) {
+            if w.verb == "POST" && w.code == 201 && w.resource == "roles" {
+                *seen.entry((w.namespace, w.name)).or_insert(0) += 1;
+            }
+        }
+    }
+    seen.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tree_is_written_by_one_replica_and_a_fourth_takes_only_what_it_must() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    if env.is_real_cluster() {
+        eprintln!("skipped: starts and kills replicas");
+        return Ok(());
+    }
+    let trees = forest_names(&env, 48);
+    load_forest(&env, &trees)?;
+    start_replicas(&mut env, &["r1", "r2", "r3"]).await?;
+    for [root, ..] in &trees {
+        put_role(&env, root, "admin", "get").await?;
+    }
+    eventually(CONVERGE, "propagation across three replicas", || propagated(&env, &trees)).await?;
+
+    // Every tree's writes come from the replica the assignment names; nobody else wrote there.
+    let published = assignment(&env).await.expect("an assignment is published");
+    let mut writers: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for id in ["r1", "r2", "r3"] {
+        for w in env.cluster_writes_by(id) {
+            if let Some([root, ..]) = trees.iter().find(|t| t.contains(&w.namespace) || t.contains(&w.name)) {
+                writers.entry(root).or_default().insert(replica_of(&w.user));
+            }
+        }
+    }
+    let used: BTreeSet<String> = writers.values().flatten().cloned().collect();
+    assert!(used.len() >= 2, "the work is shared: {used:?}");
+    for [root, ..] in &trees {
+        let expected = owner(&published, root).expect("every shard has an owner");
+        assert_eq!(writers.get(root.as_str()), Some(&BTreeSet::from([expected])), "tree {root}");
+    }
+    assert!(double_creates(&env, &["r1", "r2", "r3"]).is_empty());
+
+    // A fourth replica: only shards moving onto it move, and the weights are balanced.
+    let before = published;
+    start_replicas(&mut env, &["r4"]).await?;
+    let after = eventually(CONVERGE, "an assignment including r4", || async {
+        let a = assignment(&env).await?;
+        a.replicas.iter().any(|r| r.as_str() == "r4").then_some(a)
+    })
+    .await?;
+    let moved = after.owners.moved_from(&before.owners);
+    assert!(!moved.is_empty(), "r4 got shards");
+    for shard in &moved {
+        assert_eq!(
+            after.owners.owner(*shard).map(|r| r.as_str()),
+            Some("r4"),
+            "shard {shard} moved elsewhere"
+        );
+    }
+    let imbalance = after.owners.imbalance(&after.weights, &after.replicas);
+    let mean = after.weights.iter().sum::<u64>() as f64 / after.replicas.len() as f64;
+    let heaviest = *after.weights.iter().max().unwrap() as f64 / mean;
+    assert!(imbalance <= hnc_leader::BALANCE_TARGET.max(heaviest) + 1e-9, "max/mean {imbalance}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_replicas_lose_no_change_and_write_nothing_twice() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    if env.is_real_cluster() {
+        eprintln!("skipped: starts and kills replicas");
+        return Ok(());
+    }
+    let ids = ["k1", "k2", "k3"];
+    let trees = forest_names(&env, 24);
+    load_forest(&env, &trees)?;
+    let replicas = start_replicas(&mut env, &ids).await?;
+    for [root, ..] in &trees {
+        put_role(&env, root, "before", "get").await?;
+    }
+    eventually(CONVERGE, "initial propagation", || propagated(&env, &trees)).await?;
+
+    // Kill the leader; change every tree at once; everything converges.
+    let leader = assignment(&env).await.expect("published").leader.as_str().to_owned();
+    let index = ids.iter().position(|id| *id == leader).expect("the leader is one of ours");
+    env.kill_replica(replicas[index]);
+    let killed = Instant::now();
+    for [root, ..] in &trees {
+        put_role(&env, root, "after-leader", "list").await?;
+    }
+    eventually(CONVERGE, "propagation after killing the leader", || propagated(&env, &trees)).await?;
+    let took = killed.elapsed();
+    eprintln!("converged {took:?} after killing the leader (lease {LEASE:?})");
+
+    // Kill a holder that is not the leader now.
+    let now = assignment(&env).await.expect("published");
+    let holder = ids
+        .iter()
+        .enumerate()
+        .find(|(i, id)| *i != index && **id != now.leader.as_str())
+        .map(|(i, _)| i)
+        .expect("a non-leader holder");
+    env.kill_replica(replicas[holder]);
+    for [root, ..] in &trees {
+        put_role(&env, root, "after-holder", "watch").await?;
+    }
+    eventually(CONVERGE, "propagation after killing a holder", || propagated(&env, &trees)).await?;
+
+    // Kill everything, change everything, start three again.
+    for (i, r) in replicas.iter().enumerate() {
+        if i != index && i != holder {
+            env.kill_replica(*r);
+        }
+    }
+    for [root, ..] in &trees {
+        put_role(&env, root, "before", "delete").await?;
+        put_role(&env, root, "after-all", "create").await?;
+    }
+    start_replicas(&mut env, &ids).await?;
+    eventually(CONVERGE, "propagation after a full restart", || propagated(&env, &trees)).await?;
+    assert!(
+        double_creates(&env, &ids).is_empty(),
+        "a copy was created twice: {:?}",
+        double_creates(&env, &ids)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_churn_loses_no_change() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    if env.is_real_cluster() {
+        eprintln!("skipped: restarts replicas");
+        return Ok(());
+    }
+    let ids = ["c1", "c2", "c3"];
+    let trees = forest_names(&env, 16);
+    load_forest(&env, &trees)?;
+    let mut replicas = start_replicas(&mut env, &ids).await?;
+    let verbs = ["get", "list", "watch", "create", "update"];
+    let mut round = 0usize;
+    for (i, id) in ids.iter().enumerate() {
+        // A burst of changes, then one replica restarts (SIGTERM: it hands its shards over), then more.
+        for _ in 0..2 {
+            for (t, [root, ..]) in trees.iter().enumerate() {
+                put_role(&env, root, &format!("churn-{}", t % 3), verbs[round % verbs.len()]).await?;
+                round += 1;
+            }
+        }
+        let status = env.stop_replica(replicas[i])?;
+        assert!(status.success(), "{id} stopped cleanly: {status}");
+        for [root, ..] in &trees {
+            put_role(&env, root, "during", verbs[round % verbs.len()]).await?;
+            round += 1;
+        }
+        replicas[i] = env.start_replica(id, &ARGS).await?;
+    }
+    eventually(CONVERGE, "every change propagated after the rolling restart", || propagated(&env, &trees))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subtree_moved_to_another_replicas_tree_is_maintained_by_it() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    if env.is_real_cluster() {
+        eprintln!("skipped: reads replica identities from apisim's write log");
+        return Ok(());
+    }
+    let trees = forest_names(&env, 32);
+    load_forest(&env, &trees)?;
+    start_replicas(&mut env, &["m1", "m2"]).await?;
+    let published = eventually(CONVERGE, "an assignment over both replicas", || async {
+        let a = assignment(&env).await?;
+        (a.replicas.len() == 2).then_some(a)
+    })
+    .await?;
+    // Two trees owned by different replicas.
+    let from =
+        trees.iter().find(|[r, ..]| owner(&published, r).as_deref() == Some("m1")).expect("m1 owns a tree");
+    let to =
+        trees.iter().find(|[r, ..]| owner(&published, r).as_deref() == Some("m2")).expect("m2 owns a tree");
+    let moved = &from[1];
+    put_role(&env, &to[0], "destination", "get").await?;
+    put_role(&env, moved, "local", "list").await?;
+    let grandchild = env.ns("grandchild");
+    env.create_namespace(&grandchild).await?;
+    env.set_parent(&grandchild, Some(moved)).await?;
+    let copied = |ns: String, name: &'static str| {
+        let env = &env;
+        async move {
+            let role = Api::<Role>::namespaced(env.client.clone(), &ns).get_opt(name).await.ok()??;
+            role.labels().contains_key("hnc.x-k8s.io/inherited-from").then_some(())
+        }
+    };
+    eventually(CONVERGE, "the local role below the subtree", || copied(grandchild.clone(), "local")).await?;
+
+    let moved_at = env.writes_by("m2").len();
+    env.set_parent(moved, Some(&to[0])).await?;
+    eventually(CONVERGE, "the new tree's role in the moved subtree", || {
+        copied(grandchild.clone(), "destination")
+    })
+    .await?;
+    put_role(&env, moved, "local", "watch").await?;
+    eventually(CONVERGE, "the moved subtree's own change", || async {
+        let role = Api::<Role>::namespaced(env.client.clone(), &grandchild).get_opt("local").await.ok()??;
+        (role.rules?.first()?.verbs == ["watch"]).then_some(())
+    })
+    .await?;
+    // After the move, writes in the moved subtree come from m2 only.
+    let by_m2 = env.writes_by("m2").into_iter().skip(moved_at).filter(|w| w.namespace == grandchild).count();
+    assert!(by_m2 >= 2, "m2 maintains the moved subtree");
+    let late_m1 = env
+        .cluster_writes_by("m1")
+        .into_iter()
+        .filter(|w| w.namespace == grandchild && w.resource == "roles" && w.name == "destination")
+        .count();
+    assert_eq!(late_m1, 0, "m1 wrote into a tree it no longer owns");
+    Ok(())
+}

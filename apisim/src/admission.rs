@@ -77,8 +77,8 @@ pub async fn admit(shared: &Shared, mut req: Request<'_>) -> Result<Option<Value
                         if response["allowed"] != json!(true) {
                             return Err(denied(name, &response));
                         }
-                        if mutate && let Some(patch) = response["patch"].as_str() {
-                            apply_patch(&mut req, patch).map_err(|e| failed(name, &e))?;
+                        if mutate && !response["patch"].is_null() {
+                            apply_patch(&mut req, &response["patch"]).map_err(|e| failed(name, &e))?;
                         }
                     }
                     Err(_) if ignore => continue,
@@ -225,10 +225,20 @@ async fn call(hook: &Value, req: &Request<'_>) -> Result<Value, String> {
     Ok(answer)
 }
 
-fn apply_patch(req: &mut Request<'_>, patch_b64: &str) -> Result<(), String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(patch_b64)
-        .map_err(|e| format!("patch is not base64: {e}"))?;
+/// Applies a mutating webhook's patch. Like kube-apiserver (Go's `[]byte`), it accepts the bytes as a base64
+/// string or as a JSON array of numbers.
+fn apply_patch(req: &mut Request<'_>, patch: &Value) -> Result<(), String> {
+    let bytes = match patch {
+        Value::String(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| format!("patch is not base64: {e}"))?,
+        Value::Array(items) => items
+            .iter()
+            .map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or("patch is an array but not of bytes")?,
+        other => return Err(format!("patch must be base64 bytes, not {other}")),
+    };
     let patch: json_patch::Patch =
         serde_json::from_slice(&bytes).map_err(|e| format!("patch is not a JSON patch: {e}"))?;
     if let Some(obj) = req.object.as_mut() {

@@ -34,7 +34,7 @@ use hnc_controller::webhook::server_checks::{NamespaceState, ServerChecks};
 use hnc_controller::webhook::tls::{self, ReloadableCert};
 use hnc_controller::webhook::{Context, registration, server, sources};
 use hnc_shard::TreeIndex;
-use hnc_shard::propagation::{ForestCache, PropagationRules, TypeKey};
+use hnc_shard::propagation::{PropagationRules, SourceNames, TypeKey};
 use hnc_shard::tree::{NamespacePolicy, ObservedAnchor, ObservedHierarchy, ObservedNamespace};
 use k8s_openapi::api::authentication::v1::UserInfo;
 use parking_lot::Mutex;
@@ -111,7 +111,7 @@ fn role(kind: &str, ns: &str, name: &str, labels: Value, annotations: Value) -> 
 /// The forest: namespaces with their tree links and anchors, and the sources of Role and RoleBinding.
 fn build(trees: usize) -> Context {
     let mut index = TreeIndex::new(NamespacePolicy::default());
-    let mut cache = ForestCache::new(PropagationRules::default());
+    let mut cache = SourceNames::new(PropagationRules::default());
     let included = |_: &str| {
         let mut ns = ObservedNamespace::default();
         ns.labels.insert("hnc.x-k8s.io/included-namespace".into(), "true".into());
@@ -138,12 +138,11 @@ fn build(trees: usize) -> Context {
                 child,
                 ObservedAnchor { state: Some("Ok".into()), ..Default::default() },
             );
-            cache
-                .apply(
-                    &TypeKey::new("rbac.authorization.k8s.io", "RoleBinding"),
-                    &role("RoleBinding", child, &format!("team-{i}"), json!({}), json!({})),
-                )
-                .unwrap();
+            add(
+                &mut cache,
+                &TypeKey::new("rbac.authorization.k8s.io", "RoleBinding"),
+                &role("RoleBinding", child, &format!("team-{i}"), json!({}), json!({})),
+            );
         }
         for (g, grandchild) in grandchildren.iter().enumerate() {
             index.apply_namespace(grandchild, included(grandchild));
@@ -153,25 +152,22 @@ fn build(trees: usize) -> Context {
                 ..Default::default()
             };
             index.apply_hierarchy(grandchild, hc);
-            cache
-                .apply(
-                    &TypeKey::new("rbac.authorization.k8s.io", "Role"),
-                    &role("Role", grandchild, "local-reader", json!({}), json!({})),
-                )
-                .unwrap();
-        }
-        cache
-            .apply(
+            add(
+                &mut cache,
                 &TypeKey::new("rbac.authorization.k8s.io", "Role"),
-                &role("Role", &root, "tenant-reader", json!({}), json!({})),
-            )
-            .unwrap();
-        cache
-            .apply(
-                &TypeKey::new("rbac.authorization.k8s.io", "RoleBinding"),
-                &role("RoleBinding", &root, "tenant-admins", json!({}), json!({})),
-            )
-            .unwrap();
+                &role("Role", grandchild, "local-reader", json!({}), json!({})),
+            );
+        }
+        add(
+            &mut cache,
+            &TypeKey::new("rbac.authorization.k8s.io", "Role"),
+            &role("Role", &root, "tenant-reader", json!({}), json!({})),
+        );
+        add(
+            &mut cache,
+            &TypeKey::new("rbac.authorization.k8s.io", "RoleBinding"),
+            &role("RoleBinding", &root, "tenant-admins", json!({}), json!({})),
+        );
     }
     index.set_synced(true);
     index.publish();
@@ -195,7 +191,7 @@ fn build(trees: usize) -> Context {
     cache.publish();
     Context {
         tree: index.reader(),
-        sources: sources::from_forest_cache(reader),
+        sources: sources::from_source_names(reader),
         active,
         hnc_namespace: "hnc-system".into(),
         rules: Arc::new(PropagationRules::default()),
@@ -491,4 +487,11 @@ async fn main() -> anyhow::Result<()> {
         println!("  {}  denied {denials}", summary(label, samples));
     }
     Ok(())
+}
+
+/// Indexes a source object the way the propagation engine's watch does.
+fn add(index: &mut SourceNames, ty: &TypeKey, object: &serde_json::Value) {
+    let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
+    let name = object["metadata"]["name"].as_str().unwrap_or_default();
+    index.apply(ty, ns, name, object);
 }

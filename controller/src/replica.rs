@@ -218,7 +218,7 @@ impl Replica {
                 flags,
                 client: client.clone(),
                 tree: tree.clone(),
-                cache: cache.clone(),
+                sources: engine.source_names_reader(),
                 active: active.clone(),
                 ownership,
                 writer: writer.clone(),

@@ -621,9 +621,23 @@ async fn admission_survives_losing_a_replica() -> anyhow::Result<()> {
     env.replica(leader).wait_ready(CONVERGE).await?;
     env.replica(follower).wait_ready(CONVERGE).await?;
     webhooks_answer(&env).await?;
+    // A child holding a Role the parent must not overwrite, known to the follower although it owns no tree.
+    let (parent, child) = (env.ns("parent"), env.ns("child"));
+    for ns in [&parent, &child] {
+        env.create_namespace(ns).await?;
+    }
+    settled(|| set_parent(&env.client, &child, Some(&parent), false)).await?;
+    create_role(&env, &child, "mine").await?;
     let answered = env.replica(follower).metric("hnc_webhook_requests_total").await?;
 
     env.kill_replica(leader);
+    let roles = Api::<Role>::namespaced(env.client.clone(), &parent);
+    let (code, message) =
+        denied_eventually("the overwriting source to be denied by the follower", || async {
+            roles.create(&dry_run(), &role(&parent, "mine", json!({}))).await.map(drop)
+        })
+        .await?;
+    assert_eq!(code, 409, "{message}");
     let namespaces = Api::<Namespace>::all(env.client.clone());
     let labelled = namespace_with_labels(&env.ns("labelled"), json!({"x.tree.hnc.x-k8s.io/depth": "0"}));
     let (code, message) = denial(namespaces.create(&PostParams::default(), &labelled).await.map(drop));
@@ -641,6 +655,6 @@ async fn admission_survives_losing_a_replica() -> anyhow::Result<()> {
         "the surviving replica's mutator labelled it"
     );
     let now = env.replica(follower).metric("hnc_webhook_requests_total").await?;
-    assert!(now >= answered + 3.0, "the follower answered {} requests after the leader died", now - answered);
+    assert!(now >= answered + 4.0, "the follower answered {} requests after the leader died", now - answered);
     Ok(())
 }

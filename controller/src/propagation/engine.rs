@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use hnc_api::SyncMode;
 use hnc_shard::propagation::{
-    Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, ResourceVersion, TypeKey, TypeModes,
-    WriteOp as PlannedOp, plan,
+    Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, ResourceVersion, SourceNames,
+    SourceNamesReader, TypeKey, TypeModes, WriteOp as PlannedOp, plan,
 };
 use hnc_shard::{NsName, TreeReader};
 use kube::Client;
@@ -41,7 +41,7 @@ use super::events::EventRecorder;
 use crate::config::reconciler::ActiveTypes;
 use crate::hierarchy::reconciler::PropagationDirty;
 use crate::ownership::Ownership;
-use crate::watch::Change;
+use crate::watch::{Change, ObjectKey};
 use crate::writer::{Completed, LatencyGroup, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
 
 /// How often everything is re-planned without a reason (all no-ops on a converged cluster).
@@ -85,6 +85,8 @@ struct TypeWatch {
 pub struct PropagationEngine {
     client: Client,
     cache: ForestCache,
+    /// Every source in the cluster, owned tree or not, by name: what admission needs on any replica.
+    sources: SourceNames,
     dirty: DirtySet,
     dirty_since: Option<Instant>,
     watches: HashMap<TypeKey, TypeWatch>,
@@ -118,6 +120,7 @@ impl PropagationEngine {
         let (relist_tx, relist_rx) = mpsc::unbounded_channel();
         PropagationEngine {
             client,
+            sources: SourceNames::new(cache.rules().clone()),
             cache,
             dirty: DirtySet::new(),
             dirty_since: None,
@@ -137,9 +140,14 @@ impl PropagationEngine {
         }
     }
 
-    /// Readers of the published cache (statistics, webhooks).
+    /// Readers of the published cache (statistics, shard weights).
     pub fn cache_reader(&self) -> ForestCacheReader {
         self.cache.reader()
+    }
+
+    /// Readers of the cluster-wide source index (admission's conflict checks).
+    pub fn source_names_reader(&self) -> SourceNamesReader {
+        self.sources.reader()
     }
 
     /// Runs until `stop`. `ownership_changed` fires when this replica gains or loses shards.
@@ -192,6 +200,7 @@ impl PropagationEngine {
             }
             // Readers (status counts, webhooks) see what the watches and writes have shown so far.
             self.cache.publish();
+            self.sources.publish();
             self.plan_if_ready().await;
         }
         for (_, w) in self.watches.drain() {
@@ -232,6 +241,7 @@ impl PropagationEngine {
                 w.task.abort();
             }
             self.cache.remove_type(&ty);
+            self.sources.remove_type(&ty);
         }
         for (ty, (resource, mode)) in wanted {
             match self.watches.get_mut(&ty) {
@@ -250,6 +260,7 @@ impl PropagationEngine {
                         resource.clone(),
                         self.object_tx.clone(),
                         stop.clone(),
+                        HashSet::new(),
                     ));
                     self.watches.insert(ty, TypeWatch { resource, mode, synced: false, stop, task });
                 }
@@ -279,6 +290,8 @@ impl PropagationEngine {
                 if !tree.policy().is_managed(ns) {
                     return;
                 }
+                let name = object.metadata.name.as_deref().unwrap_or_default();
+                self.sources.apply(&ty, ns, name, &policy_fields(&object));
                 // Before the hierarchy is complete a namespace's tree is not known: keep everything, and evict
                 // what is not ours once it is.
                 if tree.is_synced() && !self.ownership.owns(&*tree, ns) {
@@ -301,7 +314,10 @@ impl PropagationEngine {
                     }
                 }
             }
-            Change::Delete((ns, name)) => self.cache.delete(&ty, &ns, &name),
+            Change::Delete((ns, name)) => {
+                self.sources.delete(&ty, &ns, &name);
+                self.cache.delete(&ty, &ns, &name)
+            }
             Change::Synced => {
                 if let Some(w) = self.watches.get_mut(&ty)
                     && !w.synced
@@ -380,19 +396,31 @@ impl PropagationEngine {
         }
     }
 
-    /// Restarts every type's watch (a fresh list); planning waits until each has listed again.
+    /// Restarts every type's watch (a fresh list); planning waits until each has listed again. The new watch
+    /// knows every object held now, so one deleted while no watch ran is reported as deleted by the list.
     fn restart_watches(&mut self) {
         for (ty, w) in self.watches.iter_mut() {
             w.stop.cancel();
             w.task.abort();
             w.stop = CancellationToken::new();
             w.synced = false;
+            let mut known: HashSet<ObjectKey> = HashSet::new();
+            for (ns, name) in self.sources.current().keys(ty) {
+                known.insert((ns.to_string(), name.to_string()));
+            }
+            if let Some(forest) = self.cache.current().forest(ty) {
+                for objs in forest.namespaces() {
+                    let ns = objs.namespace().to_string();
+                    known.extend(objs.names().map(|name| (ns.clone(), name.to_string())));
+                }
+            }
             w.task = tokio::spawn(watch_type(
                 self.client.clone(),
                 ty.clone(),
                 w.resource.clone(),
                 self.object_tx.clone(),
                 w.stop.clone(),
+                known,
             ));
         }
     }
@@ -546,18 +574,35 @@ fn to_writer_op(write: &PlannedWrite) -> Option<WriteOp> {
     })
 }
 
-/// Watches every object of one type cluster-wide until `stop`.
+/// What a source's propagation policy is made of: its metadata and, for Secrets, its `type`. Reduced so that
+/// objects of trees another replica owns are indexed without converting their bodies.
+fn policy_fields(object: &DynamicObject) -> serde_json::Value {
+    let meta = &object.metadata;
+    serde_json::json!({
+        "metadata": {
+            "name": meta.name, "namespace": meta.namespace, "labels": meta.labels,
+            "annotations": meta.annotations, "finalizers": meta.finalizers,
+        },
+        "type": object.data.get("type"),
+    })
+}
+
+/// Watches every object of one type cluster-wide until `stop`; `known` are the objects held already.
 async fn watch_type(
     client: Client,
     ty: TypeKey,
     resource: Arc<ApiResource>,
     tx: mpsc::Sender<ObjectEvent>,
     stop: CancellationToken,
+    known: HashSet<ObjectKey>,
 ) {
     let api: kube::Api<DynamicObject> = kube::Api::all_with(client, &*resource);
     let kind = resource.plural.clone();
-    let feed = crate::watch::feed(api, kube::runtime::watcher::Config::default(), tx, kind, move |change| {
-        ObjectEvent { ty: ty.clone(), change, listed: false }
+    let config = kube::runtime::watcher::Config::default();
+    let feed = crate::watch::feed_from(api, config, tx, kind, known, move |change| ObjectEvent {
+        ty: ty.clone(),
+        change,
+        listed: false,
     });
     tokio::select! {
         _ = feed => {}

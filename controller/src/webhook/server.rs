@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::post;
 use hnc_shard::TreeReader;
-use hnc_shard::propagation::{ForestCacheReader, PropagationRules};
+use hnc_shard::propagation::{PropagationRules, SourceNamesReader};
 use kube::Client;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -49,8 +49,8 @@ pub struct Inputs<'a> {
     pub client: Client,
     /// The hierarchy index.
     pub tree: TreeReader,
-    /// The propagation cache, the source index behind the conflict checks.
-    pub cache: ForestCacheReader,
+    /// Every source in the cluster by name and namespace, behind the conflict checks.
+    pub sources: SourceNamesReader,
     /// The active types and modes.
     pub active: watch::Receiver<ActiveTypes>,
     /// Who leads (writes the Secret and the configurations).
@@ -131,7 +131,7 @@ pub fn start(
         };
         let ctx = Context {
             tree: inputs.tree,
-            sources: sources::from_forest_cache(inputs.cache),
+            sources: sources::from_source_names(inputs.sources),
             active: inputs.active.clone(),
             hnc_namespace: flags.namespace.as_str().into(),
             rules: Arc::new(rules),

@@ -2,15 +2,14 @@
 //! objects validator (spec §8.8 step 6), the HierarchyConfiguration validator's re-parent conflict check
 //! (§8.5) and the HNCConfiguration validator (§8.7 step 4) ask about propagated objects.
 //!
-//! It sits behind [`SourceIndex`] so that its backing can change without touching the validators. Today the
-//! forest cache snapshot answers it: every replica's propagation engine watches every object of every active
-//! type, so the snapshot holds every source in the cluster. When the cache is sharded down to the trees a
-//! replica owns, a cluster-wide index (names and policies only, no object bodies) will implement this trait
-//! instead, so that replicas that do not own a tree still answer for it.
+//! It sits behind [`SourceIndex`] so that its backing can change without touching the validators. The
+//! propagation engine's [`SourceNamesSnapshot`] answers it: a cluster-wide index of every source's name,
+//! namespace and policy (no bodies), fed by the same watches as the forest cache, which itself holds only the
+//! trees this replica owns. So every replica judges conflicts about every tree.
 
 use std::sync::Arc;
 
-use hnc_shard::propagation::{ForestCacheReader, ForestCacheSnapshot, PropagationPolicy, TypeKey};
+use hnc_shard::propagation::{PropagationPolicy, SourceNamesReader, SourceNamesSnapshot, TypeKey};
 
 /// Sources of propagated types, by type, name and namespace. Callbacks avoid allocating on the hot path.
 pub trait SourceIndex: Send + Sync {
@@ -30,49 +29,38 @@ pub trait SourceIndex: Send + Sync {
 /// Loads the current [`SourceIndex`]; called once per request, so a request sees one consistent snapshot.
 pub type SourceIndexLoader = Arc<dyn Fn() -> Arc<dyn SourceIndex> + Send + Sync>;
 
-impl SourceIndex for ForestCacheSnapshot {
+impl SourceIndex for SourceNamesSnapshot {
     fn holders(&self, ty: &TypeKey, name: &str, visit: &mut dyn FnMut(&str, &PropagationPolicy)) {
-        let Some(forest) = self.forest(ty) else { return };
-        for ns in forest.source_namespaces(name) {
-            if let Some(source) = forest.namespace(ns).and_then(|objs| objs.source(name)) {
-                visit(ns, &source.policy);
-            }
-        }
+        SourceNamesSnapshot::holders(self, ty, name, |ns, policy| visit(ns, policy));
     }
 
     fn holds(&self, ty: &TypeKey, namespace: &str, name: &str) -> bool {
-        self.source(ty, namespace, name).is_some()
+        SourceNamesSnapshot::holds(self, ty, namespace, name)
     }
 
     fn sources_in(&self, ty: &TypeKey, namespace: &str, visit: &mut dyn FnMut(&str, &PropagationPolicy)) {
-        let Some(objs) = self.forest(ty).and_then(|f| f.namespace(namespace)) else { return };
-        for source in objs.sources() {
-            visit(&source.name, &source.policy);
-        }
+        SourceNamesSnapshot::sources_in(self, ty, namespace, |name, policy| visit(name, policy));
     }
 
     fn namespaces_with_sources(&self, ty: &TypeKey, visit: &mut dyn FnMut(&str)) {
-        let Some(forest) = self.forest(ty) else { return };
-        for objs in forest.namespaces().filter(|o| !o.sources().is_empty()) {
-            visit(objs.namespace());
-        }
+        SourceNamesSnapshot::namespaces_with_sources(self, ty, |ns| visit(ns));
     }
 }
 
-/// The index backed by this replica's forest cache.
-pub fn from_forest_cache(reader: ForestCacheReader) -> SourceIndexLoader {
+/// The index backed by the propagation engine's cluster-wide source index.
+pub fn from_source_names(reader: SourceNamesReader) -> SourceIndexLoader {
     Arc::new(move || -> Arc<dyn SourceIndex> { reader.load() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hnc_shard::propagation::{ForestCache, PropagationRules};
+    use hnc_shard::propagation::{PropagationRules, SourceNames};
     use serde_json::json;
 
     #[test]
-    fn the_forest_cache_answers_by_name_and_by_namespace() {
-        let mut cache = ForestCache::new(PropagationRules::default());
+    fn the_source_names_answer_by_name_and_by_namespace() {
+        let mut cache = SourceNames::new(PropagationRules::default());
         let ty = TypeKey::new("", "ConfigMap");
         for (ns, name, copy) in [("a", "x", false), ("b", "x", false), ("c", "x", true), ("b", "y", false)] {
             let mut labels = json!({});
@@ -81,7 +69,7 @@ mod tests {
             }
             let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": ns, "labels": labels, "resourceVersion": "1"}});
-            cache.apply(&ty, &object).unwrap();
+            cache.apply(&ty, ns, name, &object);
         }
         let index: Arc<dyn SourceIndex> = cache.publish();
         let mut holders = Vec::new();

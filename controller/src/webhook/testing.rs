@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use hnc_api::SyncMode;
 use hnc_shard::TreeIndex;
-use hnc_shard::propagation::{ForestCache, PropagationRules, TypeKey};
+use hnc_shard::propagation::{PropagationRules, SourceNames, TypeKey};
 use hnc_shard::tree::{AnchoredRegex, NamespacePolicy, ObservedAnchor, ObservedHierarchy, ObservedNamespace};
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::core::DynamicObject;
@@ -270,11 +270,13 @@ impl Forest {
         }
         index.set_synced(true);
         index.publish();
-        let mut cache = ForestCache::new(PropagationRules::default());
+        let mut names = SourceNames::new(PropagationRules::default());
         for object in &self.sources {
-            cache.apply(&TypeKey::of_object(object), object).unwrap();
+            let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            names.apply(&TypeKey::of_object(object), ns, name, object);
         }
-        let snapshot = cache.publish();
+        let snapshot = names.publish();
         let (_, active) = watch::channel(Arc::new(self.active.clone()));
         Context {
             tree: index.reader(),

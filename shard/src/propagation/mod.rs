@@ -13,6 +13,7 @@ pub mod forest;
 pub mod object;
 pub mod planner;
 pub mod selector;
+pub mod sources;
 
 pub use batch::{PlannedEvent, PlannedWrite, WriteBatch, WriteOp};
 pub use dirty::{Dirty, DirtySet};
@@ -28,3 +29,4 @@ pub use selector::{
     LabelSelector, PropagationPolicy, SelectorError, SelectorProblem, TreeSelector, parse_bool_annotation,
     parse_select, parse_tree_select, should_propagate, validate_selector_annotation,
 };
+pub use sources::{SourceNames, SourceNamesReader, SourceNamesSnapshot};

@@ -10,9 +10,9 @@
 //! | `p:<ns>` | HierarchyConfiguration | `spec.parent` | harness (full namespaces) / HNC (subnamespaces) |
 //! | `a:<parent>/<child>` | SubnamespaceAnchor | `status.status` (`deleting` while finalized) | HNC |
 //!
-//! *Writes necessary* for a change are the HNC-owned keys whose value it changes: one create, update, patch or
-//! delete each — nothing can reach the new state with fewer. That is the minimum; a subnamespace created with its
-//! labels in one write, for example, counts once.
+//! *Writes necessary* for a change are the objects with an HNC-owned key whose value it changes: one create,
+//! update, patch or delete each — nothing can reach the new state with fewer. That is the minimum; a subnamespace
+//! created with its labels in one write, or an HC created with its `spec.parent` and children, counts once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -116,10 +116,26 @@ pub struct Delta {
 }
 
 impl Delta {
-    /// HNC-owned keys changed: the writes this change makes necessary.
+    /// Objects with an HNC-owned key this change changes: the writes it makes necessary.
     pub fn necessary(&self) -> usize {
-        self.changes.iter().filter(|(_, _, o)| *o == Owner::Controller).count()
+        distinct_objects(
+            self.changes.iter().filter(|(_, _, o)| *o == Owner::Controller).map(|(k, _, _)| &**k),
+        )
     }
+}
+
+/// The API object a key is part of: `h:` and `p:` are two fields of one HierarchyConfiguration, which one write
+/// can set together.
+pub fn object_of(key: &str) -> std::borrow::Cow<'_, str> {
+    match key.strip_prefix("h:").or_else(|| key.strip_prefix("p:")) {
+        Some(ns) => format!("hc:{ns}").into(),
+        None => key.into(),
+    }
+}
+
+/// Number of distinct objects among `keys`.
+pub fn distinct_objects<'a>(keys: impl Iterator<Item = &'a str>) -> usize {
+    keys.map(object_of).collect::<HashSet<_>>().len()
 }
 
 /// The expected hierarchy and sources.
@@ -380,12 +396,25 @@ mod tests {
         let mut m = wide(2, 1);
         let scope = m.move_scope("lt-new", None, Some("lt-w-0"));
         let delta = m.apply(&scope, |m| m.add_namespace("lt-new", "lt-w-0", true));
-        // namespace (labels), anchor state, its HC (spec.parent), lt-w-0's children, copies from lt-w-0 and
-        // lt-w (2 types each).
+        // namespace (labels), anchor state, its HC (spec.parent), lt-w-0's HC (children), copies from lt-w-0
+        // and lt-w (2 types each).
         assert_eq!(delta.necessary(), 1 + 1 + 1 + 1 + 4, "{:?}", delta.changes);
         let delta = m.apply(&scope, |m| m.remove_namespace("lt-new"));
         // Removing it undoes all of that but the copies and the HC, which go with the namespace.
         assert_eq!(delta.necessary(), 3, "{:?}", delta.changes);
+    }
+
+    #[test]
+    fn an_hc_whose_parent_and_children_change_together_is_one_write() {
+        let d = Delta {
+            changes: vec![
+                ("p:lt-a".into(), 5, Owner::Controller),
+                ("h:lt-a".into(), 6, Owner::Controller),
+                ("l:lt-a".into(), 7, Owner::Controller),
+                ("o:role/lt-a/x".into(), 8, Owner::Harness),
+            ],
+        };
+        assert_eq!(d.necessary(), 2);
     }
 
     #[test]

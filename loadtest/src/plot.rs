@@ -62,7 +62,7 @@ pub fn latency_over_time(
         .map_err(err)?;
     chart
         .draw_series(
-            thin(samples, 2000).iter().map(|c| Circle::new((c.at_s, c.latency_s), 2, BLUE.mix(0.5).filled())),
+            thin(samples, 600).iter().map(|c| Circle::new((c.at_s, c.latency_s), 2, BLUE.mix(0.5).filled())),
         )
         .map_err(err)?
         .label("one change")

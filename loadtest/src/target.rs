@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::prom;
 use crate::replicas::user_of;
+use crate::topology::NS_PREFIX;
 
 /// Simulated API server load.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -150,9 +151,17 @@ impl Target {
                                     Api::namespaced_with(client, &ns, &ar)
                                 };
                                 let obj: DynamicObject = serde_json::from_value(obj)?;
-                                api.create(&PostParams::default(), &obj)
-                                    .await
-                                    .with_context(|| format!("creating {}", ar.plural))?;
+                                let name = obj.metadata.name.clone().unwrap_or_default();
+                                match api.create(&PostParams::default(), &obj).await {
+                                    // A cluster with HNC installed already has its namespace, `config` and
+                                    // CRDs; the harness's own namespaces must be new.
+                                    Err(kube::Error::Api(e))
+                                        if e.code == 409 && ns.is_empty() && !name.starts_with(NS_PREFIX) => {
+                                    }
+                                    other => {
+                                        other.with_context(|| format!("creating {} {name}", ar.plural))?;
+                                    }
+                                }
                                 anyhow::Ok(())
                             }
                         })

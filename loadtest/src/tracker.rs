@@ -85,14 +85,15 @@ impl Tracker {
     /// Sets the whole expected state (before the controllers start). Returns the HNC-owned keys that differ
     /// from what is observed now: the writes necessary to converge.
     pub fn expect_all(&mut self, keys: Vec<(Key, u64, Owner)>) -> usize {
-        let mut necessary = 0;
+        let mut differing: Vec<Key> = Vec::new();
         for (key, value, owner) in keys {
             if owner == Owner::Controller && Self::value(&self.observed, &key) != value {
-                necessary += 1;
+                differing.push(key.clone());
             }
             self.expected.insert(key.clone(), value);
             self.refresh(&key);
         }
+        let necessary = crate::model::distinct_objects(differing.iter().map(|k| &**k));
         // Stale HNC-owned state the model does not expect (left over on a real cluster) must be removed too.
         let stale: Vec<Key> =
             self.observed.keys().filter(|k| !self.expected.contains_key(*k)).cloned().collect();

@@ -109,14 +109,14 @@ async fn throttling_is_retried_after_the_servers_delay_and_conflicts_are_reporte
     let (writer, _task) = Writer::start(client, fast_config(), allow_all(), Some(tx));
 
     let started = std::time::Instant::now();
-    writer.submit(request("x", WriteOp::Update(cm("x"))));
+    writer.submit(request("x", WriteOp::update(cm("x"))));
     assert_eq!(outcomes(&mut rx, 1).await, vec![Outcome::Written]);
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
     assert_eq!(script.seen.lock().unwrap().len(), 3, "429, 500, then success");
     assert!(writer.current_rate() < 1000.0, "congestion lowered the rate");
 
     script.answers.lock().unwrap().push_back((409, status(409, "Conflict", None)));
-    writer.submit(request("x", WriteOp::Update(cm("x"))));
+    writer.submit(request("x", WriteOp::update(cm("x"))));
     assert_eq!(outcomes(&mut rx, 1).await, vec![Outcome::Conflict]);
     assert_eq!(script.seen.lock().unwrap().len(), 4, "a conflict is never retried blindly");
 }
@@ -135,7 +135,7 @@ async fn deleting_what_is_gone_succeeds_and_permanent_errors_are_not_retried() {
 
     writer.submit(request("x", WriteOp::Delete { resource_version: Some("1".into()) }));
     assert_eq!(outcomes(&mut rx, 1).await, vec![Outcome::Written]);
-    writer.submit(request("y", WriteOp::Create(cm("y"))));
+    writer.submit(request("y", WriteOp::create(cm("y"))));
     assert!(matches!(outcomes(&mut rx, 1).await[0], Outcome::Failed { code: Some(403), .. }));
     writer.submit(request("z", WriteOp::MergePatch(json!({"data": {"k": "v"}}))));
     assert_eq!(outcomes(&mut rx, 1).await, vec![Outcome::Gone]);
@@ -150,8 +150,8 @@ async fn the_fence_stops_writes_before_they_are_sent() {
     let fence: Fence = Arc::new(|scope: &str| scope != "not-mine");
     let (writer, _task) = Writer::start(client, fast_config(), fence, Some(tx));
     writer.submit_batch(vec![
-        request("not-mine", WriteOp::Create(cm("not-mine"))),
-        request("mine", WriteOp::Create(cm("mine"))),
+        request("not-mine", WriteOp::create(cm("not-mine"))),
+        request("mine", WriteOp::create(cm("mine"))),
     ]);
     let mut got = outcomes(&mut rx, 2).await;
     got.sort_by_key(|o| format!("{o:?}"));
@@ -170,10 +170,10 @@ async fn writes_to_one_object_coalesce_behind_the_one_in_flight() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (writer, _task) = Writer::start(client, fast_config(), allow_all(), Some(tx));
 
-    writer.submit(request("x", WriteOp::Update(cm("x"))));
+    writer.submit(request("x", WriteOp::update(cm("x"))));
     tokio::time::sleep(Duration::from_millis(100)).await; // the first is in flight now
-    writer.submit(request("x", WriteOp::Update(cm("x"))));
-    writer.submit(request("x", WriteOp::Update(cm("x"))));
+    writer.submit(request("x", WriteOp::update(cm("x"))));
+    writer.submit(request("x", WriteOp::update(cm("x"))));
     writer.idle().await;
     let got = outcomes(&mut rx, 3).await;
     assert_eq!(got.iter().filter(|o| **o == Outcome::Superseded).count(), 1, "{got:?}");

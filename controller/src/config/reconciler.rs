@@ -216,7 +216,7 @@ impl ConfigReconciler {
                     "metadata": {"name": hnc_api::keys::names::CONFIG}, "spec": {}, "status": status,
                 });
                 self.pending_from = Some(String::new());
-                self.writer.submit(WriteRequest::new(target, WriteOp::Create(object), ""));
+                self.writer.submit(WriteRequest::new(target, WriteOp::create(object), ""));
             }
             Some(observed) => {
                 let mut status = status;

@@ -46,7 +46,7 @@ pub fn anchor_write(observed: &ObservedAnchor, target: &AnchorTarget) -> Option<
 /// The Namespace an anchor `parent/child` asks for: only the `subnamespace-of` annotation (labels follow from
 /// the mutating webhook and the hierarchy reconciler, as upstream).
 pub fn subnamespace(parent: &str, child: &str) -> WriteOp {
-    WriteOp::Create(json!({
+    WriteOp::create(json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": { "name": child, "annotations": { annotations::SUBNAMESPACE_OF: parent } },
@@ -122,7 +122,7 @@ pub fn hierarchy_write(
         if target.has_subnamespace_finalizer {
             object["metadata"]["finalizers"] = json!([finalizers::HAS_SUBNAMESPACE]);
         }
-        return Some(WriteOp::Create(object));
+        return Some(WriteOp::create(object));
     };
 
     carry_transition_times(&mut conditions, &observed.status.conditions);
@@ -261,6 +261,7 @@ mod tests {
     #[test]
     fn subnamespace_carries_only_its_parent() {
         let WriteOp::Create(obj) = subnamespace("p", "c") else { panic!() };
+        let obj = obj.build();
         assert_eq!(
             obj["metadata"],
             json!({"name": "c", "annotations": {"hnc.x-k8s.io/subnamespace-of": "p"}})
@@ -281,6 +282,7 @@ mod tests {
             ..Default::default()
         };
         let Some(WriteOp::Create(obj)) = hierarchy_write("p", None, &target, false, NOW) else { panic!() };
+        let obj = obj.build();
         assert_eq!(
             obj["metadata"],
             json!({"name": "hierarchy", "namespace": "p", "finalizers": ["hnc.x-k8s.io/hasSubnamespace"]})

@@ -42,7 +42,7 @@ use crate::config::reconciler::ActiveTypes;
 use crate::hierarchy::reconciler::PropagationDirty;
 use crate::ownership::Ownership;
 use crate::watch::{Change, ObjectKey};
-use crate::writer::{Completed, LatencyGroup, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
+use crate::writer::{Body, Completed, LatencyGroup, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
 
 /// How often everything is re-planned without a reason (all no-ops on a converged cluster).
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(600);
@@ -535,7 +535,7 @@ impl PropagationEngine {
             if self.in_flight.get(&target).is_some_and(|w| same_write(w, &write)) {
                 continue;
             }
-            let Some(op) = to_writer_op(&write) else { continue };
+            let op = to_writer_op(&write);
             let mut request = WriteRequest::new(target.clone(), op, &write.namespace);
             request.latency = Some(latency.clone());
             self.in_flight.insert(target, write);
@@ -561,17 +561,22 @@ fn same_write(a: &PlannedWrite, b: &PlannedWrite) -> bool {
         }
 }
 
-fn to_writer_op(write: &PlannedWrite) -> Option<WriteOp> {
-    Some(match &write.op {
-        PlannedOp::Create { .. } => WriteOp::Create(write.body()?),
-        PlannedOp::Update { .. } => WriteOp::Update(write.body()?),
+/// The writer's operation for a planned write; copies are built when sent (see [`Body`]).
+fn to_writer_op(write: &PlannedWrite) -> WriteOp {
+    let body = || {
+        let write = write.clone();
+        Body::Deferred(Arc::new(move || write.body().unwrap_or_default()))
+    };
+    match &write.op {
+        PlannedOp::Create { .. } => WriteOp::Create(body()),
+        PlannedOp::Update { .. } => WriteOp::Update(body()),
         PlannedOp::Recreate { resource_version, .. } => {
-            WriteOp::Recreate { resource_version: Some(resource_version.to_string()), object: write.body()? }
+            WriteOp::Recreate { resource_version: Some(resource_version.to_string()), object: body() }
         }
         PlannedOp::Delete { resource_version } => {
             WriteOp::Delete { resource_version: Some(resource_version.to_string()) }
         }
-    })
+    }
 }
 
 /// What a source's propagation policy is made of: its metadata and, for Secrets, its `type`. Reduced so that

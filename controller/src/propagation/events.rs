@@ -103,6 +103,6 @@ impl EventRecorder {
         });
         let target = ObjectRef::new(self.events.clone(), Some(namespace), &event_name);
         metrics::counter!("hnc_events_total", "reason" => reason).increment(1);
-        self.writer.submit(WriteRequest::new(target, WriteOp::Create(body), namespace));
+        self.writer.submit(WriteRequest::new(target, WriteOp::create(body), namespace));
     }
 }

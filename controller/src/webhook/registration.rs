@@ -311,14 +311,14 @@ pub fn plan(
         return None;
     }
     Some(match observed {
-        None => WriteOp::Create(json!({
+        None => WriteOp::create(json!({
             "apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": name},
             "webhooks": all,
         })),
         Some(o) => {
             let mut object = o.clone();
             object["webhooks"] = Value::Array(all);
-            WriteOp::Update(object)
+            WriteOp::update(object)
         }
     })
 }
@@ -514,7 +514,7 @@ mod tests {
 
     fn written(op: WriteOp) -> Value {
         match op {
-            WriteOp::Create(o) | WriteOp::Update(o) => o,
+            WriteOp::Create(o) | WriteOp::Update(o) => o.build(),
             other => panic!("unexpected {other:?}"),
         }
     }

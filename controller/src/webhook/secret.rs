@@ -158,8 +158,8 @@ pub fn plan(
         names::WEBHOOK_CERT_SECRET,
     );
     let op = match observed {
-        None => WriteOp::Create(secret_object(namespace, None, None, &fresh, &BTreeMap::new())),
-        Some(o) => WriteOp::Update(secret_object(
+        None => WriteOp::create(secret_object(namespace, None, None, &fresh, &BTreeMap::new())),
+        Some(o) => WriteOp::update(secret_object(
             namespace,
             Some(&o.resource_version),
             o.type_.as_deref(),
@@ -205,7 +205,7 @@ mod tests {
 
     fn observed_from(request: &WriteRequest, rv: &str) -> ObservedSecret {
         let object = match &request.op {
-            WriteOp::Create(o) | WriteOp::Update(o) => o.clone(),
+            WriteOp::Create(o) | WriteOp::Update(o) => o.build(),
             other => panic!("unexpected {other:?}"),
         };
         let secret: Secret = serde_json::from_value(object).unwrap();
@@ -230,6 +230,7 @@ mod tests {
         let (update, reason) = plan(Some(&stored), "hnc-system", &wider, now).unwrap().unwrap();
         assert!(reason.contains("127.0.0.1"), "{reason}");
         let WriteOp::Update(object) = &update.op else { panic!("an update") };
+        let object = object.build();
         assert_eq!(object["metadata"]["resourceVersion"], "5");
         let renewed = observed_from(&update, "6");
         assert_eq!(renewed.ca_bundle(), stored.ca_bundle());
@@ -246,6 +247,7 @@ mod tests {
         };
         let (update, _) = plan(Some(&empty), "hnc-system", &names(), now).unwrap().unwrap();
         let WriteOp::Update(object) = &update.op else { panic!("an update") };
+        let object = object.build();
         assert_eq!(object["type"], "kubernetes.io/tls");
         assert_eq!(object["data"]["extra"], base64::engine::general_purpose::STANDARD.encode("kept"));
         assert!(plan(Some(&observed_from(&update, "2")), "hnc-system", &names(), now).unwrap().is_none());

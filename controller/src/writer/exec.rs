@@ -3,6 +3,7 @@
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::DynamicObject;
+use serde::Deserialize;
 
 use super::{ObjectRef, Outcome, WriteOp};
 
@@ -20,14 +21,14 @@ pub(super) async fn execute(client: &Client, target: &ObjectRef, op: &WriteOp) -
         None => Api::all_with(client.clone(), &*target.resource),
     };
     match op {
-        WriteOp::Create(object) => match to_dynamic(object) {
+        WriteOp::Create(object) => match to_dynamic(&object.build()) {
             Ok(obj) => classify(
                 api.create(&PostParams::default(), &obj).await.map(|o| o.metadata.resource_version),
                 Verb::Create,
             ),
             Err(outcome) => Attempt::Done(outcome, None),
         },
-        WriteOp::Update(object) => match to_dynamic(object) {
+        WriteOp::Update(object) => match to_dynamic(&object.build()) {
             Ok(obj) => classify(
                 api.replace(&target.name, &PostParams::default(), &obj)
                     .await
@@ -55,7 +56,7 @@ pub(super) async fn execute(client: &Client, target: &ObjectRef, op: &WriteOp) -
                 Attempt::Done(Outcome::Written, _) => {}
                 other => return other,
             }
-            match to_dynamic(object) {
+            match to_dynamic(&object.build()) {
                 // The object may linger while its finalizers run; AlreadyExists then reads as a Conflict and the
                 // caller re-plans once the deletion is observed.
                 Ok(obj) => classify(
@@ -77,7 +78,7 @@ fn delete_params(resource_version: &Option<String>) -> DeleteParams {
 }
 
 fn to_dynamic(object: &serde_json::Value) -> Result<DynamicObject, Outcome> {
-    serde_json::from_value(object.clone())
+    DynamicObject::deserialize(object)
         .map_err(|e| Outcome::Failed { code: None, message: format!("object to write is malformed: {e}") })
 }
 

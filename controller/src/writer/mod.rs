@@ -81,13 +81,48 @@ impl Hash for ObjectRef {
     }
 }
 
+/// An object to send. Copies are built right before they are sent, from the shared source they come from, so
+/// that a queue of a hundred thousand planned copies holds shared sources rather than as many JSON documents.
+#[derive(Clone)]
+pub enum Body {
+    /// Built already.
+    Ready(serde_json::Value),
+    /// Built when sent.
+    Deferred(Arc<dyn Fn() -> serde_json::Value + Send + Sync>),
+}
+
+impl Body {
+    /// The object.
+    pub fn build(&self) -> serde_json::Value {
+        match self {
+            Body::Ready(value) => value.clone(),
+            Body::Deferred(build) => build(),
+        }
+    }
+}
+
+impl From<serde_json::Value> for Body {
+    fn from(value: serde_json::Value) -> Self {
+        Body::Ready(value)
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Ready(value) => value.fmt(f),
+            Body::Deferred(_) => f.write_str("<built when sent>"),
+        }
+    }
+}
+
 /// What to do to the target.
 #[derive(Clone, Debug)]
 pub enum WriteOp {
     /// Create the object (JSON, complete with apiVersion/kind/metadata).
-    Create(serde_json::Value),
+    Create(Body),
     /// Replace the object; `metadata.resourceVersion` must be the version the plan was made from.
-    Update(serde_json::Value),
+    Update(Body),
     /// JSON merge patch; include `metadata.resourceVersion` to make it conditional.
     MergePatch(serde_json::Value),
     /// Delete, optionally only if the object is still at `resource_version`.
@@ -101,11 +136,21 @@ pub enum WriteOp {
         /// Version the delete is conditional on.
         resource_version: Option<String>,
         /// The object to create afterwards.
-        object: serde_json::Value,
+        object: Body,
     },
 }
 
 impl WriteOp {
+    /// Create `object`, built already.
+    pub fn create(object: serde_json::Value) -> Self {
+        WriteOp::Create(Body::Ready(object))
+    }
+
+    /// Replace with `object`, built already.
+    pub fn update(object: serde_json::Value) -> Self {
+        WriteOp::Update(Body::Ready(object))
+    }
+
     /// The API verb, as used in metrics.
     pub fn verb(&self) -> &'static str {
         match self {

@@ -108,11 +108,12 @@ pub struct Flags {
     pub managed_namespace_annotations: Vec<AnchoredRegex>,
 
     // --- hierarchical resource quota ----------------------------------------------------------------------
-    /// Enable HierarchicalResourceQuota reconcilers and webhooks.
+    /// Upstream's switch for HierarchicalResourceQuota. Hierarchical quotas are not implemented in this version:
+    /// the flag is accepted (and the HRQ CRD required, as upstream does) but enforces nothing; a warning says so.
     #[arg(long)]
     pub enable_hrq: bool,
 
-    /// Period of the HRQ usage drift check; 0 disables it.
+    /// Period of the HRQ usage drift check; 0 disables it (no effect: see --enable-hrq).
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub hrq_sync_interval: Duration,
 

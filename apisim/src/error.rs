@@ -63,9 +63,23 @@ impl ApiError {
             .with_details(name, group, plural)
     }
 
-    /// 403 Forbidden with a complete message (RBAC denials).
+    /// 403 Forbidden with a complete message (admission denials carry the webhook's own message).
     pub fn forbidden_raw(message: String, attrs: &crate::rbac::Attributes) -> Self {
         Self::new(403, "Forbidden", message).with_details(&attrs.name, &attrs.group, &attrs.resource)
+    }
+
+    /// 403 Forbidden for an RBAC denial, worded like kube-apiserver: `<resource>[.<group>] ["<name>"] is
+    /// forbidden: <reason>` (no name for collection requests such as create and list).
+    pub fn forbidden_by_rbac(message: String, attrs: &crate::rbac::Attributes) -> Self {
+        let what = match attrs.name.as_str() {
+            "" => gr(&attrs.group, &attrs.resource),
+            name => format!("{} \"{name}\"", gr(&attrs.group, &attrs.resource)),
+        };
+        Self::new(403, "Forbidden", format!("{what} is forbidden: {message}")).with_details(
+            &attrs.name,
+            &attrs.group,
+            &attrs.resource,
+        )
     }
 
     /// 400 BadRequest.

@@ -139,7 +139,7 @@ pub(crate) async fn handle(
     };
     let (allowed, _) = crate::rbac::authorize(&shared.store.lock(), &user, &attrs);
     if !allowed {
-        let e = ApiError::forbidden_raw(crate::rbac::forbidden_message(&user, &attrs), &attrs);
+        let e = ApiError::forbidden_by_rbac(crate::rbac::forbidden_message(&user, &attrs), &attrs);
         count(&shared, verb, &target.t.plural, e.code);
         return error_response(&e);
     }

@@ -127,7 +127,8 @@ async fn requests_of_non_admin_users_are_authorized() {
             assert_eq!(s.code, 403);
             assert_eq!(
                 s.message,
-                "User \"alice\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"team-a\""
+                "configmaps is forbidden: User \"alice\" cannot create resource \"configmaps\" in API group \"\" \
+                 in the namespace \"team-a\""
             );
         }
         other => panic!("{other}"),

@@ -35,7 +35,7 @@ use crate::hierarchy::reconciler::HierarchyReconciler;
 use crate::ops::{DebugPages, Readiness};
 use crate::ownership::{Ownership, ShardedOwnership};
 use crate::propagation::engine::{EngineInput, PropagationEngine};
-use crate::watch::feed;
+use crate::watch::{SpecOptional, feed, feed_spec_optional};
 use crate::writer::{self, Completed, Fence, Writer, WriterConfig};
 
 /// Events buffered between the hierarchy watches and the hierarchy reconciler.
@@ -147,15 +147,15 @@ impl Replica {
             "namespaces".to_owned(),
             HierarchyEvent::Namespace,
         ));
-        tasks.spawn(feed(
-            Api::<HierarchyConfiguration>::all(client.clone()),
+        tasks.spawn(feed_spec_optional(
+            Api::<SpecOptional<HierarchyConfiguration>>::all(client.clone()),
             watch_config.clone(),
             events_tx.clone(),
             "hierarchyconfigurations".to_owned(),
             HierarchyEvent::Hierarchy,
         ));
-        tasks.spawn(feed(
-            Api::<SubnamespaceAnchor>::all(client.clone()),
+        tasks.spawn(feed_spec_optional(
+            Api::<SpecOptional<SubnamespaceAnchor>>::all(client.clone()),
             watch_config.clone(),
             events_tx.clone(),
             "subnamespaceanchors".to_owned(),
@@ -229,8 +229,8 @@ impl Replica {
         )?;
         // ---- end of admission webhooks ----
 
-        tasks.spawn(feed(
-            Api::<HNCConfiguration>::all(client),
+        tasks.spawn(feed_spec_optional(
+            Api::<SpecOptional<HNCConfiguration>>::all(client),
             watch_config.fields(&format!("metadata.name={}", hnc_api::keys::names::CONFIG)),
             config_tx,
             "hncconfigurations".to_owned(),

@@ -10,7 +10,9 @@ use hnc_api::{
     HierarchyConfiguration, HierarchyConfigurationSpec, SubnamespaceAnchor, SubnamespaceAnchorSpec,
 };
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -123,19 +125,32 @@ impl TestEnv {
         Ok(())
     }
 
+    /// Creates the anchor `parent/child` with metadata alone, no `spec` at all (valid: the CRD does not
+    /// require one, and `kubectl create -f` of a minimal manifest does exactly this).
+    pub async fn create_anchor_without_spec(&self, parent: &str, child: &str) -> anyhow::Result<()> {
+        let anchor: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "SubnamespaceAnchor",
+            "metadata": {"name": child, "namespace": parent},
+        }))?;
+        self.anchors(parent).create(&PostParams::default(), &anchor).await?;
+        Ok(())
+    }
+
+    /// Anchors in `parent`, untyped: an anchor need not have a `spec`.
+    fn anchors(&self, parent: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), parent, &ApiResource::erase::<SubnamespaceAnchor>(&()))
+    }
+
     /// Deletes the anchor `parent/child`.
     pub async fn delete_anchor(&self, parent: &str, child: &str) -> anyhow::Result<()> {
-        Api::<SubnamespaceAnchor>::namespaced(self.client.clone(), parent)
-            .delete(child, &DeleteParams::default())
-            .await?;
+        self.anchors(parent).delete(child, &DeleteParams::default()).await?;
         Ok(())
     }
 
     /// `status.status` of the anchor `parent/child`, if the anchor exists.
     pub async fn anchor_state(&self, parent: &str, child: &str) -> anyhow::Result<Option<String>> {
-        let anchor =
-            Api::<SubnamespaceAnchor>::namespaced(self.client.clone(), parent).get_opt(child).await?;
-        Ok(anchor.map(|a| a.status.and_then(|s| s.state).unwrap_or_default()))
+        let anchor = self.anchors(parent).get_opt(child).await?;
+        Ok(anchor.map(|a| a.data["status"]["status"].as_str().unwrap_or_default().to_owned()))
     }
 
     /// Merge-patches the labels of namespace `name` (`None` values remove).

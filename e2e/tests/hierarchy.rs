@@ -83,8 +83,8 @@ async fn subnamespaces_follow_their_anchors() -> anyhow::Result<()> {
             .contains(&"hnc.x-k8s.io/hasSubnamespace".to_owned())
     );
 
-    // Nested subnamespaces.
-    env.create_anchor(&child, &grandchild).await?;
+    // Nested subnamespaces; this anchor has no spec at all (the CRD does not require one).
+    env.create_anchor_without_spec(&child, &grandchild).await?;
     labels_become(&env, &grandchild, depths(&[(&grandchild, "0"), (&child, "1"), (&parent, "2")])).await?;
 
     // Deleting a leaf's anchor deletes the subnamespace, then the anchor goes.

@@ -85,6 +85,68 @@ fn key_of<K: Resource>(obj: &K) -> ObjectKey {
     (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
 }
 
+/// A custom resource read the way Go's decoding reads it: a missing or null `spec` is an empty one. HNC's CRDs
+/// neither require nor default `spec`, so an anchor created with metadata alone is stored without one; a
+/// typed watch would fail on it and stop seeing every other object of the kind.
+#[derive(Debug, Clone)]
+pub struct SpecOptional<K>(pub K);
+
+impl<'de, K: DeserializeOwned> serde::Deserialize<'de> for SpecOptional<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        if let Some(fields) = value.as_object_mut()
+            && fields.get("spec").is_none_or(serde_json::Value::is_null)
+        {
+            fields.insert("spec".to_owned(), serde_json::json!({}));
+        }
+        serde_json::from_value(value).map(SpecOptional).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> Resource for SpecOptional<K> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::kind(dt)
+    }
+    fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::group(dt)
+    }
+    fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::version(dt)
+    }
+    fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+        K::plural(dt)
+    }
+    fn meta(&self) -> &kube::api::ObjectMeta {
+        self.0.meta()
+    }
+    fn meta_mut(&mut self) -> &mut kube::api::ObjectMeta {
+        self.0.meta_mut()
+    }
+}
+
+/// [`feed`] for a custom resource whose `spec` may be absent (see [`SpecOptional`]).
+pub async fn feed_spec_optional<K, E>(
+    api: Api<SpecOptional<K>>,
+    config: watcher::Config,
+    tx: mpsc::Sender<E>,
+    kind: String,
+    wrap: impl Fn(Change<K>) -> E,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let unwrap = move |change: Change<SpecOptional<K>>| {
+        wrap(match change {
+            Change::Apply(SpecOptional(obj)) => Change::Apply(obj),
+            Change::Delete(key) => Change::Delete(key),
+            Change::Synced => Change::Synced,
+        })
+    };
+    feed(api, config, tx, kind, unwrap).await
+}
+
 /// Watches `api` forever (retrying with backoff after errors) and sends each change, wrapped by `wrap`, to `tx`.
 /// Returns when `tx` is closed.
 pub async fn feed<K, E>(
@@ -150,6 +212,25 @@ mod tests {
 
     fn key(ns: &str, name: &str) -> ObjectKey {
         (ns.into(), name.into())
+    }
+
+    #[test]
+    fn a_custom_resource_without_spec_reads_as_one_with_an_empty_spec() {
+        let bare = serde_json::json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "SubnamespaceAnchor",
+            "metadata": {"name": "a", "namespace": "p"}});
+        assert!(serde_json::from_value::<hnc_api::SubnamespaceAnchor>(bare.clone()).is_err());
+        let SpecOptional(anchor) =
+            serde_json::from_value::<SpecOptional<hnc_api::SubnamespaceAnchor>>(bare).unwrap();
+        assert_eq!(anchor.metadata.name.as_deref(), Some("a"));
+        assert!(anchor.spec.labels.is_empty());
+        let null = serde_json::json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+            "metadata": {"name": "hierarchy", "namespace": "p"}, "spec": null});
+        let SpecOptional(hc) =
+            serde_json::from_value::<SpecOptional<hnc_api::HierarchyConfiguration>>(null).unwrap();
+        assert_eq!(hc.spec.parent, None);
+        let wrong = serde_json::json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+            "metadata": {"name": "hierarchy", "namespace": "p"}, "spec": {"parent": 7}});
+        assert!(serde_json::from_value::<SpecOptional<hnc_api::HierarchyConfiguration>>(wrong).is_err());
     }
 
     #[test]

@@ -187,6 +187,12 @@ impl ApiSim {
         self.shared.writes.lock().clone()
     }
 
+    /// The writes served from index `from` on (indexes as in [`ApiSim::writes`]).
+    pub fn writes_from(&self, from: usize) -> Vec<WriteRecord> {
+        let writes = self.shared.writes.lock();
+        writes.get(from..).map(<[WriteRecord]>::to_vec).unwrap_or_default()
+    }
+
     /// Number of writes (`POST`/`PUT`/`PATCH`/`DELETE`) served so far.
     pub fn write_count(&self) -> usize {
         self.shared.writes.lock().len()

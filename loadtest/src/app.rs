@@ -91,7 +91,7 @@ pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<Path
     }
     let slo = opts.slo;
     for p in &phases {
-        if matches!(p.phase.as_str(), "churn" | "burst") && !p.samples.is_empty() {
+        if matches!(p.phase.as_str(), "churn" | "burst" | "failover" | "scale-out") && !p.samples.is_empty() {
             let file = out.join(format!("latency-{}.svg", p.phase));
             crate::plot::latency_over_time(
                 &file,
@@ -176,6 +176,8 @@ async fn run_phases(
             Phase::Warm => session.warm(progress).await?,
             Phase::Churn => session.churn("churn", opts.rate, opts.duration, progress).await?,
             Phase::Burst => session.burst(progress).await?,
+            Phase::Failover => session.failover(progress).await?,
+            Phase::ScaleOut => session.scale_out(progress).await?,
         };
         phases.push(result);
     }

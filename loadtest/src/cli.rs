@@ -89,6 +89,11 @@ pub enum Phase {
     Warm,
     Churn,
     Burst,
+    /// SIGKILL the leader while churn runs (`--rate`, `--duration`); needs 2+ replicas.
+    Failover,
+    /// Start one more replica while churn runs; measures the shard handovers.
+    #[serde(rename = "scale-out")]
+    ScaleOut,
 }
 
 /// How the hierarchy is expressed.

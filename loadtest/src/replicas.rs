@@ -172,6 +172,15 @@ impl Replica {
         }
     }
 
+    /// SIGKILL, as a crashed node would: no shard release, no lease hand-back. Usage is sampled right before.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let Some(mut child) = self.child.take() else { bail!("replica {} was not started here", self.id) };
+        let _ = self.sample_quietly();
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
     fn sample_quietly(&mut self) -> Option<()> {
         self.usage = procstat::process(self.pid?)?;
         Some(())

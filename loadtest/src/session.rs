@@ -321,9 +321,9 @@ impl Session {
         depth
     }
 
-    /// Writes served so far: apisim's count, or the replicas' `hnc_writes_total` on a cluster.
+    /// Writes served so far (Lease renewals left out): apisim's count, or the replicas' `hnc_writes_total` on a cluster.
     async fn writes_so_far(&self) -> f64 {
-        if let Some(n) = self.target.write_count() {
+        if let Some(n) = self.target.work_write_count() {
             return n as f64;
         }
         let mut n = 0.0;
@@ -404,6 +404,11 @@ impl Session {
         if let Some(log) = meter.write_index.and_then(|i| self.target.writes_since(i)) {
             writes.most_written = log.most_written;
             writes.objects_written_repeatedly = log.repeated_objects;
+            if log.lease_writes > 0 {
+                result
+                    .notes
+                    .push(format!("lease writes (replica coordination, not counted): {}", log.lease_writes));
+            }
             let last = log.last;
             for (user, by_kind) in log.counts {
                 let Some(id) = user.strip_prefix("system:serviceaccount:hnc-system:") else { continue };
@@ -599,11 +604,17 @@ impl Session {
                 if ready[i].is_none() && r.is_ready(&self.http).await {
                     ready[i] = Some(started.elapsed().as_secs_f64());
                 }
-                let plans = r
-                    .metrics(&self.http)
-                    .await
-                    .map(|m| prom::sum(&m, "hnc_plan_duration_seconds_count", &[]));
-                planned &= plans.is_ok_and(|n| n >= 1.0);
+                // Sharded replicas: every shard must have an owner again, and a replica holding none has nothing
+                // to plan. (Controllers without the shard metrics count as holding everything.)
+                let Ok(m) = r.metrics(&self.http).await else {
+                    planned = false;
+                    continue;
+                };
+                let has = |name: &str| m.iter().any(|s| s.name == name);
+                let holds_none = has("hnc_shards_held") && prom::sum(&m, "hnc_shards_held", &[]) == 0.0;
+                let unowned = has("hnc_shards_unowned") && prom::sum(&m, "hnc_shards_unowned", &[]) > 0.0;
+                let plans = prom::sum(&m, "hnc_plan_duration_seconds_count", &[]);
+                planned &= !unowned && (plans >= 1.0 || holds_none);
             }
             if ready.iter().all(Option::is_some) && planned {
                 break;
@@ -771,6 +782,84 @@ impl Session {
         result.samples = all;
         self.finish(&meter, &mut result, necessary).await;
         Ok(result)
+    }
+
+    /// SIGKILLs the leader, then churns at `--rate` for `--duration` while the survivors take over. Reports when
+    /// a survivor became leader and when every shard had a live holder again; the churn's latency (its max
+    /// includes changes made while nobody owned their tree) says when the cluster converged.
+    pub async fn failover(&mut self, progress: bool) -> anyhow::Result<PhaseResult> {
+        if self.launch.is_none() || self.replicas.len() < 2 {
+            bail!("failover needs 2 or more replicas the harness starts");
+        }
+        let mut leader = None;
+        let mut shards = 0.0;
+        for (i, r) in self.replicas.iter().enumerate() {
+            let m = r.metrics(&self.http).await?;
+            shards += prom::sum(&m, "hnc_shards_held", &[]);
+            if prom::sum(&m, "hnc_is_leader", &[]) == 1.0 {
+                leader = Some(i);
+            }
+        }
+        let leader = leader.context("no replica reports hnc_is_leader 1")?;
+        let mut victim = self.replicas.remove(leader);
+        let urls: Vec<String> = self.replicas.iter().map(|r| r.metrics_url.clone()).collect();
+        let started = Instant::now();
+        victim.kill()?;
+        let watcher = tokio::spawn(watch_ownership(self.http.clone(), urls, shards, None, started));
+        let mut result = self.churn("failover", self.opts.rate, self.opts.duration, progress).await?;
+        let times = watcher.await?;
+        result.notes.insert(0, format!("killed the leader {} (SIGKILL); {shards} shards", victim.id));
+        result.notes.insert(1, times.describe());
+        self.note_unowned_histogram(&mut result).await;
+        self.replica_count = self.replicas.len();
+        Ok(result)
+    }
+
+    /// Starts one more replica, then churns at `--rate` for `--duration` while shards move to it. Reports when
+    /// the new assignment was fully held (every shard by exactly its new holder).
+    pub async fn scale_out(&mut self, progress: bool) -> anyhow::Result<PhaseResult> {
+        let Some(launch) = self.launch.clone() else {
+            bail!("scale-out needs replicas the harness starts (not --replica-metrics-url)");
+        };
+        let mut shards = 0.0;
+        for r in &self.replicas {
+            shards += prom::sum(&r.metrics(&self.http).await?, "hnc_shards_held", &[]);
+        }
+        let id = format!("lt-r{}", self.replicas.len());
+        let kubeconfig = self.target.replica_kubeconfig(&id)?;
+        let started = Instant::now();
+        let replica = Replica::spawn(&launch, &kubeconfig, &id, &self.logs).await?;
+        let newcomer = replica.metrics_url.clone();
+        self.replicas.push(replica);
+        self.replica_count = self.replicas.len();
+        let urls: Vec<String> = self.replicas.iter().map(|r| r.metrics_url.clone()).collect();
+        let watcher = tokio::spawn(watch_ownership(self.http.clone(), urls, shards, Some(newcomer), started));
+        let mut result = self.churn("scale-out", self.opts.rate, self.opts.duration, progress).await?;
+        let times = watcher.await?;
+        result.notes.insert(0, format!("started {id}; {shards} shards"));
+        result.notes.insert(1, times.describe());
+        self.note_unowned_histogram(&mut result).await;
+        Ok(result)
+    }
+
+    /// The leader's `hnc_shard_unowned_seconds` (time each shard spent without a live holder), as a note.
+    async fn note_unowned_histogram(&self, result: &mut PhaseResult) {
+        for r in &self.replicas {
+            let Ok(m) = r.metrics(&self.http).await else { continue };
+            if prom::sum(&m, "hnc_is_leader", &[]) != 1.0 {
+                continue;
+            }
+            let count = prom::sum(&m, "hnc_shard_unowned_seconds_count", &[]);
+            let sum = prom::sum(&m, "hnc_shard_unowned_seconds_sum", &[]);
+            let b = prom::buckets(&m, "hnc_shard_unowned_seconds");
+            let p99 = prom::quantile(&b, 0.99);
+            result.notes.push(format!(
+                "leader {}: {count} shard(s) got a holder after being unowned, mean {:.2} s, p99 ≤ {} s",
+                r.id,
+                if count > 0.0 { sum / count } else { 0.0 },
+                p99.map_or("-".into(), |v| format!("{v:.2}")),
+            ));
+        }
     }
 
     /// Capacity ramp in this session: stages of churn at growing rates until p99 exceeds the SLO, then
@@ -1036,6 +1125,91 @@ impl Session {
 }
 
 /// Performs one change's writes as the harness (admin).
+/// When, after `started`, the replicas at `urls` agreed again on shard ownership.
+#[derive(Debug, Default)]
+struct OwnershipTimes {
+    /// First moment one of them reported being the leader.
+    leader_s: Option<f64>,
+    /// First moment of the final state: every shard held, none unowned (and the newcomer holding some).
+    owned_s: Option<f64>,
+    /// How the shards were spread over the replicas at the end.
+    held: Vec<f64>,
+}
+
+impl OwnershipTimes {
+    fn describe(&self) -> String {
+        let s = |v: Option<f64>| v.map_or("never".into(), |v| format!("{v:.2} s"));
+        format!(
+            "leader present after {}; every shard held after {}; shards per replica at the end {:?}",
+            s(self.leader_s),
+            s(self.owned_s),
+            self.held
+        )
+    }
+}
+
+/// Polls the replicas' metrics every 100 ms for up to 120 s until ownership has been settled for 3 s:
+/// `shards` shards held in total, the leader sees none unowned, and `newcomer` (if given) holds some.
+async fn watch_ownership(
+    http: reqwest::Client,
+    urls: Vec<String>,
+    shards: f64,
+    newcomer: Option<String>,
+    started: Instant,
+) -> OwnershipTimes {
+    let mut times = OwnershipTimes::default();
+    let mut settled: Option<(f64, Vec<f64>)> = None;
+    let deadline = started + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let t = started.elapsed().as_secs_f64();
+        let mut held = Vec::new();
+        let (mut leader, mut unowned, mut newcomer_held, mut complete) = (false, 0.0, 0.0, true);
+        for url in &urls {
+            let text = match http.get(url).timeout(Duration::from_secs(2)).send().await {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            let m = prom::parse(&text);
+            if m.is_empty() {
+                complete = false;
+                continue;
+            }
+            let h = prom::sum(&m, "hnc_shards_held", &[]);
+            if prom::sum(&m, "hnc_is_leader", &[]) == 1.0 {
+                leader = true;
+                unowned = prom::sum(&m, "hnc_shards_unowned", &[]);
+            }
+            if newcomer.as_deref() == Some(url.as_str()) {
+                newcomer_held = h;
+            }
+            held.push(h);
+        }
+        if leader && times.leader_s.is_none() {
+            times.leader_s = Some(t);
+        }
+        let total: f64 = held.iter().sum();
+        let done = complete
+            && leader
+            && unowned == 0.0
+            && total == shards
+            && (newcomer.is_none() || newcomer_held > 0.0);
+        match (&settled, done) {
+            (Some((_, before)), true) if *before == held => {}
+            (_, true) => settled = Some((t, held.clone())),
+            (_, false) => settled = None,
+        }
+        if let Some((since, h)) = &settled
+            && t - since >= 3.0
+        {
+            times.owned_s = Some(*since);
+            times.held = h.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    times
+}
+
 async fn perform(client: &kube::Client, write: Write) -> anyhow::Result<()> {
     match write {
         Write::Create(items) => {

@@ -32,7 +32,7 @@ pub struct SimLoad {
 
 /// Where the harness runs against.
 pub enum Target {
-    Sim { sim: ApiSim, load: SimLoad, dir: PathBuf },
+    Sim { sim: ApiSim, load: SimLoad, dir: PathBuf, work: parking_lot::Mutex<WorkCount> },
     Cluster { kubeconfig: PathBuf },
 }
 
@@ -51,6 +51,18 @@ pub struct WriteLog {
     pub most_written: Vec<(String, u64)>,
     /// How many objects replicas wrote more than once.
     pub repeated_objects: usize,
+    /// Lease writes (replica coordination), left out of everything above.
+    pub lease_writes: u64,
+}
+
+/// Writes apisim served other than Lease updates, counted incrementally: `(records scanned, work writes)`.
+#[derive(Debug, Default)]
+pub struct WorkCount(usize, usize);
+
+/// Lease renewals are the replicas' steady heartbeat, not work: a sharded controller renews its shard leases
+/// forever, so "no write for N seconds" must not count them.
+fn is_coordination(resource: &str) -> bool {
+    resource == "leases"
 }
 
 impl Target {
@@ -70,7 +82,7 @@ impl Target {
             sim.faults()
                 .add(FaultRule { latency: Duration::from_millis(load.latency_ms), ..Default::default() });
         }
-        Ok(Target::Sim { sim, load, dir: dir.to_owned() })
+        Ok(Target::Sim { sim, load, dir: dir.to_owned(), work: Default::default() })
     }
 
     /// A cluster reached through `kubeconfig`.
@@ -101,7 +113,7 @@ impl Target {
     /// The kubeconfig replica `id` runs with: against apisim a user of its own (rate limited if configured).
     pub fn replica_kubeconfig(&self, id: &str) -> anyhow::Result<PathBuf> {
         match self {
-            Target::Sim { sim, load, dir } => {
+            Target::Sim { sim, load, dir, .. } => {
                 let token = format!("token-{id}");
                 let user = user_of(id);
                 sim.add_user(
@@ -180,13 +192,27 @@ impl Target {
         self.sim().map(ApiSim::write_count)
     }
 
+    /// Writes apisim served so far other than Lease updates (see [`is_coordination`]).
+    pub fn work_write_count(&self) -> Option<usize> {
+        let Target::Sim { sim, work, .. } = self else { return None };
+        let mut work = work.lock();
+        let new = sim.writes_from(work.0);
+        work.0 += new.len();
+        work.1 += new.iter().filter(|w| !is_coordination(&w.resource)).count();
+        Some(work.1)
+    }
+
     /// Writes apisim served from index `from` on: by user, the time of the last one by a replica, and the
     /// objects replicas wrote most often (at least twice), most first.
     pub fn writes_since(&self, from: usize) -> Option<WriteLog> {
         let sim = self.sim()?;
         let mut log = WriteLog::default();
         let mut per_object: HashMap<String, u64> = HashMap::new();
-        for w in sim.writes().into_iter().skip(from) {
+        for w in sim.writes_from(from) {
+            if is_coordination(&w.resource) {
+                log.lease_writes += 1;
+                continue;
+            }
             if w.user.starts_with("system:serviceaccount:hnc-system:") {
                 log.last = Some(log.last.map_or(w.at, |l: std::time::Instant| l.max(w.at)));
                 *per_object.entry(format!("{} {}/{}", w.resource, w.namespace, w.name)).or_default() += 1;

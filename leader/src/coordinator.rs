@@ -204,6 +204,10 @@ pub(crate) struct Shared {
     last_error: Mutex<Option<String>>,
     /// When the observer last completed a LIST (the leader waits for one after it is elected).
     pub(crate) last_list: Mutex<Option<Instant>>,
+    /// When this coordinator started.
+    pub(crate) started: Instant,
+    /// Asks the observer for a LIST now rather than at its next period (a new leader wants a fresh view).
+    pub(crate) relist: tokio::sync::Notify,
     api_lost_tx: watch::Sender<bool>,
     shutdown: CancellationToken,
     done_tx: watch::Sender<bool>,
@@ -242,6 +246,11 @@ impl Shared {
 
     pub(crate) fn since_contact(&self) -> Duration {
         self.last_contact.lock().elapsed()
+    }
+
+    /// A receiver of leadership changes (what [`Shared::refresh_leader`] publishes).
+    pub(crate) fn leadership(&self) -> watch::Receiver<bool> {
+        self.leader_tx.subscribe()
     }
 
     /// Brings the leadership watch (and gauge) in line with the leader fence.
@@ -362,6 +371,8 @@ impl Coordinator {
             last_contact: Mutex::new(Instant::now()),
             last_error: Mutex::new(None),
             last_list: Mutex::new(None),
+            started: Instant::now(),
+            relist: tokio::sync::Notify::new(),
             api_lost_tx: watch::channel(false).0,
             shutdown: CancellationToken::new(),
             done_tx: watch::channel(false).0,

@@ -32,10 +32,18 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         shared.request_timeout(),
     );
     let mut state: Option<Leading> = None;
+    let mut leadership = shared.leadership();
     loop {
+        // A leader that has not decided yet (no assignment read, no membership view newer than its election)
+        // looks again soon: after a failover, every tick it waits is time the departed replica's trees have
+        // no writer.
+        let settling = state.as_ref().is_some_and(|l| !l.settled(&shared));
+        let wait = if settling { shared.config.retry_period / 8 } else { shared.config.retry_period };
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(shared.config.retry_period) => {}
+            _ = tokio::time::sleep(wait) => {}
+            // Elected: act now, not a retry period later.
+            _ = leadership.changed() => {}
         }
         if !shared.leader.holds() {
             if state.take().is_some() {
@@ -43,7 +51,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
             continue;
         }
-        let leading = state.get_or_insert_with(|| Leading::new(&shared));
+        let leading = state.get_or_insert_with(|| {
+            shared.relist.notify_one();
+            Leading::new(&shared)
+        });
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = leading.tick(&shared, &store) => {}
@@ -94,6 +105,13 @@ impl Leading {
         }
     }
 
+    /// True once the leader has read the assignment and has a membership view newer than its election.
+    fn settled(&self, shared: &Shared) -> bool {
+        self.published.is_some()
+            && shared.last_list.lock().is_some_and(|at| at >= self.since)
+            && Instant::now() >= shared.started + shared.config.retry_period * 2
+    }
+
     async fn tick(&mut self, shared: &Shared, store: &AssignmentStore) {
         if self.published.is_none() {
             let read = store.read().await;
@@ -109,6 +127,12 @@ impl Leading {
         }
         // Decide on a membership view at least as new as our leadership.
         if shared.last_list.lock().is_none_or(|at| at < self.since) {
+            return;
+        }
+        // A replica elected right after it started (a cold start of the whole Deployment) gives the others
+        // two retry periods to register, rather than assigning every shard to itself and moving most of them
+        // a moment later. A replica that has been running knows its peers already and acts at once.
+        if Instant::now() < shared.started + shared.config.retry_period * 2 {
             return;
         }
         let now = Instant::now();

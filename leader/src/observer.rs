@@ -1,4 +1,4 @@
-//! The observer: once per retry period one LIST of every labelled Lease (leader, replicas, shards) feeds the
+//! The observer: once per retry period (and at once when a new leader asks) one LIST of every labelled Lease (leader, replicas, shards) feeds the
 //! expiry memory, so that a replica that is handed a shard — or becomes leader — already knows how long each
 //! lease has gone unchanged and need not wait a full extra duration. It also keeps the watch channels in step
 //! with fences that lapse by time, and declares the API lost after a lease duration without contact.
@@ -36,6 +36,7 @@ async fn list(shared: &Shared, stop: &CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(shared.config.retry_period) => {}
+            _ = shared.relist.notified() => {}
         }
     }
 }

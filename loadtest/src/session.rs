@@ -825,7 +825,14 @@ impl Session {
         for r in &self.replicas {
             shards += prom::sum(&r.metrics(&self.http).await?, "hnc_shards_held", &[]);
         }
-        let id = format!("lt-r{}", self.replicas.len());
+        // A fresh identity: after a failover the survivors' ids are not 0..len.
+        let next = self
+            .replicas
+            .iter()
+            .filter_map(|r| r.id.strip_prefix("lt-r")?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |i| i + 1);
+        let id = format!("lt-r{next}");
         let kubeconfig = self.target.replica_kubeconfig(&id)?;
         let started = Instant::now();
         let replica = Replica::spawn(&launch, &kubeconfig, &id, &self.logs).await?;

@@ -708,6 +708,12 @@ impl Session {
         bar.finish_and_clear();
         let (mut done, superseded, unfinished) = {
             let mut t = self.tracker.lock();
+            if t.pending() > 0 {
+                result.notes.push(format!(
+                    "unfinished after the drain, still awaiting e.g. {:?}",
+                    t.sample_awaited(6)
+                ));
+            }
             let unfinished = t.abandon_pending();
             let superseded = std::mem::take(&mut t.superseded);
             (t.take_completed(), superseded, unfinished)

@@ -217,6 +217,18 @@ impl Tracker {
         keys
     }
 
+    /// A few keys that pending changes still wait for, with the change's kind, for diagnosis.
+    pub fn sample_awaited(&self, n: usize) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .awaiting
+            .iter()
+            .filter_map(|(k, id)| Some(format!("{} ({})", k, self.actions.get(id)?.kind)))
+            .collect();
+        keys.sort();
+        keys.truncate(n);
+        keys
+    }
+
     /// Number of keys expected.
     pub fn expected_len(&self) -> usize {
         self.expected.len()

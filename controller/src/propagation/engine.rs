@@ -479,7 +479,11 @@ impl PropagationEngine {
             }
             // A newer plan for the object replaced this one and is in flight itself.
             Outcome::Superseded => {}
-            Outcome::Fenced => {}
+            // The writer found the tree unowned at write time: a re-parent moved the namespace into a tree
+            // another replica (or nobody, yet) owns, or the shard lease lapsed for a moment. Plan it again
+            // shortly: if this replica owns the tree by then, the write is re-issued; if not, the plan skips it
+            // and the owner's own plan covers it.
+            Outcome::Fenced => redo(Duration::from_secs(1), self.retry_tx.clone(), &write),
             // Fresh state arrives through the watch; plan again shortly in case it already has.
             Outcome::Conflict | Outcome::Gone => {
                 redo(Duration::from_millis(200), self.retry_tx.clone(), &write)

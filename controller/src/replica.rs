@@ -202,9 +202,13 @@ impl Replica {
         }
         let counts: CountsFn = {
             let cache = cache.clone();
+            let known = engine.counts_known();
             Arc::new(move |t| {
+                if !known.load(std::sync::atomic::Ordering::Relaxed) {
+                    return None;
+                }
                 let stats = cache.load().stats(&TypeKey::new(&t.resource.group, &t.resource.kind));
-                TypeCounts { propagated: stats.copies as i64, sources: stats.sources as i64 }
+                Some(TypeCounts { propagated: stats.copies as i64, sources: stats.sources as i64 })
             })
         };
         let config_reconciler =

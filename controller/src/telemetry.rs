@@ -26,11 +26,16 @@ pub const LATENCY_BUCKETS: &[f64] =
 pub const WEBHOOK_BUCKETS: &[f64] =
     &[0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 2.0];
 
+/// Buckets (writes) for `hnc_write_batch_size`: one plan can emit one write or a hundred thousand.
+pub const BATCH_SIZE_BUCKETS: &[f64] =
+    &[1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0, 50000.0, 200000.0];
+
 /// Installs the process-wide metrics recorder and returns the handle that renders `/metrics`.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("hnc_webhook_duration_seconds".to_owned()), WEBHOOK_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("hnc_write_batch_size".to_owned()), BATCH_SIZE_BUCKETS)?
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
     describe_metrics();

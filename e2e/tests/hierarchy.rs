@@ -302,6 +302,13 @@ async fn a_warm_restart_of_an_unchanged_forest_writes_nothing() -> anyhow::Resul
         for (ns, parent) in tree {
             sim.create("", "namespaces", "", serde_json::json!({"metadata": {"name": ns}}))
                 .map_err(|e| anyhow::anyhow!(e.message))?;
+            if parent.is_none() {
+                // A source per tree: the restart must not rewrite the HNCConfiguration's counts either.
+                let role = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                    "metadata": {"name": "team", "namespace": ns}, "rules": []});
+                sim.create("rbac.authorization.k8s.io", "roles", &ns, role)
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+            }
             if let Some(parent) = parent {
                 let hc = serde_json::json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
                     "metadata": {"name": "hierarchy", "namespace": ns}, "spec": {"parent": parent}});
@@ -325,6 +332,8 @@ async fn a_warm_restart_of_an_unchanged_forest_writes_nothing() -> anyhow::Resul
         .count();
     // Namespaces: 1,000 label patches and `default`. HCs: 100 roots created, 300 children given their children.
     assert_eq!(hierarchy_writes, 1001 + 100 + 300, "the cold start writes exactly what is missing");
+    let copies = env.cluster_writes_by("hnc").into_iter().filter(|w| w.resource == "roles").count();
+    assert_eq!(copies, 900, "one copy of each root's Role in each of its 9 descendants");
     env.stop_replica(r)?;
 
     let r = env.start_replica("hnc", &ARGS).await?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hnc_api::condition::{carry_transition_times, reasons, types};
-use hnc_api::{Condition, HNCConfiguration, HNCConfigurationStatus, ResourceSpec};
+use hnc_api::{Condition, HNCConfiguration, HNCConfigurationStatus, ResourceSpec, ResourceStatus};
 use hnc_shard::TreeReader;
 use kube::Client;
 use kube::core::ApiResource;
@@ -32,8 +32,9 @@ const REDISCOVER_EVERY: u32 = 6;
 /// The types propagation follows, with their modes; Role and RoleBinding always first.
 pub type ActiveTypes = Arc<Vec<ActiveType>>;
 
-/// Per-type counts for status.
-pub type CountsFn = Arc<dyn Fn(&ActiveType) -> TypeCounts + Send + Sync>;
+/// Per-type counts for status; `None` while propagation has not counted everything yet (the status then keeps
+/// the counts it shows, so a restart does not rewrite them from zero upwards).
+pub type CountsFn = Arc<dyn Fn(&ActiveType) -> Option<TypeCounts> + Send + Sync>;
 
 /// What the reconciler reacts to besides its own timer.
 #[derive(Debug)]
@@ -69,7 +70,18 @@ pub struct ConfigReconciler {
     discovered: Option<Discovered>,
     pending_from: Option<String>,
     resource: Arc<ApiResource>,
+    /// When the status was last computed: the namespace-condition summary walks every namespace, so it is
+    /// computed at most once per [`STATUS_MIN_INTERVAL`] however many events arrive.
+    status_at: Option<tokio::time::Instant>,
+    /// A status computation was skipped by that limit and is owed.
+    status_due: bool,
+    /// How long the last summary took: the interval also grows to ten times that, so the summary never takes
+    /// more than a tenth of a core however large the forest.
+    summary_took: Duration,
 }
+
+/// The shortest time between two computations of the HNCConfiguration status.
+const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 impl ConfigReconciler {
     /// A reconciler; `counts` reports what propagation knows per type.
@@ -89,6 +101,9 @@ impl ConfigReconciler {
             active_tx: watch::channel(Arc::new(Vec::new())).0,
             observed: None,
             listed: false,
+            status_at: None,
+            status_due: false,
+            summary_took: Duration::ZERO,
             crd_deleting: false,
             discovered: None,
             pending_from: None,
@@ -121,6 +136,7 @@ impl ConfigReconciler {
                     Some(ConfigEvent::Written(done)) => self.written(&done),
                 },
                 Ok(()) = ownership_changed.changed() => {}
+                _ = tokio::time::sleep(STATUS_MIN_INTERVAL / 4), if self.status_due => {}
                 _ = tick.tick() => {
                     ticks += 1;
                     if ticks.is_multiple_of(REDISCOVER_EVERY) {
@@ -190,19 +206,33 @@ impl ConfigReconciler {
         if !tree.is_synced() {
             return;
         }
+        // Only the leader writes the status, one write at a time.
+        if !self.ownership.is_leader() || self.pending_from.is_some() {
+            return;
+        }
+        let now_instant = tokio::time::Instant::now();
+        let interval = STATUS_MIN_INTERVAL.max(self.summary_took * 10);
+        if self.status_at.is_some_and(|at| now_instant - at < interval) {
+            self.status_due = true;
+            return;
+        }
+        self.status_at = Some(now_instant);
+        self.status_due = false;
         let mut conditions: Vec<Condition> = Vec::new();
         for c in &resolution.conditions {
             set_condition(&mut conditions, c.type_, c.reason, c.message.clone());
         }
-        if let Some((reason, message)) = namespace_condition_summary(&tree) {
+        let summary = namespace_condition_summary(&tree);
+        self.summary_took = now_instant.elapsed();
+        if let Some((reason, message)) = summary {
             set_condition(&mut conditions, types::NAMESPACE_CONDITION, reason, message);
         }
-        if !self.ownership.is_leader() || self.pending_from.is_some() {
-            return;
-        }
         let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let stored = self.observed.as_ref().map(|o| o.status.resources.as_slice()).unwrap_or_default();
         let status = HNCConfigurationStatus {
-            resources: status_resources(&resolution.active, |t| (self.counts)(t)),
+            resources: status_resources(&resolution.active, |t| {
+                (self.counts)(t).unwrap_or_else(|| stored_counts(stored, t))
+            }),
             conditions,
         };
         let target = ObjectRef::new(self.resource.clone(), None, hnc_api::keys::names::CONFIG);
@@ -245,6 +275,18 @@ impl ConfigReconciler {
             self.pending_from = None;
         }
     }
+}
+
+/// The counts `status.resources` already shows for `t` (zero when it shows none).
+fn stored_counts(stored: &[ResourceStatus], t: &ActiveType) -> TypeCounts {
+    stored
+        .iter()
+        .find(|r| r.group == t.spec_group && r.resource == t.spec_resource)
+        .map(|r| TypeCounts {
+            propagated: r.num_propagated_objects.unwrap_or(0),
+            sources: r.num_source_objects.unwrap_or(0),
+        })
+        .unwrap_or_default()
 }
 
 /// Conditions keep their time when unchanged; new ones get `now`.

@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hnc_api::SyncMode;
@@ -104,6 +105,8 @@ pub struct PropagationEngine {
     /// Namespaces whose list failed, to be listed again.
     relist_tx: mpsc::UnboundedSender<NsName>,
     relist_rx: Option<mpsc::UnboundedReceiver<NsName>>,
+    /// True once every watched type has listed and the first plan ran: the cache's counts are complete.
+    counted: Arc<AtomicBool>,
 }
 
 impl PropagationEngine {
@@ -137,12 +140,19 @@ impl PropagationEngine {
             unloaded: HashSet::new(),
             relist_tx,
             relist_rx: Some(relist_rx),
+            counted: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// Readers of the published cache (statistics, shard weights).
     pub fn cache_reader(&self) -> ForestCacheReader {
         self.cache.reader()
+    }
+
+    /// True once the cache's per-type counts are complete (every type listed, first plan done); until then
+    /// the HNCConfiguration status keeps the counts it already shows rather than publish partial ones.
+    pub fn counts_known(&self) -> Arc<AtomicBool> {
+        self.counted.clone()
     }
 
     /// Readers of the cluster-wide source index (admission's conflict checks).
@@ -399,6 +409,7 @@ impl PropagationEngine {
     /// Restarts every type's watch (a fresh list); planning waits until each has listed again. The new watch
     /// knows every object held now, so one deleted while no watch ran is reported as deleted by the list.
     fn restart_watches(&mut self) {
+        self.counted.store(false, Ordering::Relaxed);
         for (ty, w) in self.watches.iter_mut() {
             w.stop.cancel();
             w.task.abort();
@@ -522,6 +533,7 @@ impl PropagationEngine {
             }
         };
         metrics::histogram!("hnc_plan_duration_seconds").record(started.elapsed().as_secs_f64());
+        self.counted.store(true, Ordering::Relaxed);
         for event in &batch.events {
             self.events.planned(event, self.resource_of(&event.ty));
         }

@@ -472,7 +472,11 @@ async fn write_with_retries(inner: &Inner, request: &WriteRequest) -> (Outcome, 
             .record(elapsed.as_secs_f64());
         match result {
             exec::Attempt::Done(outcome, resource_version) => {
-                inner.rate.lock().observe(Signal::Ok(elapsed), Instant::now());
+                let mut rate = inner.rate.lock();
+                rate.observe(Signal::Ok(elapsed), Instant::now());
+                // Also after a recovery: the gauge follows the probing back up, not only the backoffs.
+                metrics::gauge!("hnc_write_rate_limit").set(rate.rate());
+                drop(rate);
                 return (outcome, resource_version);
             }
             exec::Attempt::Transient { code, message, retry_after } => {

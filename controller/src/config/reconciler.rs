@@ -24,10 +24,11 @@ use crate::ownership::Ownership;
 use crate::watch::Change;
 use crate::writer::{Completed, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
 
-/// How often status is refreshed (upstream: 10 s).
-pub const REFRESH_PERIOD: Duration = Duration::from_secs(10);
-/// How often discovery is re-read without a CRD event.
-const REDISCOVER_EVERY: u32 = 6;
+/// How often status is refreshed (upstream: 10 s). Counts change without an event reaching this reconciler,
+/// so this is how far the status may lag them; the summary is recomputed only when the tree changed.
+pub const REFRESH_PERIOD: Duration = Duration::from_secs(2);
+/// How often discovery is re-read without a CRD event (every minute).
+const REDISCOVER_EVERY: u32 = 30;
 
 /// The types propagation follows, with their modes; Role and RoleBinding always first.
 pub type ActiveTypes = Arc<Vec<ActiveType>>;
@@ -75,6 +76,8 @@ pub struct ConfigReconciler {
     status_at: Option<tokio::time::Instant>,
     /// A status computation was skipped by that limit and is owed.
     status_due: bool,
+    /// The tree the last summary was computed from, and the summary: reused while the tree is unchanged.
+    summary_of: Option<(Arc<hnc_shard::TreeSnapshot>, Option<(&'static str, String)>)>,
     /// How long the last summary took: the interval also grows to ten times that, so the summary never takes
     /// more than a tenth of a core however large the forest.
     summary_took: Duration,
@@ -104,6 +107,7 @@ impl ConfigReconciler {
             status_at: None,
             status_due: false,
             summary_took: Duration::ZERO,
+            summary_of: None,
             crd_deleting: false,
             discovered: None,
             pending_from: None,
@@ -222,8 +226,15 @@ impl ConfigReconciler {
         for c in &resolution.conditions {
             set_condition(&mut conditions, c.type_, c.reason, c.message.clone());
         }
-        let summary = namespace_condition_summary(&tree);
-        self.summary_took = now_instant.elapsed();
+        let summary = match &self.summary_of {
+            Some((of, summary)) if Arc::ptr_eq(of, &tree) => summary.clone(),
+            _ => {
+                let summary = namespace_condition_summary(&tree);
+                self.summary_took = now_instant.elapsed();
+                self.summary_of = Some((tree.clone(), summary.clone()));
+                summary
+            }
+        };
         if let Some((reason, message)) = summary {
             set_condition(&mut conditions, types::NAMESPACE_CONDITION, reason, message);
         }

@@ -290,7 +290,9 @@ impl HierarchyReconciler {
             // The state a conflict or a vanished object is judged from arrives through the watch; look again
             // shortly in case it arrived before this outcome.
             Outcome::Conflict | Outcome::Gone => Duration::from_millis(200),
-            Outcome::Fenced => return drop(self.pending.remove(&done.target)),
+            // Not owned at write time (a re-parent moved the namespace, or the shard lease lapsed briefly): look
+            // again shortly; the reconcile skips it unless this replica owns the tree by then.
+            Outcome::Fenced => Duration::from_secs(1),
             Outcome::Failed { .. } => Duration::from_secs(5),
         };
         let Some(pending) = self.pending.remove(&done.target) else { return };

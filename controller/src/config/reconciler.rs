@@ -77,11 +77,14 @@ pub struct ConfigReconciler {
     /// A status computation was skipped by that limit and is owed.
     status_due: bool,
     /// The tree the last summary was computed from, and the summary: reused while the tree is unchanged.
-    summary_of: Option<(Arc<hnc_shard::TreeSnapshot>, Option<(&'static str, String)>)>,
+    summary_of: Option<(Arc<hnc_shard::TreeSnapshot>, Summary)>,
     /// How long the last summary took: the interval also grows to ten times that, so the summary never takes
     /// more than a tenth of a core however large the forest.
     summary_took: Duration,
 }
+
+/// The `NamespaceCondition` cluster condition, when some namespaces have conditions: its reason and message.
+pub type Summary = Option<(&'static str, String)>;
 
 /// The shortest time between two computations of the HNCConfiguration status.
 const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -340,7 +343,7 @@ const SUMMARISED: [(&str, &[&str]); 2] = [
 /// the `NamespaceCondition` to report: `(reason = the namespace condition type, message)`. Only one survives
 /// (one condition per type); upstream picks it in random map order, here the last non-zero pair in
 /// [`SUMMARISED`] order wins, so a halt is shown in preference to a missing anchor.
-pub fn namespace_condition_summary(tree: &hnc_shard::TreeSnapshot) -> Option<(&'static str, String)> {
+pub fn namespace_condition_summary(tree: &hnc_shard::TreeSnapshot) -> Summary {
     let mut found: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for node in tree.nodes().filter(|n| tree.exists(n.name())) {
         for c in tree.conditions(node.name()) {

@@ -263,6 +263,8 @@ impl PropagationEngine {
                 }
                 None => {
                     tracing::info!(kind = %resource.kind, group = %resource.group, mode = mode.as_str(), "propagating type");
+                    // Its objects are not counted until its list has arrived and been planned.
+                    self.counted.store(false, Ordering::Relaxed);
                     let stop = CancellationToken::new();
                     let task = tokio::spawn(watch_type(
                         self.client.clone(),
@@ -533,7 +535,10 @@ impl PropagationEngine {
             }
         };
         metrics::histogram!("hnc_plan_duration_seconds").record(started.elapsed().as_secs_f64());
-        self.counted.store(true, Ordering::Relaxed);
+        // Before the HNCConfiguration is resolved there are no types at all, and a plan of nothing counts nothing.
+        if !self.watches.is_empty() {
+            self.counted.store(true, Ordering::Relaxed);
+        }
         for event in &batch.events {
             self.events.planned(event, self.resource_of(&event.ty));
         }

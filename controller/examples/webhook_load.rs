@@ -199,6 +199,19 @@ fn build(trees: usize) -> Context {
     }
 }
 
+/// An UPDATE of the HierarchyConfiguration of `ns`.
+fn hierarchy_update(ns: &str, object: Value, old: Value) -> Value {
+    review(
+        ("hnc.x-k8s.io", "v1alpha2", "HierarchyConfiguration"),
+        "hierarchyconfigurations",
+        "UPDATE",
+        Some(ns),
+        "hierarchy",
+        object,
+        old,
+    )
+}
+
 fn review(
     kind: (&str, &str, &str),
     resource: &str,
@@ -264,15 +277,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
             (
                 "hierarchy (unchanged parent)",
                 registration::VALIDATE_HIERARCHY,
-                review(
-                    ("hnc.x-k8s.io", "v1alpha2", "HierarchyConfiguration"),
-                    "hierarchyconfigurations",
-                    "UPDATE",
-                    Some(&grandchildren[g]),
-                    "hierarchy",
-                    new,
-                    old,
-                ),
+                hierarchy_update(&grandchildren[g], new, old),
             )
         }
         55..60 => {
@@ -281,15 +286,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
             (
                 "hierarchy (re-parent)",
                 registration::VALIDATE_HIERARCHY,
-                review(
-                    ("hnc.x-k8s.io", "v1alpha2", "HierarchyConfiguration"),
-                    "hierarchyconfigurations",
-                    "UPDATE",
-                    Some(&grandchildren[g]),
-                    "hierarchy",
-                    new,
-                    old,
-                ),
+                hierarchy_update(&grandchildren[g], new, old),
             )
         }
         60..90 => {

@@ -105,7 +105,10 @@ impl Leading {
         }
     }
 
-    /// True once the leader has read the assignment and has a membership view newer than its election.
+    /// True once the leader may decide: it has read the assignment and has a membership view at least as new
+    /// as its leadership. A replica elected right after it started (a cold start of the whole Deployment) also
+    /// gives the others two retry periods to register, rather than assigning every shard to itself and moving
+    /// most of them a moment later; a replica that has been running knows its peers already and acts at once.
     fn settled(&self, shared: &Shared) -> bool {
         self.published.is_some()
             && shared.last_list.lock().is_some_and(|at| at >= self.since)
@@ -125,14 +128,7 @@ impl Leading {
                 }
             }
         }
-        // Decide on a membership view at least as new as our leadership.
-        if shared.last_list.lock().is_none_or(|at| at < self.since) {
-            return;
-        }
-        // A replica elected right after it started (a cold start of the whole Deployment) gives the others
-        // two retry periods to register, rather than assigning every shard to itself and moving most of them
-        // a moment later. A replica that has been running knows its peers already and acts at once.
-        if Instant::now() < shared.started + shared.config.retry_period * 2 {
+        if !self.settled(shared) {
             return;
         }
         let now = Instant::now();

@@ -23,19 +23,14 @@ pub struct PropType {
     pub resource: ApiResource,
 }
 
+/// The API resource `plural` of `group/version`, kind `kind`.
+pub fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&kube::core::GroupVersionKind::gvk(group, version, kind), plural)
+}
+
 impl PropType {
     fn new(tag: &'static str, group: &str, version: &str, kind: &str, plural: &str) -> PropType {
-        let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-        PropType {
-            tag,
-            resource: ApiResource {
-                group: group.into(),
-                version: version.into(),
-                api_version,
-                kind: kind.into(),
-                plural: plural.into(),
-            },
-        }
+        PropType { tag, resource: api_resource(group, version, kind, plural) }
     }
 
     /// The source object `name` in `namespace` at generation `generation`.

@@ -17,6 +17,23 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 
 /// At most `max` points: every slow one (the top 2 %, what the eye looks for) and an even sample of the rest,
 /// so a plot of a long run stays a small file.
+/// A white 960×540 SVG canvas at `path`.
+fn canvas(path: &Path) -> anyhow::Result<DrawingArea<SVGBackend<'_>, plotters::coord::Shift>> {
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    Ok(root)
+}
+
+/// A chart on `root` with every plot's title, margin and axis label areas.
+fn chart_builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder.caption(title, ("sans-serif", 20)).margin(12).x_label_area_size(40).y_label_area_size(60);
+    builder
+}
+
 fn thin(samples: &[Completed], max: usize) -> Vec<Completed> {
     if samples.len() <= max {
         return samples.to_vec();
@@ -45,15 +62,8 @@ pub fn latency_over_time(
     }
     let xmax = samples.iter().map(|c| c.at_s).fold(0.0, f64::max).max(1.0) * 1.02;
     let ymax = samples.iter().map(|c| c.latency_s).fold(slo.unwrap_or(0.0), f64::max).max(0.01) * 1.1;
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-        .map_err(err)?;
+    let root = canvas(path)?;
+    let mut chart = chart_builder(&root, title).build_cartesian_2d(0.0..xmax, 0.0..ymax).map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("time since the phase started (s)")
@@ -119,13 +129,8 @@ pub fn cold_progress(path: &Path, title: &str, progress: &[(f64, f64, f64)]) -> 
         .collect();
     let xmax = progress.last().map_or(1.0, |p| p.0).max(0.1);
     let wmax = progress.iter().map(|p| p.2).fold(1.0, f64::max);
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
+    let root = canvas(path)?;
+    let mut chart = chart_builder(&root, title)
         .right_y_label_area_size(70)
         .build_cartesian_2d(0.0..xmax, 0.0..1.0)
         .map_err(err)?
@@ -174,15 +179,8 @@ pub fn capacity_curve(path: &Path, title: &str, runs: &[PhaseResult], slo: f64) 
     // Stages that failed outright (unfinished changes) are drawn at the top of the chart.
     let finite_max = points.iter().map(|p| p.1).filter(|y| y.is_finite()).fold(slo, f64::max);
     let ymax = (finite_max * 1.2).min(slo * 20.0).max(slo * 1.5);
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..xmax, 0.0..ymax)
-        .map_err(err)?;
+    let root = canvas(path)?;
+    let mut chart = chart_builder(&root, title).build_cartesian_2d(0.0..xmax, 0.0..ymax).map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("churn rate (changes/s)")

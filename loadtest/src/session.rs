@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{Common, HierarchyMode};
 use crate::model::{Delta, Model, Source, source_name};
-use crate::objects::{PropType, fingerprint_json, hnc_configuration, policy_crd, prop_types};
+use crate::objects::{PropType, api_resource, fingerprint_json, hnc_configuration, policy_crd, prop_types};
 use crate::procstat::{self, Usage};
 use crate::prom;
 use crate::replicas::{Launch, Replica};
@@ -40,25 +40,14 @@ use crate::tracker::{Completed, Tracker};
 /// Namespaces the API server has of its own, which the controllers are told to leave alone.
 const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version,
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 fn namespaces() -> ApiResource {
-    resource("", "v1", "Namespace", "namespaces")
+    api_resource("", "v1", "Namespace", "namespaces")
 }
 fn hierarchies() -> ApiResource {
-    resource(hnc_api::GROUP, "v1alpha2", "HierarchyConfiguration", "hierarchyconfigurations")
+    api_resource(hnc_api::GROUP, "v1alpha2", "HierarchyConfiguration", "hierarchyconfigurations")
 }
 fn anchors() -> ApiResource {
-    resource(hnc_api::GROUP, "v1alpha2", "SubnamespaceAnchor", "subnamespaceanchors")
+    api_resource(hnc_api::GROUP, "v1alpha2", "SubnamespaceAnchor", "subnamespaceanchors")
 }
 
 /// The kinds of change churn makes.
@@ -1258,7 +1247,7 @@ async fn perform(client: &kube::Client, write: Write) -> anyhow::Result<()> {
 fn load_items(topology: &Topology, types: &[PropType], opts: &Common, anchors_mode: bool) -> Vec<LoadItem> {
     let mut items: Vec<LoadItem> = Vec::new();
     let crds =
-        resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions");
+        api_resource("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions");
     if opts.custom_resources {
         items.push((crds, String::new(), policy_crd()));
     }
@@ -1269,7 +1258,7 @@ fn load_items(topology: &Topology, types: &[PropType], opts: &Common, anchors_mo
     ));
     if types.len() > 2 {
         items.push((
-            resource(hnc_api::GROUP, "v1alpha2", "HNCConfiguration", "hncconfigurations"),
+            api_resource(hnc_api::GROUP, "v1alpha2", "HNCConfiguration", "hncconfigurations"),
             String::new(),
             hnc_configuration(types),
         ));

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::model::{self, Key};
-use crate::objects::{PropType, fingerprint};
+use crate::objects::{PropType, api_resource, fingerprint};
 use crate::topology::NS_PREFIX;
 use crate::tracker::Tracker;
 
@@ -108,17 +108,6 @@ impl Reducer {
     }
 }
 
-fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
-    let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version,
-        kind: kind.into(),
-        plural: plural.into(),
-    }
-}
-
 /// Starts every watch; each bumps `tracker.synced_watches` once its first list is in. Returns the tasks and how
 /// many watches there are.
 pub fn start(
@@ -128,13 +117,13 @@ pub fn start(
 ) -> (Vec<JoinHandle<()>>, usize) {
     let mut watches: Vec<(ApiResource, Reducer)> =
         types.iter().map(|t| (t.resource.clone(), Reducer::Object(t.tag))).collect();
-    watches.push((resource("", "v1", "Namespace", "namespaces"), Reducer::Namespace));
+    watches.push((api_resource("", "v1", "Namespace", "namespaces"), Reducer::Namespace));
     watches.push((
-        resource(hnc_api::GROUP, "v1alpha2", "HierarchyConfiguration", "hierarchyconfigurations"),
+        api_resource(hnc_api::GROUP, "v1alpha2", "HierarchyConfiguration", "hierarchyconfigurations"),
         Reducer::Hierarchy,
     ));
     watches.push((
-        resource(hnc_api::GROUP, "v1alpha2", "SubnamespaceAnchor", "subnamespaceanchors"),
+        api_resource(hnc_api::GROUP, "v1alpha2", "SubnamespaceAnchor", "subnamespaceanchors"),
         Reducer::Anchor,
     ));
     let n = watches.len();

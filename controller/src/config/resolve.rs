@@ -24,6 +24,20 @@ pub struct DiscoveredResource {
     pub namespaced: bool,
 }
 
+impl DiscoveredResource {
+    /// A resource whose singular name is its lowercased kind.
+    pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        DiscoveredResource {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: kind.to_ascii_lowercase(),
+            namespaced,
+        }
+    }
+}
+
 /// The resources an API server serves, at their groups' preferred versions.
 #[derive(Debug, Clone, Default)]
 pub struct Discovered {
@@ -198,14 +212,7 @@ mod tests {
     use super::*;
 
     fn res(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> DiscoveredResource {
-        DiscoveredResource {
-            group: group.into(),
-            version: version.into(),
-            kind: kind.into(),
-            plural: plural.into(),
-            singular: kind.to_ascii_lowercase(),
-            namespaced,
-        }
+        DiscoveredResource::new(group, version, kind, plural, namespaced)
     }
 
     fn cluster() -> Discovered {

@@ -229,17 +229,10 @@ impl PropagationEngine {
         let mut wanted: HashMap<TypeKey, (Arc<ApiResource>, SyncMode)> = HashMap::new();
         for t in types.iter().filter(|t| t.mode != SyncMode::Ignore) {
             let r = &t.resource;
-            let resource = ApiResource {
-                group: r.group.clone(),
-                version: r.version.clone(),
-                api_version: if r.group.is_empty() {
-                    r.version.clone()
-                } else {
-                    format!("{}/{}", r.group, r.version)
-                },
-                kind: r.kind.clone(),
-                plural: r.plural.clone(),
-            };
+            let resource = ApiResource::from_gvk_with_plural(
+                &kube::core::GroupVersionKind::gvk(&r.group, &r.version, &r.kind),
+                &r.plural,
+            );
             wanted.insert(TypeKey::new(&r.group, &r.kind), (Arc::new(resource), t.mode));
         }
         let gone: Vec<TypeKey> =

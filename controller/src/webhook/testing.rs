@@ -97,14 +97,7 @@ impl DiscoverySource for StaticDiscovery {
 }
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> DiscoveredResource {
-    DiscoveredResource {
-        group: group.into(),
-        version: version.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-        singular: kind.to_ascii_lowercase(),
-        namespaced,
-    }
+    DiscoveredResource::new(group, version, kind, plural, namespaced)
 }
 
 /// A cluster's worth of test state. Build, then call [`Forest::context`].

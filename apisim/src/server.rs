@@ -513,21 +513,33 @@ fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Re
         Err(e) => return error_response(&ApiError::bad_request(e)),
     };
     let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
-    let continue_after = match query.get("continue").filter(|c| !c.is_empty()) {
+    let continued = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => match decode_continue(token) {
-            Some(after) => Some(after),
+            Some(token) => Some(token),
             None => return error_response(&ApiError::bad_request("invalid continue token")),
         },
         None => None,
     };
     let store = shared.store.lock();
-    let (items, last) =
-        store.list(t, target.namespace.as_deref(), &labels, &fields, continue_after.as_ref(), limit);
-    let rv = store.resource_version();
+    // Every page of a paged list is served as of the first page's resourceVersion, which the token carries.
+    let rv = continued.as_ref().map_or_else(|| store.resource_version(), |(rv, _)| *rv);
+    let listed = store.list(
+        t,
+        target.namespace.as_deref(),
+        &labels,
+        &fields,
+        Some(rv),
+        continued.as_ref().map(|(_, after)| after),
+        limit,
+    );
     drop(store);
+    let (items, last) = match listed {
+        Ok(page) => page,
+        Err(e) => return error_response(&e),
+    };
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if let Some(last) = last {
-        metadata["continue"] = json!(encode_continue(&last));
+        metadata["continue"] = json!(encode_continue(rv, &last));
     }
     let api_version = api_version(&t.group, &target.version);
     let items: Vec<Value> = items
@@ -544,15 +556,16 @@ fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Re
     )
 }
 
-fn encode_continue(last: &(String, String)) -> String {
+/// A continue token: the list's resourceVersion and the last key returned.
+fn encode_continue(rv: u64, last: &(String, String)) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(serde_json::to_vec(&json!([last.0, last.1])).expect("json"))
+        .encode(serde_json::to_vec(&json!([rv, last.0, last.1])).expect("json"))
 }
 
-fn decode_continue(token: &str) -> Option<(String, String)> {
+fn decode_continue(token: &str) -> Option<(u64, (String, String))> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
-    let v: (String, String) = serde_json::from_slice(&bytes).ok()?;
-    Some(v)
+    let (rv, ns, name): (u64, String, String) = serde_json::from_slice(&bytes).ok()?;
+    Some((rv, (ns, name)))
 }
 
 /// A change replayed at the start of a watch: event type, object, resourceVersion (0 for synthetic ADDED).
@@ -586,10 +599,9 @@ fn watch(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>)
             Some(rv) => store
                 .changes_since(&key, namespace.as_deref(), rv)
                 .map(|cs| cs.iter().map(|c| (c.kind, c.object.clone(), c.rv)).collect()),
-            None => {
-                let (items, _) = store.list(&t, namespace.as_deref(), &labels, &fields, None, None);
-                Ok(items.into_iter().map(|o| ("ADDED", o, 0)).collect())
-            }
+            None => store
+                .list(&t, namespace.as_deref(), &labels, &fields, None, None, None)
+                .map(|(items, _)| items.into_iter().map(|o| ("ADDED", o, 0)).collect()),
         };
         (backlog, store.subscribe(), store.resource_version())
     };

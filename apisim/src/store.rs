@@ -22,6 +22,22 @@ pub type TypeKey = (String, String);
 /// A stored object with its `(namespace, name)` key.
 type Entry<'a> = (&'a (String, String), &'a Arc<Value>);
 
+/// One page of a list: its objects, and the last key when more follow.
+pub type Page = (Vec<Arc<Value>>, Option<(String, String)>);
+
+/// Merges two iterators sorted by key (no key in both) into one sorted iterator.
+fn merge_by_key<'a>(
+    a: impl Iterator<Item = Entry<'a>>,
+    b: impl Iterator<Item = Entry<'a>>,
+) -> impl Iterator<Item = Entry<'a>> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y.0 < x.0 => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
+}
+
 /// One change, as watches deliver it.
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -35,6 +51,9 @@ pub struct Change {
     pub kind: &'static str,
     /// The object after the change (before, for deletions).
     pub object: Arc<Value>,
+    /// The object as stored before the change (None for `ADDED`): what a list as of an earlier
+    /// resourceVersion shows.
+    pub previous: Option<Arc<Value>>,
 }
 
 /// The outcome of a delete.
@@ -149,7 +168,12 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(&t.group, &t.plural, name))
     }
 
-    /// Lists objects, sorted by namespace then name, starting after `continue_after`, at most `limit`.
+    /// Lists objects as of resourceVersion `at` (now, when `None`), sorted by namespace then name, starting after
+    /// `continue_after`, at most `limit`. Like the API server, every page of a paged list shows the state at the
+    /// first page's resourceVersion, so a client that lists page by page and then watches from that version
+    /// sees every change exactly once; the pages are rebuilt from the change history, and a list whose version
+    /// has left the history gets 410 Expired (the API server's answer to a continue token older than etcd's
+    /// compaction).
     #[allow(clippy::too_many_arguments)]
     pub fn list(
         &self,
@@ -157,15 +181,39 @@ impl Store {
         namespace: Option<&str>,
         labels: &LabelSelector,
         fields: &FieldSelector,
+        at: Option<u64>,
         continue_after: Option<&(String, String)>,
         limit: Option<usize>,
-    ) -> (Vec<Arc<Value>>, Option<(String, String)>) {
-        let Some(map) = self.objects.get(&t.key()) else { return (Vec::new(), None) };
-        let range: Box<dyn Iterator<Item = Entry<'_>> + '_> = match (namespace, continue_after) {
-            (_, Some(after)) => Box::new(map.range(after.clone()..).filter(move |(k, _)| *k != after)),
-            (Some(ns), None) => Box::new(map.range((ns.to_owned(), String::new())..)),
-            (None, None) => Box::new(map.iter()),
+    ) -> Result<Page, ApiError> {
+        let empty = BTreeMap::new();
+        let map = self.objects.get(&t.key()).unwrap_or(&empty);
+        // Objects changed since `at`, with their state at `at` (None: they did not exist yet).
+        let mut then: BTreeMap<(String, String), Option<Arc<Value>>> = BTreeMap::new();
+        if let Some(at) = at.filter(|&at| at < self.rv) {
+            if at + 1 < self.compacted_below {
+                return Err(ApiError::expired(format!(
+                    "The provided continue parameter is too old to display a consistent list result (resourceVersion {at})"
+                )));
+            }
+            let key = t.key();
+            // Newest first: the last state written for an object is its state before the earliest change.
+            for c in self.history.iter().rev().take_while(|c| c.rv > at) {
+                if c.key != key || namespace.is_some_and(|ns| ns != c.namespace) {
+                    continue;
+                }
+                let name = c.object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+                then.insert((c.namespace.clone(), name), c.previous.clone());
+            }
+        }
+        let start = match (namespace, continue_after) {
+            (_, Some(after)) => std::ops::Bound::Excluded(after.clone()),
+            (Some(ns), None) => std::ops::Bound::Included((ns.to_owned(), String::new())),
+            (None, None) => std::ops::Bound::Unbounded,
         };
+        let bounds = (start, std::ops::Bound::Unbounded);
+        let now = map.range::<(String, String), _>(bounds.clone()).filter(|(k, _)| !then.contains_key(*k));
+        let earlier = then.range::<(String, String), _>(bounds).filter_map(|(k, v)| Some((k, v.as_ref()?)));
+        let range = merge_by_key(now, earlier);
         let mut items = Vec::new();
         let mut last = None;
         for ((ns, name), obj) in range {
@@ -181,12 +229,12 @@ impl Store {
                 continue;
             }
             if limit.is_some_and(|l| items.len() >= l) {
-                return (items, last);
+                return Ok((items, last));
             }
             last = Some((ns.clone(), name.clone()));
             items.push(obj.clone());
         }
-        (items, None)
+        Ok((items, None))
     }
 
     /// Creates an object (`namespace` "" for cluster-scoped types).
@@ -609,8 +657,9 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
         let stored = Arc::new(obj);
-        self.objects.entry(t.key()).or_default().insert((namespace.to_owned(), name), stored.clone());
-        self.record(t, namespace, kind, stored.clone());
+        let previous =
+            self.objects.entry(t.key()).or_default().insert((namespace.to_owned(), name), stored.clone());
+        self.record(t, namespace, kind, stored.clone(), previous);
         (*stored).clone()
     }
 
@@ -619,13 +668,26 @@ impl Store {
         self.rv += 1;
         let mut last = (*obj).clone();
         last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.record(t, namespace, "DELETED", Arc::new(last.clone()));
+        self.record(t, namespace, "DELETED", Arc::new(last.clone()), Some(obj));
         Some(last)
     }
 
-    fn record(&mut self, t: &ResourceType, namespace: &str, kind: &'static str, object: Arc<Value>) {
-        let change =
-            Arc::new(Change { rv: self.rv, key: t.key(), namespace: namespace.to_owned(), kind, object });
+    fn record(
+        &mut self,
+        t: &ResourceType,
+        namespace: &str,
+        kind: &'static str,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let change = Arc::new(Change {
+            rv: self.rv,
+            key: t.key(),
+            namespace: namespace.to_owned(),
+            kind,
+            object,
+            previous,
+        });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_window {
             if let Some(dropped) = self.history.pop_front() {

@@ -5,7 +5,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use hnc_apisim::{ApiSim, Config};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectList, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -95,6 +97,75 @@ async fn watcher_recovers_from_410_by_relisting() {
     assert_eq!(relisted.len(), 11, "{relisted:?}");
     // Only a 410 makes the watcher relist: a second LIST proves the resumed watch was refused as expired.
     assert!(sim.request_count("LIST", "configmaps") >= 2, "recovered by relisting");
+}
+
+/// Every page of a paged list shows the first page's state, and a watch from the list's resourceVersion
+/// delivers exactly the changes made while paging: a client that lists and then watches never misses one.
+#[tokio::test]
+async fn paged_lists_are_consistent_and_watches_resume_from_them() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    for name in ["a", "b", "c", "d", "e"] {
+        api.create(&PostParams::default(), &cm(name)).await.unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    let names = |l: &ObjectList<ConfigMap>| l.items.iter().map(|o| o.name_any()).collect::<Vec<_>>();
+    assert_eq!(names(&first), ["a", "b"]);
+    let rv = first.metadata.resource_version.clone().unwrap();
+    let token = first.metadata.continue_.clone().unwrap();
+
+    // While the client pages: an object already returned changes, one not yet returned is deleted, and one
+    // is created that would sort into a later page.
+    let mut changed = api.get("a").await.unwrap();
+    changed.data = Some([("k".to_owned(), "new".to_owned())].into());
+    api.replace("a", &PostParams::default(), &changed).await.unwrap();
+    api.delete("d", &DeleteParams::default()).await.unwrap();
+    api.create(&PostParams::default(), &cm("cc")).await.unwrap();
+
+    let mut rest = Vec::new();
+    let mut token = Some(token);
+    while let Some(t) = token {
+        let page = api.list(&ListParams::default().limit(2).continue_token(&t)).await.unwrap();
+        assert_eq!(
+            page.metadata.resource_version.as_deref(),
+            Some(rv.as_str()),
+            "every page is as of the first"
+        );
+        rest.extend(names(&page));
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+    }
+    assert_eq!(rest, ["c", "d", "e"], "the state when the list began: d still there, cc not yet");
+
+    // Watching from the list's version replays exactly the three changes.
+    let mut events = api.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let event =
+            tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap().unwrap();
+        seen.push(match event {
+            WatchEvent::Added(o) => format!("added {}", o.name_any()),
+            WatchEvent::Modified(o) => format!("modified {}", o.name_any()),
+            WatchEvent::Deleted(o) => format!("deleted {}", o.name_any()),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(seen, ["modified a", "deleted d", "added cc"]);
+}
+
+/// A continue token older than the change history gets 410 Expired, as after an etcd compaction.
+#[tokio::test]
+async fn continue_tokens_expire_with_the_history() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    for name in ["a", "b", "c"] {
+        api.create(&PostParams::default(), &cm(name)).await.unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(1)).await.unwrap();
+    let token = first.metadata.continue_.unwrap();
+    api.delete("c", &DeleteParams::default()).await.unwrap();
+    sim.compact();
+    let err = api.list(&ListParams::default().limit(1).continue_token(&token)).await.unwrap_err();
+    assert_eq!(code(err), 410);
 }
 
 #[tokio::test]

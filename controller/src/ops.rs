@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -45,8 +45,8 @@ impl Readiness {
     }
 }
 
-/// Produces the JSON of a `/debug/...` page.
-pub type DebugPage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// Produces the JSON of a `/debug/...` page from the request's query parameters.
+pub type DebugPage = Arc<dyn Fn(&BTreeMap<String, String>) -> serde_json::Value + Send + Sync>;
 
 /// Diagnostic pages registered once the parts that know them are running (404 until then).
 #[derive(Clone, Default)]
@@ -160,9 +160,13 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     }
 }
 
-async fn debug_page(State(state): State<OpsState>, Path(page): Path<String>) -> impl IntoResponse {
+async fn debug_page(
+    State(state): State<OpsState>,
+    Path(page): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> impl IntoResponse {
     match state.debug.get(&page) {
-        Some(render) => (StatusCode::OK, axum::Json(render())).into_response(),
+        Some(render) => (StatusCode::OK, axum::Json(render(&query))).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no debug page {page:?}")).into_response(),
     }
 }

@@ -58,7 +58,7 @@ type CoordinatorTask = tokio::task::JoinHandle<Result<(), hnc_leader::Coordinato
 
 impl Replica {
     /// Starts the replica's tasks. `ready` gets a `hierarchy` gate, opened once the hierarchy is synced;
-    /// `debug` gets `/debug/shards`.
+    /// `debug` gets `/debug/shards` and `/debug/namespace?name=NS`.
     pub fn start(
         flags: &Flags,
         client: Client,
@@ -80,7 +80,9 @@ impl Replica {
             let page = coordinator.clone();
             debug.register(
                 "shards",
-                Arc::new(move || serde_json::to_value(page.snapshot()).unwrap_or_default()),
+                Arc::new(move |_: &BTreeMap<String, String>| {
+                    serde_json::to_value(page.snapshot()).unwrap_or_default()
+                }),
             );
             let (mut held, mut leading) = (coordinator.held_shards(), coordinator.leadership());
             tasks.spawn(async move {
@@ -197,6 +199,10 @@ impl Replica {
             ownership.clone(),
         );
         let cache = engine.cache_reader();
+        debug.register(
+            "namespace",
+            namespace_page(tree.clone(), cache.clone(), ring.clone(), ownership.clone()),
+        );
         if let Some((coordinator, _)) = &coordinator {
             tasks.spawn(publish_shard_objects(coordinator.clone(), tree.clone(), cache.clone(), ring));
         }
@@ -271,6 +277,64 @@ impl Replica {
             let _ = task.await;
         }
     }
+}
+
+/// `/debug/namespace?name=NS`: what this replica believes about one namespace — its parent, its tree's root
+/// and shard, whether this replica may write for it now, and which objects of it the propagation cache holds.
+/// Comparing the page across replicas shows at once whether they agree on who owns a namespace.
+fn namespace_page(
+    tree: TreeReader,
+    cache: ForestCacheReader,
+    ring: ShardRing,
+    ownership: Ownership,
+) -> crate::ops::DebugPage {
+    Arc::new(move |query: &BTreeMap<String, String>| {
+        let Some(name) = query.get("name") else {
+            return serde_json::json!({"error": "give the namespace as ?name=NS"});
+        };
+        let tree = tree.load();
+        let root = tree.root(name);
+        let cache = cache.load();
+        let cached: BTreeMap<String, serde_json::Value> = cache
+            .types()
+            .filter_map(|ty| {
+                let objects = cache.forest(ty)?.namespace(name)?;
+                let hash = |h: &hnc_shard::propagation::ContentHash| format!("{:016x}", h.0[0]);
+                let sources: BTreeMap<&str, String> = objects
+                    .sources()
+                    .iter()
+                    .map(|s| (&*s.name, format!("rv {} hash {}", s.resource_version, hash(&s.content_hash))))
+                    .collect();
+                let copies: BTreeMap<&str, String> = objects
+                    .copies()
+                    .iter()
+                    .map(|c| {
+                        let from = &*c.inherited_from;
+                        (
+                            &*c.name,
+                            format!("from {from} rv {} hash {}", c.resource_version, hash(&c.content_hash)),
+                        )
+                    })
+                    .collect();
+                let ty = if ty.group.is_empty() {
+                    ty.kind.to_string()
+                } else {
+                    format!("{}.{}", ty.kind, ty.group)
+                };
+                Some((ty, serde_json::json!({"sources": sources, "copies": copies})))
+            })
+            .collect();
+        serde_json::json!({
+            "name": name,
+            "exists": tree.exists(name),
+            "parent": tree.parent(name).map(|p| p.to_string()),
+            "root": &*root,
+            "shard": ring.shard_of(&root),
+            "owned": ownership.owns(&*tree, name),
+            "treeGeneration": tree.generation(),
+            "cached": cached,
+        })
+    })
 }
 
 /// Starts the shard coordinator; the leader weighs shards by the namespaces the tree index puts in them.

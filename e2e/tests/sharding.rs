@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
+use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_hnc-e2e-controller");
 const SHARDS: u32 = 16;
@@ -360,5 +361,25 @@ async fn a_subtree_moved_to_another_replicas_tree_is_maintained_by_it() -> anyho
         .filter(|w| w.namespace == grandchild && w.resource == "roles" && w.name == "destination")
         .count();
     assert_eq!(late_m1, 0, "m1 wrote into a tree it no longer owns");
+    // Both replicas agree where the moved namespace now lives, and only m2 owns and caches it.
+    let mut views = Vec::new();
+    for index in 0..2 {
+        let (status, body) =
+            env.replica(index).get_health(&format!("/debug/namespace?name={grandchild}")).await?;
+        assert_eq!(status, 200, "{body}");
+        views.push(serde_json::from_str::<serde_json::Value>(&body)?);
+    }
+    for view in &views {
+        assert_eq!(view["parent"], json!(moved), "{view}");
+        assert_eq!(view["root"], json!(to[0]), "{view}");
+    }
+    assert_eq!(views[0]["owned"], json!(false), "m1 no longer owns it: {}", views[0]);
+    assert_eq!(views[1]["owned"], json!(true), "m2 owns it: {}", views[1]);
+    assert!(views[0]["cached"].as_object().is_some_and(|c| c.is_empty()), "m1 evicted it: {}", views[0]);
+    let roles = &views[1]["cached"]["Role.rbac.authorization.k8s.io"];
+    assert!(
+        roles["copies"]["destination"].as_str().is_some_and(|c| c.starts_with(&format!("from {}", to[0]))),
+        "{roles}"
+    );
     Ok(())
 }

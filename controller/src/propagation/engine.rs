@@ -94,7 +94,11 @@ pub struct PropagationEngine {
     tree: TreeReader,
     writer: Writer,
     ownership: Ownership,
-    in_flight: HashMap<ObjectRef, PlannedWrite>,
+    /// Writes submitted and not yet finished, by object: the newest plan's write and its tag. An older write of
+    /// the same object may still be running (the writer parks the newer one behind it); its outcome carries an
+    /// older tag and is ignored, the newer write reports for itself.
+    in_flight: HashMap<ObjectRef, (u64, PlannedWrite)>,
+    next_tag: u64,
     events: EventRecorder,
     object_tx: mpsc::Sender<ObjectEvent>,
     object_rx: Option<mpsc::Receiver<ObjectEvent>>,
@@ -133,6 +137,7 @@ impl PropagationEngine {
             writer,
             ownership,
             in_flight: HashMap::new(),
+            next_tag: 0,
             object_tx,
             object_rx: Some(object_rx),
             retry_tx,
@@ -467,7 +472,11 @@ impl PropagationEngine {
     }
 
     fn completed(&mut self, done: Completed) {
-        let Some(write) = self.in_flight.remove(&done.target) else { return };
+        if self.in_flight.get(&done.target).is_none_or(|(tag, _)| *tag != done.tag) {
+            // A newer write of this object was planned since; its own outcome decides what happens next.
+            return;
+        }
+        let Some((_, write)) = self.in_flight.remove(&done.target) else { return };
         let redo = |delay: Duration, tx: mpsc::UnboundedSender<Dirty>, write: &PlannedWrite| {
             let dirty = Dirty::Name {
                 ty: write.ty.clone(),
@@ -483,7 +492,7 @@ impl PropagationEngine {
             Outcome::Written => {
                 self.cache.record_written(&write, done.resource_version.as_deref().unwrap_or_default());
             }
-            // A newer plan for the object replaced this one and is in flight itself.
+            // Only a newer plan supersedes a write, and the newer one holds the slot (see above).
             Outcome::Superseded => {}
             // The writer found the tree unowned at write time: a re-parent moved the namespace into a tree
             // another replica (or nobody, yet) owns, or the shard lease lapsed for a moment. Plan it again
@@ -546,13 +555,15 @@ impl PropagationEngine {
                 continue;
             }
             let target = ObjectRef::new(resource, Some(&write.namespace), &write.name);
-            if self.in_flight.get(&target).is_some_and(|w| same_write(w, &write)) {
+            if self.in_flight.get(&target).is_some_and(|(_, w)| same_write(w, &write)) {
                 continue;
             }
             let op = to_writer_op(&write);
             let mut request = WriteRequest::new(target.clone(), op, &write.namespace);
             request.latency = Some(latency.clone());
-            self.in_flight.insert(target, write);
+            self.next_tag += 1;
+            request.tag = self.next_tag;
+            self.in_flight.insert(target, (self.next_tag, write));
             requests.push(request);
         }
         drop(latency);

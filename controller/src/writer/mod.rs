@@ -203,12 +203,15 @@ pub struct WriteRequest {
     pub scope: Arc<str>,
     /// Latency group of the source change this write serves, if any.
     pub latency: Option<Arc<LatencyGroup>>,
+    /// The submitter's own number for this write, returned in its [`Completed`]: several writes of one object
+    /// can be outstanding (one in flight, a newer one parked), and their outcomes must not be confused.
+    pub tag: u64,
 }
 
 impl WriteRequest {
     /// A write of `target` serving the tree of `scope`.
     pub fn new(target: ObjectRef, op: WriteOp, scope: &str) -> Self {
-        WriteRequest { target, op, scope: scope.into(), latency: None }
+        WriteRequest { target, op, scope: scope.into(), latency: None, tag: 0 }
     }
 }
 
@@ -258,6 +261,8 @@ pub struct Completed {
     pub outcome: Outcome,
     /// The object's resourceVersion after a successful create, update or patch.
     pub resource_version: Option<String>,
+    /// The request's [`WriteRequest::tag`].
+    pub tag: u64,
 }
 
 /// Writer tuning.
@@ -450,7 +455,13 @@ fn report(inner: &Inner, request: &WriteRequest, outcome: Outcome, resource_vers
             code = code.unwrap_or(0), %message, "write failed");
     }
     if let Some(tx) = &inner.outcomes {
-        let _ = tx.send(Completed { target: request.target.clone(), verb, outcome, resource_version });
+        let _ = tx.send(Completed {
+            target: request.target.clone(),
+            verb,
+            outcome,
+            resource_version,
+            tag: request.tag,
+        });
     }
 }
 

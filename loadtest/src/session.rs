@@ -300,6 +300,46 @@ impl Session {
         Ok(())
     }
 
+    /// For keys still awaited after a drain: how each running replica sees the namespace (its
+    /// `/debug/namespace` page: root, shard, ownership, cached objects) and, on apisim, the last writes of the
+    /// object, so a lost change can be traced to the replica that should have made it.
+    async fn diagnose(&self, keys: &[crate::model::Key]) -> Vec<String> {
+        let mut notes = Vec::new();
+        let writes = self.target.sim().map(|sim| sim.writes_from(0)).unwrap_or_default();
+        for key in keys {
+            let ns = diagnosed_namespace(key);
+            // A copy's source namespace follows the harness's naming of sources (`<prefix><i>.<namespace>`).
+            let source_ns =
+                key.strip_prefix("o:").and_then(|k| k.rsplit('/').next()?.split_once('.')).map(|(_, s)| s);
+            for (ns, r) in
+                std::iter::once(ns).chain(source_ns).flat_map(|ns| self.replicas.iter().map(move |r| (ns, r)))
+            {
+                let Some(health) = r.health else { continue };
+                let url = format!("http://{health}/debug/namespace?name={ns}");
+                let page = match self.http.get(&url).send().await {
+                    Ok(response) => response.text().await.unwrap_or_else(|e| e.to_string()),
+                    Err(e) => e.to_string(),
+                };
+                notes.push(format!("{key}: replica {} sees {ns}: {page}", r.id));
+            }
+            if let Some(name) = key.strip_prefix("o:").and_then(|k| k.rsplit('/').next()) {
+                let ns = diagnosed_namespace(key);
+                let recent: Vec<String> = writes
+                    .iter()
+                    .filter(|w| w.namespace == ns && w.name == name)
+                    .rev()
+                    .take(6)
+                    .map(|w| {
+                        let user = w.user.rsplit(':').next().unwrap_or_default();
+                        format!("{user} {} {} {:.1}s ago", w.verb, w.code, w.at.elapsed().as_secs_f64())
+                    })
+                    .collect();
+                notes.push(format!("{key}: last writes {recent:?}"));
+            }
+        }
+        notes
+    }
+
     async fn queue_depth(&self) -> f64 {
         let mut depth = 0.0;
         for r in &self.replicas {
@@ -695,6 +735,10 @@ impl Session {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bar.finish_and_clear();
+        let awaited = self.tracker.lock().awaited_keys(4);
+        if !awaited.is_empty() {
+            result.notes.extend(self.diagnose(&awaited).await);
+        }
         let (mut done, superseded, unfinished) = {
             let mut t = self.tracker.lock();
             if t.pending() > 0 {
@@ -1345,4 +1389,15 @@ fn bar_spinner(progress: bool, msg: &str) -> ProgressBar {
     bar.set_message(msg.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// The namespace a state key is about: the object's namespace, the namespace of a label/children/parent key,
+/// the child of an anchor key.
+fn diagnosed_namespace(key: &str) -> &str {
+    match key.split_once(':') {
+        Some(("o" | "p", _)) => crate::model::key_namespace(key),
+        Some(("a", rest)) => rest.rsplit('/').next().unwrap_or_default(),
+        Some((_, ns)) => ns,
+        None => key,
+    }
 }

@@ -229,6 +229,14 @@ impl Tracker {
         keys
     }
 
+    /// A few keys pending changes still wait for (sorted).
+    pub fn awaited_keys(&self, n: usize) -> Vec<Key> {
+        let mut keys: Vec<Key> = self.awaiting.keys().cloned().collect();
+        keys.sort();
+        keys.truncate(n);
+        keys
+    }
+
     /// Number of keys expected.
     pub fn expected_len(&self) -> usize {
         self.expected.len()

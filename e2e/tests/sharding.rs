@@ -361,6 +361,14 @@ async fn a_subtree_moved_to_another_replicas_tree_is_maintained_by_it() -> anyho
         .filter(|w| w.namespace == grandchild && w.resource == "roles" && w.name == "destination")
         .count();
     assert_eq!(late_m1, 0, "m1 wrote into a tree it no longer owns");
+    // The copy of the moved namespace's own role stays valid through the move: m2 loads the subtree before it
+    // plans into it, so it never judges that copy from half of the subtree and deletes it.
+    let deleted_local = env
+        .writes_by("m2")
+        .into_iter()
+        .filter(|w| w.namespace == grandchild && w.name == "local" && w.verb == "DELETE")
+        .count();
+    assert_eq!(deleted_local, 0, "m2 deleted a copy that stayed valid");
     // Both replicas agree where the moved namespace now lives, and only m2 owns and caches it.
     let mut views = Vec::new();
     for index in 0..2 {

@@ -16,10 +16,12 @@
 //! in that window does not write it again.
 //!
 //! The cache holds only the trees this replica owns, so its memory follows ownership. Objects of other trees
-//! are dropped as they arrive and their namespaces remembered as *unloaded*. When a subtree moves into an owned
-//! tree (a re-parent), its namespaces are listed one by one; when this replica gains shards, every type is
-//! listed again (one paged list per type is cheaper than thousands of namespace lists). Trees it no longer owns
-//! are evicted. A listed object older than what the watch already delivered is ignored.
+//! are dropped as they arrive and their namespaces remembered as *unloaded*. When unloaded namespaces become
+//! owned (shards gained, or a subtree re-parented into an owned tree) they are *loaded* with lists while the
+//! watches keep running: namespace by namespace when they are few, one cluster-wide paged list per type when
+//! they are many. Until a load completes, no write is planned into its namespaces or below them — a copy is
+//! never judged from half of its tree. A listed object is ignored when the watch already delivered a newer
+//! version or showed it deleted. Trees this replica no longer owns are evicted.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use hnc_shard::propagation::{
     Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, ResourceVersion, SourceNames,
     SourceNamesReader, TypeKey, TypeModes, WriteOp as PlannedOp, plan,
 };
-use hnc_shard::{NsName, TreeReader};
+use hnc_shard::{HierarchyView, NsName, TreeReader, TreeSnapshot};
 use kube::Client;
 use kube::core::{ApiResource, DynamicObject};
 use tokio::sync::{mpsc, watch};
@@ -42,8 +44,14 @@ use super::events::EventRecorder;
 use crate::config::reconciler::ActiveTypes;
 use crate::hierarchy::reconciler::PropagationDirty;
 use crate::ownership::Ownership;
-use crate::watch::{Change, ObjectKey};
+use crate::watch::Change;
 use crate::writer::{Body, Completed, LatencyGroup, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
+
+/// Loads of at most this many namespaces list them one by one; larger ones list each type cluster-wide.
+const NAMESPACE_LISTS_UP_TO: usize = 64;
+
+/// Objects per page when loading.
+const LOAD_PAGE: u32 = 500;
 
 /// How often everything is re-planned without a reason (all no-ops on a converged cluster).
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(600);
@@ -61,8 +69,9 @@ pub struct ObjectEvent {
     pub ty: TypeKey,
     /// What happened.
     pub change: Change<DynamicObject>,
-    /// From a namespace list rather than the watch: ignored if the watch already showed something newer.
-    pub listed: bool,
+    /// From the load with this id (a list) rather than the watch: ignored if the watch already showed
+    /// something newer. A load's `Synced` marks it complete.
+    pub load: Option<u64>,
 }
 
 /// What the engine reacts to besides its watches.
@@ -106,9 +115,11 @@ pub struct PropagationEngine {
     retry_rx: Option<mpsc::UnboundedReceiver<Dirty>>,
     /// Namespaces whose objects were dropped or evicted because another replica owns their tree.
     unloaded: HashSet<NsName>,
-    /// Namespaces whose list failed, to be listed again.
-    relist_tx: mpsc::UnboundedSender<NsName>,
-    relist_rx: Option<mpsc::UnboundedReceiver<NsName>>,
+    /// Loads in progress, by id: the namespaces each lists. Writes into them and below them wait.
+    loads: HashMap<u64, HashSet<NsName>>,
+    next_load: u64,
+    /// Objects the watch showed deleted while a load was in progress: a listed copy of one is older.
+    tombstones: HashSet<(TypeKey, NsName, String)>,
     /// True once every watched type has listed and the first plan ran: the cache's counts are complete.
     counted: Arc<AtomicBool>,
 }
@@ -124,7 +135,6 @@ impl PropagationEngine {
     ) -> Self {
         let (object_tx, object_rx) = mpsc::channel(EVENT_BUFFER);
         let (retry_tx, retry_rx) = mpsc::unbounded_channel();
-        let (relist_tx, relist_rx) = mpsc::unbounded_channel();
         PropagationEngine {
             client,
             sources: SourceNames::new(cache.rules().clone()),
@@ -143,8 +153,9 @@ impl PropagationEngine {
             retry_tx,
             retry_rx: Some(retry_rx),
             unloaded: HashSet::new(),
-            relist_tx,
-            relist_rx: Some(relist_rx),
+            loads: HashMap::new(),
+            next_load: 0,
+            tombstones: HashSet::new(),
             counted: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -175,7 +186,6 @@ impl PropagationEngine {
     ) {
         let mut objects = self.object_rx.take().expect("run is called once");
         let mut retries = self.retry_rx.take().expect("run is called once");
-        let mut relists = self.relist_rx.take().expect("run is called once");
         let mut was_synced = false;
         let mut resync = tokio::time::interval(RESYNC_PERIOD);
         resync.tick().await;
@@ -204,7 +214,6 @@ impl PropagationEngine {
                     }
                 }
                 Some(dirty) = retries.recv() => self.mark(dirty),
-                Some(ns) = relists.recv() => { self.unloaded.insert(ns); }
                 Ok(()) = ownership_changed.changed() => self.follow_ownership(None),
                 _ = resync.tick() => self.mark(Dirty::All),
             }
@@ -270,7 +279,6 @@ impl PropagationEngine {
                         resource.clone(),
                         self.object_tx.clone(),
                         stop.clone(),
-                        HashSet::new(),
                     ));
                     self.watches.insert(ty, TypeWatch { resource, mode, synced: false, stop, task });
                 }
@@ -292,23 +300,32 @@ impl PropagationEngine {
     }
 
     fn ingest(&mut self, event: ObjectEvent) {
-        let ObjectEvent { ty, change, listed } = event;
+        let ObjectEvent { ty, change, load } = event;
         let dirty = match change {
             Change::Apply(object) => {
                 let ns = object.metadata.namespace.as_deref().unwrap_or_default();
+                let name = object.metadata.name.as_deref().unwrap_or_default();
+                if let Some(id) = load {
+                    // A load fills in only the namespaces it was started for, and never overrides the watch.
+                    let wanted = self.loads.get(&id).is_some_and(|namespaces| namespaces.contains(ns));
+                    if !wanted
+                        || self.is_stale(&ty, &object)
+                        || self.tombstones.contains(&(ty.clone(), ns.into(), name.to_owned()))
+                    {
+                        return;
+                    }
+                }
                 let tree = self.tree.load();
                 if !tree.policy().is_managed(ns) {
                     return;
                 }
-                let name = object.metadata.name.as_deref().unwrap_or_default();
-                self.sources.apply(&ty, ns, name, &policy_fields(&object));
+                if load.is_none() {
+                    self.sources.apply(&ty, ns, name, &policy_fields(&object));
+                }
                 // Before the hierarchy is complete a namespace's tree is not known: keep everything, and evict
                 // what is not ours once it is.
                 if tree.is_synced() && !self.ownership.owns(&*tree, ns) {
                     self.unloaded.insert(ns.into());
-                    return;
-                }
-                if listed && self.is_stale(&ty, &object) {
                     return;
                 }
                 let value = match serde_json::to_value(&object) {
@@ -325,8 +342,15 @@ impl PropagationEngine {
                 }
             }
             Change::Delete((ns, name)) => {
+                if !self.loads.is_empty() {
+                    self.tombstones.insert((ty.clone(), ns.as_str().into(), name.clone()));
+                }
                 self.sources.delete(&ty, &ns, &name);
                 self.cache.delete(&ty, &ns, &name)
+            }
+            Change::Synced if load.is_some() => {
+                self.loaded(load.unwrap_or_default());
+                return;
             }
             Change::Synced => {
                 if let Some(w) = self.watches.get_mut(&ty)
@@ -396,79 +420,96 @@ impl PropagationEngine {
         for ns in &gained {
             self.unloaded.remove(ns);
         }
-        if scope.is_none() {
-            // Shards were gained: list every type again rather than namespace by namespace.
-            tracing::info!(namespaces = gained.len(), "trees gained; listing every propagated type again");
-            self.unloaded.clear();
-            self.restart_watches();
-        } else {
-            self.list_namespaces(gained);
-        }
+        self.load(gained);
     }
 
-    /// Restarts every type's watch (a fresh list); planning waits until each has listed again. The new watch
-    /// knows every object held now, so one deleted while no watch ran is reported as deleted by the list.
-    fn restart_watches(&mut self) {
+    /// Lists the objects of `namespaces`, which became owned, while the watches keep running: namespace by
+    /// namespace when they are few, otherwise one cluster-wide paged list per type (cheaper than thousands of
+    /// namespace lists). Writes into them and below them wait until the load completes. A failed list is
+    /// retried with backoff (a 410 on a continued list starts that list over); the load never completes
+    /// with a gap.
+    fn load(&mut self, namespaces: Vec<NsName>) {
+        let Some(any_type) = self.watches.keys().next().cloned() else { return };
+        if namespaces.is_empty() {
+            return;
+        }
+        self.next_load += 1;
+        let id = self.next_load;
+        let by_namespace = namespaces.len() <= NAMESPACE_LISTS_UP_TO;
+        tracing::info!(
+            namespaces = namespaces.len(),
+            by_namespace,
+            "loading namespaces whose trees became owned"
+        );
+        metrics::counter!("hnc_namespace_lists_total").increment(namespaces.len() as u64);
         self.counted.store(false, Ordering::Relaxed);
-        for (ty, w) in self.watches.iter_mut() {
-            w.stop.cancel();
-            w.task.abort();
-            w.stop = CancellationToken::new();
-            w.synced = false;
-            let mut known: HashSet<ObjectKey> = HashSet::new();
-            for (ns, name) in self.sources.current().keys(ty) {
-                known.insert((ns.to_string(), name.to_string()));
-            }
-            if let Some(forest) = self.cache.current().forest(ty) {
-                for objs in forest.namespaces() {
-                    let ns = objs.namespace().to_string();
-                    known.extend(objs.names().map(|name| (ns.clone(), name.to_string())));
-                }
-            }
-            w.task = tokio::spawn(watch_type(
-                self.client.clone(),
-                ty.clone(),
-                w.resource.clone(),
-                self.object_tx.clone(),
-                w.stop.clone(),
-                known,
-            ));
-        }
-    }
-
-    /// Lists every propagated type in each of `namespaces`, feeding the results in as listed objects.
-    fn list_namespaces(&self, namespaces: Vec<NsName>) {
+        self.loads.insert(id, namespaces.iter().cloned().collect());
+        let scopes: Vec<Option<NsName>> =
+            if by_namespace { namespaces.into_iter().map(Some).collect() } else { vec![None] };
         let types: Vec<(TypeKey, Arc<ApiResource>)> =
             self.watches.iter().map(|(ty, w)| (ty.clone(), w.resource.clone())).collect();
-        let (client, tx, relist) = (self.client.clone(), self.object_tx.clone(), self.relist_tx.clone());
-        metrics::counter!("hnc_namespace_lists_total").increment(namespaces.len() as u64);
+        let (client, tx) = (self.client.clone(), self.object_tx.clone());
         tokio::spawn(async move {
-            for ns in namespaces {
+            for scope in &scopes {
                 for (ty, resource) in &types {
-                    let api: kube::Api<DynamicObject> =
-                        kube::Api::namespaced_with(client.clone(), &ns, &**resource);
-                    match api.list(&kube::api::ListParams::default()).await {
-                        Ok(list) => {
-                            for object in list {
-                                let event = ObjectEvent {
-                                    ty: ty.clone(),
-                                    change: Change::Apply(object),
-                                    listed: true,
-                                };
-                                if tx.send(event).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(namespace = %ns, kind = %resource.kind, %error, "listing a gained namespace failed; will retry");
-                            let _ = relist.send(ns.clone());
-                            break;
-                        }
+                    let api: kube::Api<DynamicObject> = match scope {
+                        Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &**resource),
+                        None => kube::Api::all_with(client.clone(), &**resource),
+                    };
+                    let what =
+                        format!("{} in {}", resource.plural, scope.as_deref().unwrap_or("all namespaces"));
+                    let wrap = |object| ObjectEvent {
+                        ty: ty.clone(),
+                        change: Change::Apply(object),
+                        load: Some(id),
+                    };
+                    if !list_into(&api, &what, &tx, wrap).await {
+                        return;
                     }
                 }
             }
+            let _ = tx.send(ObjectEvent { ty: any_type, change: Change::Synced, load: Some(id) }).await;
         });
+    }
+
+    /// A load completed: plan what waited for it.
+    fn loaded(&mut self, id: u64) {
+        let Some(namespaces) = self.loads.remove(&id) else { return };
+        if self.loads.is_empty() {
+            self.tombstones.clear();
+        }
+        tracing::debug!(namespaces = namespaces.len(), "loaded namespaces whose trees became owned");
+        if namespaces.len() > NAMESPACE_LISTS_UP_TO {
+            self.mark(Dirty::All);
+        } else {
+            for namespace in namespaces {
+                self.mark(Dirty::Subtree { namespace });
+            }
+        }
+    }
+
+    /// True when a write into `ns` (owned) must wait because the objects of `ns` or of an ancestor are not all
+    /// known yet: a load covers one of them, or one is still unloaded — the tree became owned and the
+    /// hierarchy's notice has not reached the engine yet. The topmost unloaded one goes into `to_load`.
+    fn waits_for_load(&self, tree: &TreeSnapshot, ns: &NsName, to_load: &mut HashSet<NsName>) -> bool {
+        if self.loads.is_empty() && self.unloaded.is_empty() {
+            return false;
+        }
+        let chain = std::iter::once(ns.clone()).chain(tree.ancestors(ns));
+        let mut waits = false;
+        let mut topmost_unloaded = None;
+        for n in chain {
+            if self.loads.values().any(|l| l.contains(&n)) {
+                waits = true;
+            } else if self.unloaded.contains(&n) {
+                topmost_unloaded = Some(n);
+            }
+        }
+        if let Some(n) = topmost_unloaded {
+            to_load.insert(n);
+            waits = true;
+        }
+        waits
     }
 
     fn completed(&mut self, done: Completed) {
@@ -537,8 +578,9 @@ impl PropagationEngine {
             }
         };
         metrics::histogram!("hnc_plan_duration_seconds").record(started.elapsed().as_secs_f64());
-        // Before the HNCConfiguration is resolved there are no types at all, and a plan of nothing counts nothing.
-        if !self.watches.is_empty() {
+        // Before the HNCConfiguration is resolved there are no types at all, and a plan of nothing counts nothing;
+        // while a load runs, the namespaces it fills are not counted yet.
+        if !self.watches.is_empty() && self.loads.is_empty() {
             self.counted.store(true, Ordering::Relaxed);
         }
         for event in &batch.events {
@@ -549,9 +591,12 @@ impl PropagationEngine {
         }
         let latency = LatencyGroup::new(since);
         let mut requests = Vec::with_capacity(batch.writes.len());
+        let mut to_load = HashSet::new();
         for write in batch.writes {
             let Some(resource) = self.resource_of(&write.ty) else { continue };
-            if !self.ownership.owns(&*tree, &write.namespace) {
+            if !self.ownership.owns(&*tree, &write.namespace)
+                || self.waits_for_load(&tree, &write.namespace, &mut to_load)
+            {
                 continue;
             }
             let target = ObjectRef::new(resource, Some(&write.namespace), &write.name);
@@ -569,6 +614,11 @@ impl PropagationEngine {
         drop(latency);
         metrics::counter!("hnc_planned_writes_total").increment(requests.len() as u64);
         self.writer.submit_batch(requests);
+        if !to_load.is_empty() {
+            // The held writes are planned again when the load completes.
+            let roots: Vec<NsName> = to_load.into_iter().collect();
+            self.follow_ownership(Some(&roots));
+        }
     }
 
     fn resource_of(&self, ty: &TypeKey) -> Option<Arc<ApiResource>> {
@@ -617,22 +667,62 @@ fn policy_fields(object: &DynamicObject) -> serde_json::Value {
     })
 }
 
-/// Watches every object of one type cluster-wide until `stop`; `known` are the objects held already.
+/// Sends every object `api` lists, page by page, through `tx`. Failures are retried with backoff, and a
+/// continued list that expired (410) starts over. False when the engine is gone.
+async fn list_into(
+    api: &kube::Api<DynamicObject>,
+    what: &str,
+    tx: &mpsc::Sender<ObjectEvent>,
+    wrap: impl Fn(DynamicObject) -> ObjectEvent,
+) -> bool {
+    let mut token: Option<String> = None;
+    let mut failures = 0u32;
+    loop {
+        let mut params = kube::api::ListParams::default().limit(LOAD_PAGE);
+        if let Some(token) = &token {
+            params = params.continue_token(token);
+        }
+        match api.list(&params).await {
+            Ok(page) => {
+                failures = 0;
+                for object in page.items {
+                    if tx.send(wrap(object)).await.is_err() {
+                        return false;
+                    }
+                }
+                match page.metadata.continue_ {
+                    Some(next) if !next.is_empty() => token = Some(next),
+                    _ => return true,
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                if matches!(&error, kube::Error::Api(status) if status.code == 410) {
+                    token = None;
+                }
+                tracing::warn!(%error, what, failures, "listing objects of gained namespaces failed; retrying");
+                let backoff = Duration::from_millis(100 << failures.min(8)).min(Duration::from_secs(30));
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}
+
+/// Watches every object of one type cluster-wide until `stop`.
 async fn watch_type(
     client: Client,
     ty: TypeKey,
     resource: Arc<ApiResource>,
     tx: mpsc::Sender<ObjectEvent>,
     stop: CancellationToken,
-    known: HashSet<ObjectKey>,
 ) {
     let api: kube::Api<DynamicObject> = kube::Api::all_with(client, &*resource);
     let kind = resource.plural.clone();
     let config = kube::runtime::watcher::Config::default();
-    let feed = crate::watch::feed_from(api, config, tx, kind, known, move |change| ObjectEvent {
+    let feed = crate::watch::feed(api, config, tx, kind, move |change| ObjectEvent {
         ty: ty.clone(),
         change,
-        listed: false,
+        load: None,
     });
     tokio::select! {
         _ = feed => {}

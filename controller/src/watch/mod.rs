@@ -37,11 +37,6 @@ pub struct RelistTracker {
 }
 
 impl RelistTracker {
-    /// A tracker that already knows `known`: a first list that lacks one of them reports it deleted.
-    pub fn with_known(known: HashSet<ObjectKey>) -> Self {
-        RelistTracker { known, relisting: None }
-    }
-
     /// Translates one watcher event into index changes.
     pub fn handle<K: Resource>(&mut self, event: Event<K>) -> Vec<Change<K>> {
         match event {
@@ -158,22 +153,7 @@ pub async fn feed<K, E>(
 ) where
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
-    feed_from(api, config, tx, kind, HashSet::new(), wrap).await
-}
-
-/// Like [`feed`], for a consumer that already holds the objects `known` (from an earlier watch): the first
-/// list reports those that are gone as deletions.
-pub async fn feed_from<K, E>(
-    api: Api<K>,
-    config: watcher::Config,
-    tx: mpsc::Sender<E>,
-    kind: String,
-    known: HashSet<ObjectKey>,
-    wrap: impl Fn(Change<K>) -> E,
-) where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
-{
-    let mut tracker = RelistTracker::with_known(known);
+    let mut tracker = RelistTracker::default();
     let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
     while let Some(item) = stream.next().await {
@@ -250,15 +230,6 @@ mod tests {
         changes.sort_by_key(|c| format!("{c:?}"));
         assert_eq!(changes, vec![Change::Delete(key("a", "x")), Change::Delete(key("b", "z"))]);
         assert_eq!(synced, Some(Change::Synced));
-    }
-
-    #[test]
-    fn a_tracker_that_knows_objects_reports_those_missing_from_its_first_list() {
-        let mut t = RelistTracker::with_known([key("a", "x"), key("a", "y")].into());
-        t.handle(Event::<ConfigMap>::Init);
-        t.handle(Event::InitApply(cm("a", "y")));
-        let changes = t.handle(Event::<ConfigMap>::InitDone);
-        assert_eq!(changes, vec![Change::Delete(key("a", "x")), Change::Synced]);
     }
 
     #[test]

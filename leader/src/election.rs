@@ -22,12 +22,18 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             a = lock.try_acquire() => a,
         };
+        let mut expiry = None;
         shared.contact(&attempt);
         match attempt {
             Ok(Attempt::Held { sent, .. }) => {
                 shared.leader.renewed(sent, config.renew_deadline);
             }
-            Ok(Attempt::HeldByOther { .. } | Attempt::LostRace) => {
+            Ok(Attempt::HeldByOther { expires, .. }) => {
+                shared.leader.revoke();
+                lock.forget_held();
+                expiry = Some(expires);
+            }
+            Ok(Attempt::LostRace) => {
                 shared.leader.revoke();
                 lock.forget_held();
             }
@@ -37,11 +43,13 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             }
         }
         shared.refresh_leader();
-        // Candidates spread out their attempts (client-go's jitter factor 1.2); the leader renews on time.
+        // Candidates spread out their attempts (client-go's jitter factor 1.2), but try again right as the
+        // lease they saw expires rather than up to a retry period later; the leader renews on time.
         let pause = if shared.leader.holds() {
             config.retry_period
         } else {
-            config.retry_period.mul_f64(1.0 + 0.2 * rand::random::<f64>())
+            let jittered = config.retry_period.mul_f64(1.0 + 0.2 * rand::random::<f64>());
+            expiry.map_or(jittered, |at| jittered.min(until_just_after(at)))
         };
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -55,4 +63,10 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         Ok(false) => {}
         Err(e) => tracing::warn!(identity = %shared.me, "releasing the leader lease: {e}"),
     }
+}
+
+/// The pause until just after `at` (a few milliseconds of jitter keep candidates from colliding exactly).
+pub(crate) fn until_just_after(at: tokio::time::Instant) -> std::time::Duration {
+    let jitter = std::time::Duration::from_millis(5 + rand::random::<u64>() % 45);
+    at.saturating_duration_since(tokio::time::Instant::now()) + jitter
 }

@@ -174,6 +174,9 @@ pub enum Attempt {
     HeldByOther {
         /// Their identity.
         holder: String,
+        /// When their lease expires by our observation unless they renew it: the earliest a new attempt
+        /// can succeed.
+        expires: Instant,
     },
     /// Someone else wrote the lease between our read and our write (409).
     LostRace,
@@ -284,7 +287,7 @@ impl LeaseLock {
         if let Some(holder) = holder.filter(|_| !ours)
             && seen.live_holder(now).is_some()
         {
-            return Ok(Attempt::HeldByOther { holder });
+            return Ok(Attempt::HeldByOther { holder, expires: seen.changed_at + seen.duration });
         }
         let sent = Instant::now();
         match self.write(self.stamped(current, !ours)).await {

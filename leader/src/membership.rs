@@ -31,7 +31,7 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
         shared.contact(&attempt);
         match attempt {
             Ok(Attempt::Held { .. }) => {}
-            Ok(Attempt::HeldByOther { holder }) => {
+            Ok(Attempt::HeldByOther { holder, .. }) => {
                 tracing::error!(identity = %shared.me, %holder,
                     "another process holds this replica's membership lease: identities must be unique");
                 lock.forget_held();

@@ -1,6 +1,9 @@
-//! The observer: once per retry period (and at once when a new leader asks) one LIST of every labelled Lease (leader, replicas, shards) feeds the
-//! expiry memory, so that a replica that is handed a shard — or becomes leader — already knows how long each
-//! lease has gone unchanged and need not wait a full extra duration. It also keeps the watch channels in step
+//! The observer: twice per retry period (and at once when a new leader asks) one LIST of every labelled Lease
+//! (leader, replicas, shards) feeds the expiry memory, so that a replica that is handed a shard — or becomes
+//! leader — already knows how long each lease has gone unchanged and need not wait a full extra duration.
+//! Expiry is judged from when a record was first seen, so the listing period is how late a dead holder's
+//! lease can be judged expired (half a retry period: one LIST of a few dozen Leases per second per replica
+//! by default). It also keeps the watch channels in step
 //! with fences that lapse by time, and declares the API lost after a lease duration without contact.
 
 use std::sync::Arc;
@@ -35,7 +38,7 @@ async fn list(shared: &Shared, stop: &CancellationToken) {
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(shared.config.retry_period) => {}
+            _ = tokio::time::sleep(shared.config.retry_period / 2) => {}
             _ = shared.relist.notified() => {}
         }
     }

@@ -68,14 +68,18 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     let mut assigned_rx = shared.assigned_tx.subscribe();
     loop {
         let assigned = assigned_rx.borrow_and_update().clone();
-        tokio::select! {
+        let expiry = tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tick(&shared, &mut locks, &assigned) => {}
-        }
+            expiry = tick(&shared, &mut locks, &assigned) => expiry,
+        };
         shared.refresh_held();
+        // An assigned shard still held by its previous holder is tried again right as its lease expires.
+        let pause = expiry.map_or(shared.config.retry_period, |at| {
+            shared.config.retry_period.min(crate::election::until_just_after(at))
+        });
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(shared.config.retry_period) => {}
+            _ = tokio::time::sleep(pause) => {}
             // A new assignment: release and acquire now rather than at the next tick.
             _ = assigned_rx.changed() => {}
         }
@@ -102,17 +106,30 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
     futures::stream::iter(releases).buffer_unordered(CONCURRENCY).collect::<Vec<()>>().await;
 }
 
-async fn tick(shared: &Shared, locks: &mut [LeaseLock], assigned: &BTreeSet<u32>) {
+/// One round over the shards: renew or acquire the assigned ones, release the others. Returns the earliest
+/// observed expiry among assigned shards another replica still holds.
+async fn tick(
+    shared: &Shared,
+    locks: &mut [LeaseLock],
+    assigned: &BTreeSet<u32>,
+) -> Option<tokio::time::Instant> {
     let work = locks.iter_mut().enumerate().filter_map(|(shard, lock)| {
         let shard = shard as u32;
         let wanted = assigned.contains(&shard);
         (wanted || lock.believes_held()).then(|| one(shared, shard, lock, wanted))
     });
     let work: Vec<_> = work.collect();
-    futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect::<Vec<()>>().await;
+    let expiries: Vec<Option<tokio::time::Instant>> =
+        futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
+    expiries.into_iter().flatten().min()
 }
 
-async fn one(shared: &Shared, shard: u32, lock: &mut LeaseLock, wanted: bool) {
+async fn one(
+    shared: &Shared,
+    shard: u32,
+    lock: &mut LeaseLock,
+    wanted: bool,
+) -> Option<tokio::time::Instant> {
     let fence = &shared.shards[shard as usize];
     if !wanted {
         // Assigned away: `follow` already shut the fence; hand the lease over now.
@@ -121,7 +138,7 @@ async fn one(shared: &Shared, shard: u32, lock: &mut LeaseLock, wanted: bool) {
         if let Err(e) = released {
             tracing::debug!(identity = %shared.me, shard, "releasing: {e}");
         }
-        return;
+        return None;
     }
     let attempt = lock.try_acquire().await;
     shared.contact(&attempt);
@@ -131,7 +148,12 @@ async fn one(shared: &Shared, shard: u32, lock: &mut LeaseLock, wanted: bool) {
                 tracing::info!(identity = %shared.me, shard, "acquired shard lease");
             }
         }
-        Ok(Attempt::HeldByOther { .. } | Attempt::LostRace) => {
+        Ok(Attempt::HeldByOther { expires, .. }) => {
+            fence.revoke();
+            lock.forget_held();
+            return Some(expires);
+        }
+        Ok(Attempt::LostRace) => {
             fence.revoke();
             lock.forget_held();
         }
@@ -140,4 +162,5 @@ async fn one(shared: &Shared, shard: u32, lock: &mut LeaseLock, wanted: bool) {
             tracing::debug!(identity = %shared.me, shard, "shard lease: {e}");
         }
     }
+    None
 }

@@ -31,7 +31,7 @@ async fn acquire_renew_release_and_take_over() {
 
     assert!(matches!(a.try_acquire().await.unwrap(), Attempt::Held { acquired: true, .. }), "created");
     assert!(matches!(a.try_acquire().await.unwrap(), Attempt::Held { acquired: false, .. }), "renewed");
-    assert_eq!(b.try_acquire().await.unwrap(), Attempt::HeldByOther { holder: "a".into() });
+    assert_eq!(held_by(b.try_acquire().await.unwrap()).as_deref(), Some("a"));
 
     let lease = api.get("demo").await.unwrap();
     let spec = lease.spec.unwrap();
@@ -52,7 +52,7 @@ async fn acquire_renew_release_and_take_over() {
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
     assert_eq!(spec.lease_transitions, Some(2), "a took it (1), b took it (2)");
     // a's renewal of its stale copy loses (409) and a re-reads: b holds it.
-    assert_eq!(a.try_acquire().await.unwrap(), Attempt::HeldByOther { holder: "b".into() });
+    assert_eq!(held_by(a.try_acquire().await.unwrap()).as_deref(), Some("b"));
     assert!(!a.release().await.unwrap(), "a does not release what it does not hold");
 }
 
@@ -68,7 +68,7 @@ async fn a_concurrent_writer_wins_the_race_and_the_loser_sees_409() {
     let mut lease = api.get("demo").await.unwrap();
     lease.spec.as_mut().unwrap().holder_identity = Some("operator".into());
     api.replace("demo", &PostParams::default(), &lease).await.unwrap();
-    assert_eq!(a.try_acquire().await.unwrap(), Attempt::HeldByOther { holder: "operator".into() });
+    assert_eq!(held_by(a.try_acquire().await.unwrap()).as_deref(), Some("operator"));
     assert!(!a.believes_held());
 }
 
@@ -89,7 +89,12 @@ async fn expiry_is_judged_by_local_observation_not_by_renew_time() {
     let obs = Arc::new(Observations::default());
     let mut b = lock(&api, "b", &obs);
     let first_seen = tokio::time::Instant::now();
-    assert_eq!(b.try_acquire().await.unwrap(), Attempt::HeldByOther { holder: "ghost".into() });
+    let Attempt::HeldByOther { holder, expires } = b.try_acquire().await.unwrap() else {
+        panic!("the ghost holds it until its lease expires by our observation")
+    };
+    assert_eq!(holder, "ghost");
+    assert!(expires >= first_seen + SECOND, "expiry is one lease duration after we first saw the record");
+    assert!(expires <= tokio::time::Instant::now() + SECOND);
     loop {
         let attempt = b.try_acquire().await.unwrap();
         if is_held(&attempt) {
@@ -106,5 +111,13 @@ async fn expiry_is_judged_by_local_observation_not_by_renew_time() {
         assert!(is_held(&b.try_acquire().await.unwrap()));
         assert!(!is_held(&c.try_acquire().await.unwrap()), "c must not take a lease b keeps renewing");
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// The holder of an attempt that found the lease held by someone else.
+fn held_by(attempt: Attempt) -> Option<String> {
+    match attempt {
+        Attempt::HeldByOther { holder, .. } => Some(holder),
+        _ => None,
     }
 }

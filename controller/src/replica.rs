@@ -362,8 +362,10 @@ fn start_coordinator(
         .map_err(|e| anyhow::anyhow!("cannot start shard coordination: {e}"))
 }
 
-/// How often a replica reports the objects it caches per shard (the leader's weights).
-const SHARD_OBJECTS_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often a replica counts the objects it caches per shard (the leader's weights). The counts ride on the
+/// membership lease's next renewal, so a shorter period costs one pass over the cache, not a write; it is
+/// short so that a leader elected soon after a start or a failover places shards by their real weight.
+const SHARD_OBJECTS_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Reports, every [`SHARD_OBJECTS_PERIOD`], how many objects this replica caches per held shard.
 async fn publish_shard_objects(

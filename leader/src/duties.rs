@@ -1,7 +1,8 @@
 //! The leader's duties, once per retry period while the leader fence holds:
 //!
 //! 1. live replicas from the observed membership leases; shard weights = namespaces (the controller's
-//!    callback) + objects (published by the replica that owns the shard) + 1, so an empty shard still counts;
+//!    callback) + objects (published by the replica that owns the shard — for a departed owner, its last
+//!    report) + 1, so an empty shard still counts;
 //! 2. membership changed (a replica appeared, departed, or a shard has no live owner) → [`assign`], followed
 //!    in the same epoch by [`rebalance`] if the result is above `rebalance_threshold`; otherwise, max/mean
 //!    above the threshold and the cooldown passed → [`rebalance`] down to [`BALANCE_TARGET`] — the gap
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::assignment::{Assignment, BALANCE_TARGET, ReplicaId, assign, rebalance};
 use crate::coordinator::Shared;
 use crate::lease::LeaseError;
-use crate::membership::{live_members, shard_objects};
+use crate::membership::{live_members, observed_members, shard_objects};
 use crate::metrics as m;
 use crate::publication::{AssignmentStore, PublishedAssignment};
 
@@ -135,7 +136,9 @@ impl Leading {
         let members = live_members(shared, now);
         let live: Vec<ReplicaId> = members.keys().cloned().collect();
         let previous = self.previous(shared);
-        self.observe_weights(shared, &members, &previous);
+        // Object counts come from every replica's last report, so a departed replica's shards are placed by
+        // their real weight rather than re-balanced once their new owners have reported.
+        self.observe_weights(shared, &observed_members(shared), &previous);
         self.observe_unowned(shared, now);
         if live.is_empty() {
             return;
@@ -251,7 +254,8 @@ impl Leading {
         shared.contact(&written);
         match written {
             Ok(rv) => {
-                tracing::info!(identity = %shared.me, epoch, reason, handovers,
+                let imbalance = doc.owners.imbalance(&doc.weights, &doc.replicas);
+                tracing::info!(identity = %shared.me, epoch, reason, handovers, imbalance,
                     replicas = ?doc.replicas, "published shard assignment");
                 metrics::counter!(m::HANDOVERS, "reason" => reason).increment(handovers as u64);
                 shared.apply_assignment(doc.clone());

@@ -57,6 +57,19 @@ pub(crate) fn live_replicas(shared: &Shared, now: Instant) -> Vec<ReplicaId> {
     live_members(shared, now).into_keys().collect()
 }
 
+/// Every replica whose membership lease was last seen with a holder, live or expired: a replica that died
+/// without releasing still tells, through its last report, how heavy the shards it owned are.
+pub(crate) fn observed_members(shared: &Shared) -> BTreeMap<ReplicaId, Observed> {
+    let prefix = format!("{}-replica-", shared.config.lease_prefix);
+    shared
+        .observations
+        .of_kind(KIND)
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(&prefix))
+        .filter_map(|(_, seen)| Some((ReplicaId(seen.holder.clone().filter(|h| !h.is_empty())?), seen)))
+        .collect()
+}
+
 /// Live replicas with their membership-lease observations.
 pub(crate) fn live_members(shared: &Shared, now: Instant) -> BTreeMap<ReplicaId, Observed> {
     let prefix = format!("{}-replica-", shared.config.lease_prefix);

@@ -29,6 +29,9 @@ const ARGS: [&str; 6] = [
     "--retry-period=500ms",
 ];
 const CONVERGE: Duration = Duration::from_secs(90);
+/// How long after a re-parent the replica that owned the subtree may still write there: until its hierarchy
+/// watch has shown it the move (milliseconds here; a second of margin for a loaded CI machine).
+const HANDOVER_WINDOW: Duration = Duration::from_secs(1);
 
 /// `trees` roots, each with two children: `t<i>`, `t<i>-a`, `t<i>-b`.
 fn forest_names(env: &TestEnv, trees: usize) -> Vec<[String; 3]> {
@@ -341,6 +344,7 @@ async fn a_subtree_moved_to_another_replicas_tree_is_maintained_by_it() -> anyho
     eventually(CONVERGE, "the local role below the subtree", || copied(grandchild.clone(), "local")).await?;
 
     let moved_at = env.writes_by("m2").len();
+    let move_sent = Instant::now();
     env.set_parent(moved, Some(&to[0])).await?;
     eventually(CONVERGE, "the new tree's role in the moved subtree", || {
         copied(grandchild.clone(), "destination")
@@ -355,12 +359,15 @@ async fn a_subtree_moved_to_another_replicas_tree_is_maintained_by_it() -> anyho
     // After the move, writes in the moved subtree come from m2 only.
     let by_m2 = env.writes_by("m2").into_iter().skip(moved_at).filter(|w| w.namespace == grandchild).count();
     assert!(by_m2 >= 2, "m2 maintains the moved subtree");
-    let late_m1 = env
+    // Until m1 has seen the move it may still act on the subtree (it can even remove the copy m2 just made,
+    // which m2 then writes again); past the handover window it writes nothing there.
+    let late_m1: Vec<String> = env
         .cluster_writes_by("m1")
         .into_iter()
-        .filter(|w| w.namespace == grandchild && w.resource == "roles" && w.name == "destination")
-        .count();
-    assert_eq!(late_m1, 0, "m1 wrote into a tree it no longer owns");
+        .filter(|w| w.namespace == grandchild && w.at > move_sent + HANDOVER_WINDOW)
+        .map(|w| format!("{} {}/{} {:?} after the move", w.verb, w.resource, w.name, w.at - move_sent))
+        .collect();
+    assert!(late_m1.is_empty(), "m1 wrote into a tree it no longer owns: {late_m1:?}");
     // The copy of the moved namespace's own role stays valid through the move: m2 loads the subtree before it
     // plans into it, so it never judges that copy from half of the subtree and deletes it.
     let deleted_local = env

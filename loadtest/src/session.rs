@@ -1209,7 +1209,7 @@ async fn watch_ownership(
     while Instant::now() < deadline {
         let t = started.elapsed().as_secs_f64();
         let mut held = Vec::new();
-        let (mut leader, mut unowned, mut newcomer_held, mut complete) = (false, 0.0, 0.0, true);
+        let (mut leader, mut newcomer_held, mut complete) = (false, 0.0, true);
         for url in &urls {
             let text = match http.get(url).timeout(Duration::from_secs(2)).send().await {
                 Ok(r) => r.text().await.unwrap_or_default(),
@@ -1223,7 +1223,6 @@ async fn watch_ownership(
             let h = prom::sum(&m, "hnc_shards_held", &[]);
             if prom::sum(&m, "hnc_is_leader", &[]) == 1.0 {
                 leader = true;
-                unowned = prom::sum(&m, "hnc_shards_unowned", &[]);
             }
             if newcomer.as_deref() == Some(url.as_str()) {
                 newcomer_held = h;
@@ -1234,11 +1233,10 @@ async fn watch_ownership(
             times.leader_s = Some(t);
         }
         let total: f64 = held.iter().sum();
-        let done = complete
-            && leader
-            && unowned == 0.0
-            && total == shards
-            && (newcomer.is_none() || newcomer_held > 0.0);
+        // Every shard held (leases are exclusive, so the replicas' counts add up to the shard count only when
+        // each shard has one holder). The leader's `hnc_shards_unowned` is not waited for: it is refreshed at
+        // the leader's own pace and would add up to a retry period to the measurement.
+        let done = complete && leader && total == shards && (newcomer.is_none() || newcomer_held > 0.0);
         match (&settled, done) {
             (Some((_, before)), true) if *before == held => {}
             (_, true) => settled = Some((t, held.clone())),

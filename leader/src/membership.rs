@@ -60,25 +60,23 @@ pub(crate) fn live_replicas(shared: &Shared, now: Instant) -> Vec<ReplicaId> {
 /// Every replica whose membership lease was last seen with a holder, live or expired: a replica that died
 /// without releasing still tells, through its last report, how heavy the shards it owned are.
 pub(crate) fn observed_members(shared: &Shared) -> BTreeMap<ReplicaId, Observed> {
-    let prefix = format!("{}-replica-", shared.config.lease_prefix);
-    shared
-        .observations
-        .of_kind(KIND)
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(&prefix))
-        .filter_map(|(_, seen)| Some((ReplicaId(seen.holder.clone().filter(|h| !h.is_empty())?), seen)))
-        .collect()
+    members(shared, |seen| seen.holder.clone().filter(|h| !h.is_empty()))
 }
 
 /// Live replicas with their membership-lease observations.
 pub(crate) fn live_members(shared: &Shared, now: Instant) -> BTreeMap<ReplicaId, Observed> {
+    members(shared, |seen| seen.live_holder(now).map(str::to_owned))
+}
+
+/// Membership leases as observed, by the replica `holder` names (leases it names none of are left out).
+fn members(shared: &Shared, holder: impl Fn(&Observed) -> Option<String>) -> BTreeMap<ReplicaId, Observed> {
     let prefix = format!("{}-replica-", shared.config.lease_prefix);
     shared
         .observations
         .of_kind(KIND)
         .into_iter()
         .filter(|(name, _)| name.starts_with(&prefix))
-        .filter_map(|(_, seen)| Some((ReplicaId(seen.live_holder(now)?.to_owned()), seen)))
+        .filter_map(|(_, seen)| Some((ReplicaId(holder(&seen)?), seen)))
         .collect()
 }
 

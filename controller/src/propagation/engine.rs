@@ -348,11 +348,10 @@ impl PropagationEngine {
                 self.sources.delete(&ty, &ns, &name);
                 self.cache.delete(&ty, &ns, &name)
             }
-            Change::Synced if load.is_some() => {
-                self.loaded(load.unwrap_or_default());
-                return;
-            }
             Change::Synced => {
+                if let Some(id) = load {
+                    return self.loaded(id);
+                }
                 if let Some(w) = self.watches.get_mut(&ty)
                     && !w.synced
                 {

@@ -1,7 +1,8 @@
 //! Planner benchmarks, and the memory the forest cache needs per source and per copy.
 //!
 //! `cargo bench -p hnc-shard --bench planner` first prints the memory figures (resident-set growth while
-//! ingesting 100,000 sources and then 1,000,000 copies; Linux only), then runs the timed cases:
+//! indexing 200,000 source names, then ingesting 100,000 sources and 1,000,000 copies into a forest cache;
+//! Linux only), then runs the timed cases:
 //! * one new source in a root with 10,000 descendants (a dirty name: 10,000 creates);
 //! * a cold full plan of 100,000 namespaces in 10,000 trees of 10, 10 sources per root (900,000 creates),
 //!   on a local rayon pool of 1 and of 2 threads.
@@ -14,8 +15,8 @@ use criterion::{Criterion, criterion_group};
 use hnc_api::SyncMode;
 use hnc_api::keys::labels;
 use hnc_shard::propagation::{
-    CopyFingerprint, DirtySet, ForestCache, PropagationRules, SourceEntry, TypeKey, TypeModes, build_copy,
-    plan,
+    CopyFingerprint, DirtySet, ForestCache, PropagationRules, SourceEntry, SourceNames, TypeKey, TypeModes,
+    build_copy, plan,
 };
 use hnc_shard::{HierarchyView, Labels, NsName};
 use serde_json::{Value, json};
@@ -181,6 +182,25 @@ fn memory_report() {
         println!("memory figures need /proc/self/statm (Linux)");
         return;
     };
+    // The cluster-wide source-name index every replica keeps for admission: 100,000 namespaces with two
+    // sources each, as a forest of teams with a Role and a RoleBinding per namespace would have.
+    let mut names = SourceNames::new(PropagationRules::default());
+    let source_names = 200_000;
+    for i in 0..source_names / 2 {
+        let ns = format!("team-{i}");
+        for name in ["admins", "viewers"] {
+            names.apply(&role(), &ns, name, &role_source(&ns, name));
+        }
+    }
+    let _ = names.publish();
+    let after_names = resident_bytes().unwrap_or(start);
+    assert_eq!(names.current().count(&role()), source_names);
+    println!(
+        "source names: {source_names} sources: {} B each (resident-set growth)",
+        (after_names - start) / source_names
+    );
+    let start = after_names;
+
     let (trees, sources, copies_per_source) = (10_000, 10, 10);
     let mut cache = ForestCache::new(PropagationRules::default());
     for t in 0..trees {
@@ -212,7 +232,7 @@ fn memory_report() {
         stats.copies,
         (after_copies - after_sources) / stats.copies,
     );
-    drop((cache, snapshot));
+    drop((names, cache, snapshot));
 }
 
 criterion_group!(benches, one_source_in_a_big_root, cold_full_plan);

@@ -4,10 +4,11 @@
 //! The forest cache holds full sources and copy fingerprints only for the trees this replica owns. Admission
 //! must still judge, on any replica, whether a new source would overwrite a same-named object below it or
 //! whether a re-parent would; those checks need only which namespaces hold a source of a given name and how it
-//! may propagate. This index answers that for the whole cluster at a few dozen bytes per source. Like the
+//! may propagate. This index answers that for the whole cluster at about 250 bytes per source. Like the
 //! forest cache it is written by one task and published as immutable snapshots (persistent maps, so a snapshot
 //! is a pointer copy).
 
+use std::ops::Bound;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,11 +19,28 @@ use super::object::{ObjName, PropagationRules, TypeKey, clean_source};
 use super::selector::PropagationPolicy;
 use crate::NsName;
 
+/// One type's sources, in two flat persistent maps keyed by both names, so that "who holds a source named x"
+/// and "what sources does namespace n hold" are both range scans. Flat maps matter: a persistent map per
+/// namespace or per name allocates a whole B-tree node (kilobytes) for its one or two entries.
 #[derive(Clone, Debug, Default)]
 struct TypeSources {
-    by_name: imbl::HashMap<ObjName, imbl::OrdMap<NsName, Arc<PropagationPolicy>>>,
-    by_ns: imbl::HashMap<NsName, imbl::OrdMap<ObjName, Arc<PropagationPolicy>>>,
-    count: usize,
+    by_name: imbl::OrdMap<(ObjName, NsName), Arc<PropagationPolicy>>,
+    by_ns: imbl::OrdMap<(NsName, ObjName), Arc<PropagationPolicy>>,
+}
+
+/// The smallest key whose first part is `first`: where a range scan over `first`'s entries starts.
+fn first_key(first: &str) -> (Arc<str>, Arc<str>) {
+    (first.into(), Arc::from(""))
+}
+
+/// Visits the entries of `map` whose key starts with `first`, in order of the key's second part.
+fn entries_under<'a, V>(
+    map: &'a imbl::OrdMap<(Arc<str>, Arc<str>), V>,
+    first: &'a str,
+) -> impl Iterator<Item = (&'a Arc<str>, &'a V)> + 'a {
+    map.range((Bound::Included(first_key(first)), Bound::Unbounded))
+        .take_while(move |((key, _), _)| &**key == first)
+        .map(|((_, second), value)| (second, value))
 }
 
 /// A snapshot of the index.
@@ -34,15 +52,15 @@ pub struct SourceNamesSnapshot {
 impl SourceNamesSnapshot {
     /// Calls `visit` with every namespace holding a source of `ty` named `name`, with its policy.
     pub fn holders(&self, ty: &TypeKey, name: &str, mut visit: impl FnMut(&NsName, &PropagationPolicy)) {
-        let Some(holders) = self.types.get(ty).and_then(|t| t.by_name.get(name)) else { return };
-        for (ns, policy) in holders {
+        let Some(t) = self.types.get(ty) else { return };
+        for (ns, policy) in entries_under(&t.by_name, name) {
             visit(ns, policy);
         }
     }
 
     /// True when `namespace` holds a source of `ty` named `name`.
     pub fn holds(&self, ty: &TypeKey, namespace: &str, name: &str) -> bool {
-        self.types.get(ty).and_then(|t| t.by_ns.get(namespace)).is_some_and(|names| names.contains_key(name))
+        self.types.get(ty).is_some_and(|t| t.by_ns.contains_key(&(namespace.into(), name.into())))
     }
 
     /// Calls `visit` with the name and policy of every source of `ty` in `namespace`.
@@ -52,8 +70,8 @@ impl SourceNamesSnapshot {
         namespace: &str,
         mut visit: impl FnMut(&ObjName, &PropagationPolicy),
     ) {
-        let Some(names) = self.types.get(ty).and_then(|t| t.by_ns.get(namespace)) else { return };
-        for (name, policy) in names {
+        let Some(t) = self.types.get(ty) else { return };
+        for (name, policy) in entries_under(&t.by_ns, namespace) {
             visit(name, policy);
         }
     }
@@ -61,20 +79,24 @@ impl SourceNamesSnapshot {
     /// Calls `visit` with every namespace holding at least one source of `ty`.
     pub fn namespaces_with_sources(&self, ty: &TypeKey, mut visit: impl FnMut(&NsName)) {
         let Some(t) = self.types.get(ty) else { return };
-        for ns in t.by_ns.keys() {
-            visit(ns);
+        let mut last: Option<&NsName> = None;
+        for (ns, _) in t.by_ns.keys() {
+            if last != Some(ns) {
+                visit(ns);
+                last = Some(ns);
+            }
         }
     }
 
     /// Number of sources of `ty`.
     pub fn count(&self, ty: &TypeKey) -> usize {
-        self.types.get(ty).map_or(0, |t| t.count)
+        self.types.get(ty).map_or(0, |t| t.by_ns.len())
     }
 
     /// Every `(namespace, name)` of `ty` the index holds.
     pub fn keys(&self, ty: &TypeKey) -> Vec<(NsName, ObjName)> {
         let Some(t) = self.types.get(ty) else { return Vec::new() };
-        t.by_ns.iter().flat_map(|(ns, names)| names.keys().map(move |n| (ns.clone(), n.clone()))).collect()
+        t.by_ns.keys().cloned().collect()
     }
 }
 
@@ -95,12 +117,18 @@ pub struct SourceNames {
     rules: PropagationRules,
     state: SourceNamesSnapshot,
     published: Arc<ArcSwap<SourceNamesSnapshot>>,
+    last_policy: Option<Arc<PropagationPolicy>>,
 }
 
 impl SourceNames {
     /// An empty index; `rules` are the flags that shape a source's policy (as for the forest cache).
     pub fn new(rules: PropagationRules) -> Self {
-        SourceNames { rules, state: SourceNamesSnapshot::default(), published: Arc::default() }
+        SourceNames {
+            rules,
+            state: SourceNamesSnapshot::default(),
+            published: Arc::default(),
+            last_policy: None,
+        }
     }
 
     /// Records an added or changed object of `ty` (`namespace/name`). Only its metadata and `type` are read,
@@ -115,40 +143,25 @@ impl SourceNames {
             self.delete(ty, namespace, name);
             return;
         }
-        let policy = Arc::new(PropagationPolicy::new(ty, &clean_source(object, &self.rules), &self.rules));
+        let policy = PropagationPolicy::new(ty, &clean_source(object, &self.rules), &self.rules);
+        // Most sources carry no selector at all: consecutive equal policies share one allocation.
+        let policy = match &self.last_policy {
+            Some(last) if **last == policy => last.clone(),
+            _ => Arc::new(policy),
+        };
+        self.last_policy = Some(policy.clone());
         let t = self.state.types.entry(ty.clone()).or_default();
         let (ns, n): (NsName, ObjName) = (namespace.into(), name.into());
-        let mut holders = t.by_name.get(&n).cloned().unwrap_or_default();
-        let added = holders.insert(ns.clone(), policy.clone()).is_none();
-        t.by_name.insert(n.clone(), holders);
-        let mut names = t.by_ns.get(&ns).cloned().unwrap_or_default();
-        names.insert(n, policy);
-        t.by_ns.insert(ns, names);
-        if added {
-            t.count += 1;
-        }
+        t.by_name.insert((n.clone(), ns.clone()), policy.clone());
+        t.by_ns.insert((ns, n), policy);
     }
 
     /// Forgets the source `namespace/name` of `ty`, if recorded.
     pub fn delete(&mut self, ty: &TypeKey, namespace: &str, name: &str) {
         let Some(t) = self.state.types.get_mut(ty) else { return };
-        let Some(mut names) = t.by_ns.get(namespace).cloned() else { return };
-        if names.remove(name).is_none() {
-            return;
-        }
-        t.count -= 1;
-        if names.is_empty() {
-            t.by_ns.remove(namespace);
-        } else {
-            t.by_ns.insert(namespace.into(), names);
-        }
-        if let Some(mut holders) = t.by_name.get(name).cloned() {
-            holders.remove(namespace);
-            if holders.is_empty() {
-                t.by_name.remove(name);
-            } else {
-                t.by_name.insert(name.into(), holders);
-            }
+        let (ns, n): (NsName, ObjName) = (namespace.into(), name.into());
+        if t.by_ns.remove(&(ns.clone(), n.clone())).is_some() {
+            t.by_name.remove(&(n, ns));
         }
     }
 
@@ -212,5 +225,36 @@ mod tests {
         assert_eq!(snap.keys(&ty), vec![(NsName::from("a"), ObjName::from("x"))]);
         index.remove_type(&ty);
         assert_eq!(index.publish().count(&ty), 0);
+    }
+
+    #[test]
+    fn range_scans_stop_at_the_next_name_and_namespace() {
+        let ty = TypeKey::new("", "ConfigMap");
+        let other = TypeKey::new("", "Secret");
+        let mut index = SourceNames::new(PropagationRules::default());
+        for (ns, name) in [("a", "x"), ("a", "x2"), ("ab", "x"), ("b", "w"), ("b", "x")] {
+            index.apply(&ty, ns, name, &obj(json!({}), json!({})));
+        }
+        index.apply(&other, "a", "x", &obj(json!({}), json!({})));
+        let snap = index.publish();
+        let mut holders = Vec::new();
+        snap.holders(&ty, "x", |ns, _| holders.push(ns.to_string()));
+        assert_eq!(holders, ["a", "ab", "b"]);
+        let mut names = Vec::new();
+        snap.sources_in(&ty, "a", |name, _| names.push(name.to_string()));
+        assert_eq!(names, ["x", "x2"]);
+        let mut namespaces = Vec::new();
+        snap.namespaces_with_sources(&ty, |ns| namespaces.push(ns.to_string()));
+        assert_eq!(namespaces, ["a", "ab", "b"]);
+        assert_eq!((snap.count(&ty), snap.count(&other)), (5, 1));
+        assert!(snap.holds(&ty, "ab", "x") && !snap.holds(&ty, "ab", "x2"));
+
+        index.delete(&ty, "a", "x");
+        index.delete(&ty, "a", "x");
+        let snap = index.publish();
+        holders.clear();
+        snap.holders(&ty, "x", |ns, _| holders.push(ns.to_string()));
+        assert_eq!(holders, ["ab", "b"]);
+        assert_eq!(snap.count(&ty), 4);
     }
 }

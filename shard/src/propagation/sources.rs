@@ -8,6 +8,8 @@
 //! forest cache it is written by one task and published as immutable snapshots (persistent maps, so a snapshot
 //! is a pointer copy).
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -28,9 +30,48 @@ struct TypeSources {
     by_ns: imbl::OrdMap<(NsName, ObjName), Arc<PropagationPolicy>>,
 }
 
-/// The smallest key whose first part is `first`: where a range scan over `first`'s entries starts.
-fn first_key(first: &str) -> (Arc<str>, Arc<str>) {
-    (first.into(), Arc::from(""))
+/// A key of two names ordered as the pair, so that borrowed `(&str, &str)` can look up an owned
+/// `(Arc<str>, Arc<str>)` key: lookups and deletions (one per watched copy) allocate nothing.
+trait NamePair {
+    fn pair(&self) -> (&str, &str);
+}
+
+impl NamePair for (Arc<str>, Arc<str>) {
+    fn pair(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl NamePair for (&str, &str) {
+    fn pair(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn NamePair + 'a> for (Arc<str>, Arc<str>) {
+    fn borrow(&self) -> &(dyn NamePair + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn NamePair + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.pair() == other.pair()
+    }
+}
+
+impl Eq for dyn NamePair + '_ {}
+
+impl PartialOrd for dyn NamePair + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn NamePair + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.pair().cmp(&other.pair())
+    }
 }
 
 /// Visits the entries of `map` whose key starts with `first`, in order of the key's second part.
@@ -38,7 +79,8 @@ fn entries_under<'a, V>(
     map: &'a imbl::OrdMap<(Arc<str>, Arc<str>), V>,
     first: &'a str,
 ) -> impl Iterator<Item = (&'a Arc<str>, &'a V)> + 'a {
-    map.range((Bound::Included(first_key(first)), Bound::Unbounded))
+    let start: &dyn NamePair = &(first, "");
+    map.range::<_, dyn NamePair>((Bound::Included(start), Bound::Unbounded))
         .take_while(move |((key, _), _)| &**key == first)
         .map(|((_, second), value)| (second, value))
 }
@@ -60,7 +102,7 @@ impl SourceNamesSnapshot {
 
     /// True when `namespace` holds a source of `ty` named `name`.
     pub fn holds(&self, ty: &TypeKey, namespace: &str, name: &str) -> bool {
-        self.types.get(ty).is_some_and(|t| t.by_ns.contains_key(&(namespace.into(), name.into())))
+        self.types.get(ty).is_some_and(|t| t.by_ns.contains_key(&(namespace, name) as &dyn NamePair))
     }
 
     /// Calls `visit` with the name and policy of every source of `ty` in `namespace`.
@@ -159,9 +201,8 @@ impl SourceNames {
     /// Forgets the source `namespace/name` of `ty`, if recorded.
     pub fn delete(&mut self, ty: &TypeKey, namespace: &str, name: &str) {
         let Some(t) = self.state.types.get_mut(ty) else { return };
-        let (ns, n): (NsName, ObjName) = (namespace.into(), name.into());
-        if t.by_ns.remove(&(ns.clone(), n.clone())).is_some() {
-            t.by_name.remove(&(n, ns));
+        if t.by_ns.remove(&(namespace, name) as &dyn NamePair).is_some() {
+            t.by_name.remove(&(name, namespace) as &dyn NamePair);
         }
     }
 

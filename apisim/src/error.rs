@@ -15,13 +15,43 @@ pub struct ApiError {
     pub details: Option<Value>,
 }
 
+/// One cause of a 422 Invalid: reason (`FieldValueInvalid`, `FieldValueRequired`, ...), field path, message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueTypeInvalid`, ...
+    pub reason: &'static str,
+    /// Field path (`metadata.name`, `spec.parent`).
+    pub field: String,
+    /// What is wrong, as `field.Error` prints it without the field.
+    pub message: String,
+}
+
+impl Cause {
+    /// A `FieldValueInvalid` cause.
+    pub fn invalid(field: &str, message: String) -> Self {
+        Cause { reason: "FieldValueInvalid", field: field.to_owned(), message }
+    }
+
+    /// A `FieldValueForbidden` cause.
+    pub fn forbidden(field: &str, message: String) -> Self {
+        Cause { reason: "FieldValueForbidden", field: field.to_owned(), message }
+    }
+}
+
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: String) -> Self {
         ApiError { code, reason, message, details: None }
     }
 
+    /// `details` as Go's StatusDetails encodes them: empty name, group and kind are left out.
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
-        self.details = Some(json!({"name": name, "group": group, "kind": kind}));
+        let mut details = serde_json::Map::new();
+        for (k, v) in [("name", name), ("group", group), ("kind", kind)] {
+            if !v.is_empty() {
+                details.insert(k.into(), json!(v));
+            }
+        }
+        self.details = Some(Value::Object(details));
         self
     }
 
@@ -47,13 +77,52 @@ impl ApiError {
         .with_details(name, group, plural)
     }
 
-    /// 422 Invalid with one cause.
+    /// 409 Conflict naming the kind rather than the resource, as delete preconditions are reported.
+    pub fn conflict_kind(group: &str, kind: &str, name: &str, detail: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} \"{name}\": {detail}", gr(group, kind)),
+        )
+        .with_details(name, group, kind)
+    }
+
+    /// 422 Invalid with one `FieldValueInvalid` cause.
     pub fn invalid(kind: &str, group: &str, name: &str, field: &str, detail: &str) -> Self {
+        Self::invalid_causes(kind, group, name, vec![Cause::invalid(field, detail.to_owned())])
+    }
+
+    /// 422 Invalid with every cause; the message lists each distinct one once, in brackets when several.
+    pub fn invalid_causes(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
         let kind_group = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
-        let mut e =
-            Self::new(422, "Invalid", format!("{kind_group} \"{name}\" is invalid: {field}: {detail}"));
-        e.details = Some(json!({"name": name, "group": group, "kind": kind,
-            "causes": [{"reason": "FieldValueInvalid", "message": detail, "field": field}]}));
+        let mut shown: Vec<String> = Vec::new();
+        for c in &causes {
+            let line = format!("{}: {}", c.field, c.message);
+            if !shown.contains(&line) {
+                shown.push(line);
+            }
+        }
+        let listed = if shown.len() == 1 { shown.remove(0) } else { format!("[{}]", shown.join(", ")) };
+        let mut e = Self::new(422, "Invalid", format!("{kind_group} \"{name}\" is invalid: {listed}"))
+            .with_details(name, group, kind);
+        if let Some(details) = e.details.as_mut() {
+            details["causes"] = causes
+                .iter()
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .collect();
+        }
+        e
+    }
+
+    /// 422 for a JSON patch that cannot be applied (a failed `test` among them): kube-apiserver says no more
+    /// than this, with empty details.
+    pub fn patch_rejected() -> Self {
+        let mut e = Self::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request".into(),
+        );
+        e.details = Some(json!({}));
         e
     }
 
@@ -102,13 +171,14 @@ impl ApiError {
         Self::new(410, "Expired", message.into())
     }
 
-    /// 415 UnsupportedMediaType.
-    pub fn unsupported_media_type(content_type: &str) -> Self {
+    /// 415 UnsupportedMediaType, listing the media types the request could have used.
+    pub fn unsupported_media_type(accepted: &[&str]) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
             ),
         )
     }
@@ -134,6 +204,14 @@ impl ApiError {
             e.details = Some(json!({"retryAfterSeconds": secs}));
         }
         e
+    }
+
+    /// The `Status` of a delete that removed the object at once.
+    pub fn deleted(group: &str, plural: &str, name: &str, uid: &str) -> Value {
+        let mut details =
+            Self::new(200, "", String::new()).with_details(name, group, plural).details.unwrap_or_default();
+        details["uid"] = json!(uid);
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
     }
 
     /// The `Status` body.

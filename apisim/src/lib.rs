@@ -16,6 +16,8 @@
 mod admission;
 mod error;
 mod faults;
+mod kinds;
+mod managed;
 mod protobuf;
 mod rbac;
 mod resources;
@@ -50,8 +52,12 @@ pub struct Config {
     pub https_port: u16,
     /// Plain HTTP port on 127.0.0.1 (0 = any free port).
     pub http_port: u16,
-    /// Interval between watch bookmarks.
+    /// Interval between watch bookmarks (besides the one 2 s before a watch's deadline).
     pub bookmark_interval: Duration,
+    /// Empty and remove terminating namespaces, as kube-controller-manager's namespace controller does in a
+    /// cluster. Off, terminating namespaces stay terminating, as on a kube-apiserver running alone (the
+    /// conformance recording was made on one).
+    pub namespace_controller: bool,
 }
 
 impl Default for Config {
@@ -60,7 +66,8 @@ impl Default for Config {
             history_window: 100_000,
             https_port: 0,
             http_port: 0,
-            bookmark_interval: Duration::from_secs(1),
+            bookmark_interval: Duration::from_secs(60),
+            namespace_controller: true,
         }
     }
 }
@@ -89,7 +96,7 @@ impl ApiSim {
             },
         );
         let shared = Arc::new(server::Shared {
-            store: Mutex::new(store::Store::new(config.history_window)),
+            store: Mutex::new(store::Store::new(config.history_window, config.namespace_controller)),
             tokens: RwLock::new(tokens),
             faults: Faults::default(),
             requests: Mutex::new(Default::default()),
@@ -213,7 +220,10 @@ impl ApiSim {
     ) -> Result<serde_json::Value, ApiError> {
         let mut store = self.shared.store.lock();
         let t = store.resolve(group, plural).ok_or_else(|| ApiError::not_found(group, plural, ""))?;
-        store.create(&t, namespace, obj, false)
+        let (api_version, time) = (t.api_version(), store::now());
+        let writer =
+            managed::Writer { manager: "apisim", api_version: &api_version, subresource: None, time: &time };
+        store.create(&t, namespace, obj, &writer, false)
     }
 
     /// Stops serving and waits for the listeners to close.

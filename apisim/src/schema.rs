@@ -1,12 +1,36 @@
 //! Validation and pruning of custom resources against their CRD's structural schema, as kube-apiserver does:
 //! unknown fields are dropped (pruned) unless `x-kubernetes-preserve-unknown-fields`; types, enums, required
-//! fields, patterns and bounds are enforced; `metadata.name` may be constrained (HNC's singleton enums).
+//! fields, patterns and bounds are enforced; `metadata.name` may be constrained (HNC's singleton enums). A null
+//! where the schema does not say `nullable` is dropped, as kube-apiserver prunes it before defaulting.
 
 use regex::Regex;
 use serde_json::Value;
 
-/// One validation failure: field path and message.
-pub type FieldError = (String, String);
+use crate::error::Cause;
+
+/// One validation failure.
+pub type FieldError = Cause;
+
+fn error(reason: &'static str, path: &str, message: String) -> FieldError {
+    Cause { reason, field: path.to_owned(), message }
+}
+
+/// The OpenAPI type name of a JSON value, as kube-apiserver's schema errors name it.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn nullable(schema: &Value) -> bool {
+    schema.get("nullable").and_then(Value::as_bool) == Some(true)
+}
 
 /// Prunes `obj` in place and returns every violation of `schema`.
 pub fn validate(schema: &Value, obj: &mut Value) -> Vec<FieldError> {
@@ -27,6 +51,9 @@ pub fn validate(schema: &Value, obj: &mut Value) -> Vec<FieldError> {
                 continue;
             }
             match props.get(&key) {
+                Some(sub) if fields.get(&key).is_some_and(Value::is_null) && !nullable(sub) => {
+                    fields.remove(&key);
+                }
                 Some(sub) => {
                     if let Some(value) = fields.get_mut(&key) {
                         check(sub, value, &key, &mut errors);
@@ -57,7 +84,7 @@ fn required(
         if let Some(req) = req.as_str()
             && !fields.contains_key(req)
         {
-            errors.push((join(path, req), "Required value".into()));
+            errors.push(error("FieldValueRequired", &join(path, req), "Required value".into()));
         }
     }
 }
@@ -67,7 +94,7 @@ fn join(path: &str, field: &str) -> String {
 }
 
 fn check(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldError>) {
-    if value.is_null() && schema.get("nullable").and_then(Value::as_bool) == Some(true) {
+    if value.is_null() && nullable(schema) {
         return;
     }
     let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
@@ -84,9 +111,11 @@ fn check(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldEr
     };
     if !type_ok {
         let want = if int_or_string { "integer or string" } else { schema["type"].as_str().unwrap_or("?") };
-        errors.push((
-            path.to_owned(),
-            format!("Invalid value: {}: {path} in body must be of type {want}", short(value)),
+        let found = type_name(value);
+        errors.push(error(
+            "FieldValueTypeInvalid",
+            path,
+            format!("Invalid value: \"{found}\": {path} in body must be of type {want}: \"{found}\""),
         ));
         return;
     }
@@ -94,8 +123,9 @@ fn check(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldEr
         && !allowed.contains(value)
     {
         let list: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-        errors.push((
-            path.to_owned(),
+        errors.push(error(
+            "FieldValueNotSupported",
+            path,
             format!("Unsupported value: {}: supported values: {}", short(value), list.join(", ")),
         ));
     }
@@ -105,21 +135,27 @@ fn check(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldEr
             if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
                 && s.chars().count() as u64 > max
             {
-                errors.push((path.to_owned(), format!("Too long: may not be more than {max} bytes")));
+                errors.push(error(
+                    "FieldValueTooLong",
+                    path,
+                    format!("Too long: may not be more than {max} bytes"),
+                ));
             }
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
                 && (s.chars().count() as u64) < min
             {
-                errors.push((
-                    path.to_owned(),
+                errors.push(error(
+                    "FieldValueInvalid",
+                    path,
                     format!("Invalid value: {shown}: {path} in body should be at least {min} chars long"),
                 ));
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
                 && Regex::new(pattern).is_ok_and(|re| !re.is_match(s))
             {
-                errors.push((
-                    path.to_owned(),
+                errors.push(error(
+                    "FieldValueInvalid",
+                    path,
                     format!("Invalid value: {shown}: {path} in body should match '{pattern}'"),
                 ));
             }
@@ -128,8 +164,9 @@ fn check(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldEr
             if let (Some(min), Some(x)) = (schema.get("minimum").and_then(Value::as_f64), n.as_f64())
                 && x < min
             {
-                errors.push((
-                    path.to_owned(),
+                errors.push(error(
+                    "FieldValueInvalid",
+                    path,
                     format!("Invalid value: {n}: {path} in body should be greater than or equal to {min}"),
                 ));
             }
@@ -148,6 +185,9 @@ fn check(schema: &Value, value: &mut Value, path: &str, errors: &mut Vec<FieldEr
             for key in keys {
                 let sub = props.and_then(|p| p.get(&key)).or(additional);
                 match sub {
+                    Some(sub) if fields.get(&key).is_some_and(Value::is_null) && !nullable(sub) => {
+                        fields.remove(&key);
+                    }
                     Some(sub) => {
                         if let Some(v) = fields.get_mut(&key) {
                             check(sub, v, &join(path, &key), errors);
@@ -199,7 +239,7 @@ mod tests {
     fn singleton_names_types_enums_and_required_fields() {
         let mut obj = json!({"metadata": {"name": "other"}, "spec": {"parent": 5, "mode": "Sideways", "items": [{}], "hard": {"cpu": "1", "pods": 2, "x": true}}});
         let errors = validate(&schema(), &mut obj);
-        let mut paths: Vec<&str> = errors.iter().map(|(p, _)| p.as_str()).collect();
+        let mut paths: Vec<&str> = errors.iter().map(|c| c.field.as_str()).collect();
         paths.sort();
         assert_eq!(
             paths,

@@ -16,9 +16,10 @@ use serde_json::{Value, json};
 use crate::admission;
 use crate::error::ApiError;
 use crate::faults::Faults;
+use crate::managed::Writer;
 use crate::resources::{ResourceType, api_version};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::store::{Deleted, Store, labels_of};
+use crate::store::{Deleted, Store, Written, labels_of};
 
 /// An authenticated user.
 #[derive(Debug, Clone)]
@@ -143,9 +144,17 @@ pub(crate) async fn handle(
         count(&shared, verb, &target.t.plural, e.code);
         return error_response(&e);
     }
+    let writer = WriteContext {
+        manager: crate::managed::manager_name(
+            query.get("fieldManager").map(String::as_str),
+            headers.get("user-agent").and_then(|v| v.to_str().ok()),
+        ),
+        api_version: api_version(&target.t.group, &target.version),
+        time: crate::store::now(),
+    };
     if target.t.group == "authorization.k8s.io" {
         let response = if verb == "POST" {
-            review(&shared, &target.t.plural, &headers, &body, &user)
+            review(&shared, &target.t, &headers, &body, &user, &writer)
         } else {
             error_response(&ApiError::method_not_allowed(format!("{} only supports create", target.t.plural)))
         };
@@ -164,13 +173,7 @@ pub(crate) async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let content_type =
-        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let json_body = content_type.contains("json") || body.is_empty();
-    let response = if matches!(verb, "POST" | "PUT") && !json_body {
-        // Protobuf and CBOR are not served; clients fall back to JSON on 415 as with any server lacking them.
-        error_response(&ApiError::unsupported_media_type(content_type))
-    } else if let Some((code, retry_after)) = fault {
+    let response = if let Some((code, retry_after)) = fault {
         let mut r = error_response(&ApiError::injected(code, retry_after));
         if let Some(secs) = retry_after {
             r.headers_mut().insert("Retry-After", secs.to_string().parse().expect("digits"));
@@ -179,7 +182,7 @@ pub(crate) async fn handle(
     } else if verb == "WATCH" {
         watch(&shared, &target, &query)
     } else {
-        serve(&shared, &target, verb, &query, &headers, &body, &user).await
+        serve(&shared, &target, verb, &query, &headers, &body, &user, &writer).await
     };
     let code = response.status().as_u16();
     count(&shared, verb, &target.t.plural, code);
@@ -221,7 +224,15 @@ fn rbac_verb(verb: &str) -> &'static str {
 }
 
 /// Answers a SubjectAccessReview (for the user in its spec) or SelfSubjectAccessReview (for the requester).
-fn review(shared: &Shared, plural: &str, headers: &HeaderMap, body: &[u8], requester: &User) -> Response {
+fn review(
+    shared: &Shared,
+    t: &ResourceType,
+    headers: &HeaderMap,
+    body: &[u8],
+    requester: &User,
+    writer: &WriteContext,
+) -> Response {
+    let plural = t.plural.as_str();
     let protobuf =
         headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("protobuf"));
     let parsed = if protobuf {
@@ -268,7 +279,16 @@ fn review(shared: &Shared, plural: &str, headers: &HeaderMap, body: &[u8], reque
         name: field("name"),
     };
     let (allowed, reason) = crate::rbac::authorize(&shared.store.lock(), &user, &attrs);
-    obj["status"] = json!({"allowed": allowed, "reason": reason});
+    // A review is created and answered, never stored: it has managedFields but no creationTimestamp.
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    crate::managed::record(&crate::kinds::KindSchema(t), &t.zero(), &mut obj, &writer.writer());
+    obj["metadata"]["creationTimestamp"] = Value::Null;
+    obj["status"] = json!({"allowed": allowed});
+    if !reason.is_empty() {
+        obj["status"]["reason"] = json!(reason);
+    }
     obj["apiVersion"] = json!("authorization.k8s.io/v1");
     json_response(201, obj)
 }
@@ -327,6 +347,20 @@ fn resolve_target(shared: &Shared, segments: &[&str]) -> Result<Target, ApiError
     }
 }
 
+/// Who makes a write, for managedFields.
+pub(crate) struct WriteContext {
+    manager: String,
+    api_version: String,
+    time: String,
+}
+
+impl WriteContext {
+    fn writer(&self) -> Writer<'_> {
+        Writer { manager: &self.manager, api_version: &self.api_version, subresource: None, time: &self.time }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     shared: &Shared,
     target: &Target,
@@ -335,6 +369,7 @@ async fn serve(
     headers: &HeaderMap,
     body: &[u8],
     user: &User,
+    writer: &WriteContext,
 ) -> Response {
     let t = &target.t;
     let ns = target.namespace.as_deref().unwrap_or("");
@@ -357,26 +392,37 @@ async fn serve(
         "LIST" => return list(shared, target, query),
         "POST" => {
             async {
-                let obj = parse_body(body)?;
+                let mut obj = decode_body(t, headers, body)?;
+                t.decode_defaults(&mut obj);
                 let obj_name =
                     obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let req = admission_request(target, &obj_name, "CREATE", Some(obj), None, user, dry_run);
                 let obj = admission::admit(shared, req).await?.unwrap_or_default();
-                shared.store.lock().create(t, ns, obj, dry_run).map(|o| (201, o))
+                shared.store.lock().create(t, ns, obj, &writer.writer(), dry_run).map(|o| (201, o))
             }
             .await
         }
         "PUT" => {
             async {
-                let obj = parse_body(body)?;
-                let old = shared.store.lock().get(t, ns, name)?;
-                let req = admission_request(target, name, "UPDATE", Some(obj), Some(old), user, dry_run);
+                let mut obj = decode_body(t, headers, body)?;
+                t.decode_defaults(&mut obj);
+                let old = match shared.store.lock().get(t, ns, name) {
+                    Ok(old) => Some(old),
+                    Err(e) if e.code == 404 && t.creates_on_update() && !status_only => None,
+                    Err(e) => return Err(e),
+                };
+                let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
+                let req = admission_request(target, name, operation, Some(obj), old, user, dry_run);
                 let obj = admission::admit(shared, req).await?.unwrap_or_default();
-                shared.store.lock().update(t, ns, name, obj, status_only, dry_run).map(|o| (200, o))
+                let (obj, written) =
+                    shared.store.lock().update(t, ns, name, obj, status_only, &writer.writer(), dry_run)?;
+                Ok((if written == Written::Created { 201 } else { 200 }, obj))
             }
             .await
         }
-        "PATCH" => patch(shared, target, headers, body, status_only, dry_run, user).await.map(|o| (200, o)),
+        "PATCH" => {
+            patch(shared, target, headers, body, status_only, dry_run, user, writer).await.map(|o| (200, o))
+        }
         "DELETE" => {
             async {
                 let old = shared.store.lock().get(t, ns, name)?;
@@ -393,7 +439,9 @@ async fn serve(
     };
     match result {
         Ok((code, mut obj)) => {
-            obj["apiVersion"] = json!(api_version(&t.group, &target.version));
+            if obj.get("kind").and_then(Value::as_str) == Some(t.kind.as_str()) {
+                obj["apiVersion"] = json!(api_version(&t.group, &target.version));
+            }
             json_response(code, obj)
         }
         Err(e) => error_response(&e),
@@ -428,8 +476,39 @@ fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
+/// The media type of a request body, without parameters.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Decodes the body of a create or update: JSON, YAML, or (for built-in kinds) protobuf, as kube-apiserver
+/// accepts them.
+fn decode_body(t: &ResourceType, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    match media_type(headers).as_str() {
+        "application/json" | "" => parse_body(body),
+        "application/yaml" => serde_saphyr::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
+        _ => {
+            let mut accepted = vec!["application/json", "application/yaml"];
+            if !t.is_custom() {
+                accepted.push("application/vnd.kubernetes.protobuf");
+            }
+            Err(ApiError::unsupported_media_type(&accepted))
+        }
+    }
+}
+
 /// Applies a patch as the real server does: to the current object, through admission, retried when the object
 /// changed underneath (unless the patch itself pins a resourceVersion, which then conflicts).
+#[allow(clippy::too_many_arguments)]
 async fn patch(
     shared: &Shared,
     target: &Target,
@@ -438,19 +517,24 @@ async fn patch(
     status_only: bool,
     dry_run: bool,
     user: &User,
+    writer: &WriteContext,
 ) -> Result<Value, ApiError> {
     let t = &target.t;
     let ns = target.namespace.as_deref().unwrap_or("");
     let name = target.name.as_deref().unwrap_or("");
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_owned();
+    let content_type = media_type(headers);
+    // Custom resources have no strategic merge patch: their fields carry no patch strategies.
+    let mut accepted = vec!["application/json-patch+json", "application/merge-patch+json"];
+    if !t.is_custom() {
+        accepted.push("application/strategic-merge-patch+json");
+    }
+    accepted.push("application/apply-patch+yaml");
+    if content_type == "application/apply-patch+yaml" {
+        return Err(ApiError::unsupported_media_type(&accepted[..accepted.len() - 1]));
+    }
+    if !accepted.contains(&content_type.as_str()) {
+        return Err(ApiError::unsupported_media_type(&accepted));
+    }
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -465,23 +549,19 @@ async fn patch(
                 }
                 json_patch::merge(&mut obj, &p);
             }
-            "application/json-patch+json" => {
+            _ => {
                 let p: json_patch::Patch = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut obj, &p).map_err(|e| {
-                    let detail =
-                        format!("the server rejected our request due to an error in our request: {e}");
-                    ApiError::invalid(&t.kind, &t.group, name, "", &detail)
-                })?;
+                json_patch::patch(&mut obj, &p).map_err(|_| ApiError::patch_rejected())?;
             }
-            other => return Err(ApiError::unsupported_media_type(other)),
         }
+        t.decode_defaults(&mut obj);
         let pinned = obj["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"];
         let req = admission_request(target, name, "UPDATE", Some(obj), Some(current), user, dry_run);
         let obj = admission::admit(shared, req).await?.unwrap_or_default();
-        match shared.store.lock().update(t, ns, name, obj, status_only, dry_run) {
+        match shared.store.lock().update(t, ns, name, obj, status_only, &writer.writer(), dry_run) {
             Err(e) if e.code == 409 && !pinned && attempts < 5 => continue,
-            other => return other,
+            other => return other.map(|(o, _)| o),
         }
     }
 }
@@ -497,18 +577,25 @@ fn delete(shared: &Shared, target: &Target, body: &[u8], dry_run: bool) -> Resul
     let dry_run = dry_run
         || options.get("dryRun").and_then(Value::as_array).is_some_and(|d| d.iter().any(|x| x == "All"));
     match shared.store.lock().delete(t, target.namespace.as_deref().unwrap_or(""), name, rv, uid, dry_run)? {
-        Deleted::Gone(obj) => Ok((200, obj)),
+        // Removed at once: kube-apiserver answers with a Status, not the object.
+        Deleted::Gone(obj) => {
+            let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+            Ok((200, ApiError::deleted(&t.group, &t.plural, name, uid)))
+        }
+        // Still there (finalizers, a terminating namespace): the object as it now is.
         Deleted::Pending(obj) => Ok((200, obj)),
     }
 }
 
 fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Response {
     let t = &target.t;
-    let labels = match LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or("")) {
+    let label_query = query.get("labelSelector").map(String::as_str).unwrap_or("");
+    let field_query = query.get("fieldSelector").map(String::as_str).unwrap_or("");
+    let labels = match LabelSelector::parse(label_query) {
         Ok(l) => l,
         Err(e) => return error_response(&ApiError::bad_request(format!("unable to parse requirement: {e}"))),
     };
-    let fields = match FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or("")) {
+    let fields = match FieldSelector::parse(field_query) {
         Ok(f) => f,
         Err(e) => return error_response(&ApiError::bad_request(e)),
     };
@@ -520,9 +607,22 @@ fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Re
         },
         None => None,
     };
+    // resourceVersionMatch=Exact asks for the state at that version; otherwise the newest state serves
+    // (it is never older than what any client saw).
+    let exact = match query.get("resourceVersionMatch").map(String::as_str) {
+        Some("Exact") => match query.get("resourceVersion").and_then(|r| r.parse::<u64>().ok()) {
+            Some(rv) => Some(rv),
+            None => {
+                return error_response(&ApiError::bad_request(
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+        },
+        _ => None,
+    };
     let store = shared.store.lock();
     // Every page of a paged list is served as of the first page's resourceVersion, which the token carries.
-    let rv = continued.as_ref().map_or_else(|| store.resource_version(), |(rv, _)| *rv);
+    let rv = continued.as_ref().map(|(rv, _)| *rv).or(exact).unwrap_or_else(|| store.resource_version());
     let listed = store.list(
         t,
         target.namespace.as_deref(),
@@ -533,20 +633,38 @@ fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>) -> Re
         limit,
     );
     drop(store);
-    let (items, last) = match listed {
+    let page = match listed {
         Ok(page) => page,
+        Err(e) if e.code == 410 && exact.is_some() && continued.is_none() => {
+            return error_response(&ApiError::expired(
+                "The resourceVersion for the provided list is too old.",
+            ));
+        }
         Err(e) => return error_response(&e),
     };
     let mut metadata = json!({"resourceVersion": rv.to_string()});
-    if let Some(last) = last {
-        metadata["continue"] = json!(encode_continue(rv, &last));
+    if let Some(last) = &page.last {
+        metadata["continue"] = json!(encode_continue(rv, last));
+        // Counted only without selectors, as kube-apiserver can only count what it does not filter.
+        if label_query.is_empty() && field_query.is_empty() {
+            metadata["remainingItemCount"] = json!(page.remaining);
+        }
+    } else if t.list_items_have_type_meta() {
+        // An unstructured list always carries the (empty) continue token.
+        metadata["continue"] = json!("");
     }
     let api_version = api_version(&t.group, &target.version);
-    let items: Vec<Value> = items
+    let items: Vec<Value> = page
+        .items
         .iter()
         .map(|o| {
             let mut o = (**o).clone();
-            o["apiVersion"] = json!(api_version);
+            if t.list_items_have_type_meta() {
+                o["apiVersion"] = json!(api_version);
+            } else if let Some(fields) = o.as_object_mut() {
+                fields.remove("apiVersion");
+                fields.remove("kind");
+            }
             o
         })
         .collect();
@@ -601,7 +719,7 @@ fn watch(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>)
                 .map(|cs| cs.iter().map(|c| (c.kind, c.object.clone(), c.rv)).collect()),
             None => store
                 .list(&t, namespace.as_deref(), &labels, &fields, None, None, None)
-                .map(|(items, _)| items.into_iter().map(|o| ("ADDED", o, 0)).collect()),
+                .map(|page| page.items.into_iter().map(|o| ("ADDED", o, 0)).collect()),
         };
         (backlog, store.subscribe(), store.resource_version())
     };
@@ -642,9 +760,13 @@ fn watch(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>)
             last_sent = last_sent.max(rv);
         }
         last_sent = last_sent.max(current_rv);
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut ticker = tokio::time::interval(bookmark_interval);
-        ticker.tick().await;
+        let start = tokio::time::Instant::now();
+        let deadline = start + timeout;
+        // As kube-apiserver's watch cache: a bookmark every interval (a minute by default), and one 2 s before
+        // the watch's deadline so that the client can resume from the newest version.
+        let before_deadline = deadline.checked_sub(Duration::from_secs(2)).filter(|t| *t > start);
+        let mut next_bookmark =
+            before_deadline.map_or(start + bookmark_interval, |d| d.min(start + bookmark_interval));
         loop {
             tokio::select! {
                 change = live.recv() => match change {
@@ -661,8 +783,17 @@ fn watch(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>)
                     // A watcher that fell too far behind is closed; its client relists, as with the real server.
                     Err(_) => return,
                 },
-                _ = ticker.tick(), if bookmarks => {
-                    let bookmark = json!({"kind": t.kind, "apiVersion": api_version, "metadata": {"resourceVersion": current_rv.max(last_sent).to_string()}});
+                _ = tokio::time::sleep_until(next_bookmark), if bookmarks => {
+                    let now = tokio::time::Instant::now();
+                    next_bookmark = match before_deadline {
+                        Some(d) if d > now => d.min(now + bookmark_interval),
+                        _ => now + bookmark_interval,
+                    };
+                    // The kind's zero value carrying only the resourceVersion, as Go encodes an empty object.
+                    let mut bookmark = t.zero();
+                    bookmark["kind"] = json!(t.kind);
+                    bookmark["apiVersion"] = json!(api_version);
+                    bookmark["metadata"]["resourceVersion"] = json!(current_rv.max(last_sent).to_string());
                     if tx.send(line("BOOKMARK", &bookmark)).await.is_err() {
                         return;
                     }
@@ -686,23 +817,40 @@ fn watch(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>)
         .expect("response")
 }
 
+/// A group version's resources as kube-apiserver lists them: sorted by name (built-in kinds are installed in
+/// path order), with `storageVersionHash` for stored kinds and no `shortNames` when there are none.
 fn resource_list(shared: &Shared, group: &str, version: &str) -> Value {
     let store = shared.store.lock();
-    let resources: Vec<Value> = store
+    let mut resources: Vec<Value> = store
         .types()
         .filter(|t| t.group == group && t.versions.iter().any(|v| v == version))
         .flat_map(|t| {
-            let mut out = vec![json!({
+            let mut main = json!({
                 "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
-                "verbs": t.verbs, "shortNames": t.short_names,
-            })];
+                "verbs": t.verbs,
+            });
+            if !t.short_names.is_empty() {
+                main["shortNames"] = json!(t.short_names);
+            }
+            if t.group != "authorization.k8s.io" {
+                main["storageVersionHash"] = json!(storage_version_hash(&t.group, &t.versions[0], &t.kind));
+            }
+            let mut out = vec![main];
             if t.status_subresource {
                 out.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
             }
             out
         })
         .collect();
+    resources.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api_version(group, version), "resources": resources})
+}
+
+/// kube-apiserver's `storageVersionHash`: the first 8 bytes of SHA-256 of `group/version/kind` of the
+/// storage version, base64.
+fn storage_version_hash(group: &str, version: &str, kind: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{group}/{version}/{kind}").as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(&digest.as_ref()[..8])
 }
 
 fn group_list(shared: &Shared) -> Value {

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, Cause};
+use crate::kinds::KindSchema;
+use crate::managed::{self, Writer};
 use crate::resources::{self, ResourceType};
 use crate::schema;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -22,8 +24,16 @@ pub type TypeKey = (String, String);
 /// A stored object with its `(namespace, name)` key.
 type Entry<'a> = (&'a (String, String), &'a Arc<Value>);
 
-/// One page of a list: its objects, and the last key when more follow.
-pub type Page = (Vec<Arc<Value>>, Option<(String, String)>);
+/// One page of a list.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// The objects.
+    pub items: Vec<Arc<Value>>,
+    /// The last key returned, when more follow.
+    pub last: Option<(String, String)>,
+    /// How many more match after this page.
+    pub remaining: usize,
+}
 
 /// Merges two iterators sorted by key (no key in both) into one sorted iterator.
 fn merge_by_key<'a>(
@@ -56,6 +66,15 @@ pub struct Change {
     pub previous: Option<Arc<Value>>,
 }
 
+/// What an update did: replaced the object, or created it (a PUT of a missing object, where allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Replaced (or left unchanged).
+    Updated,
+    /// Created.
+    Created,
+}
+
 /// The outcome of a delete.
 #[derive(Debug)]
 pub enum Deleted {
@@ -75,11 +94,16 @@ pub struct Store {
     /// Watches from a resourceVersion below this get 410 Gone.
     compacted_below: u64,
     events: broadcast::Sender<Arc<Change>>,
+    /// Whether terminating namespaces are emptied and removed, as kube-controller-manager's namespace
+    /// controller does in a cluster.
+    namespace_controller: bool,
 }
 
 impl Store {
-    /// An empty store keeping `history_window` changes for watches.
-    pub fn new(history_window: usize) -> Self {
+    /// A store keeping `history_window` changes for watches, with the objects every cluster starts with.
+    /// Like a real cluster's, its history begins after them: a watch or exact list from resourceVersion 1
+    /// gets 410 Gone.
+    pub fn new(history_window: usize, namespace_controller: bool) -> Self {
         let (events, _) = broadcast::channel(65536);
         let mut store = Store {
             rv: 1,
@@ -89,26 +113,30 @@ impl Store {
             history_window: history_window.max(1),
             compacted_below: 0,
             events,
+            namespace_controller,
         };
+        let writer = Writer { manager: "kube-apiserver", api_version: "v1", subresource: None, time: &now() };
+        let rbac_writer = Writer { api_version: "rbac.authorization.k8s.io/v1", ..writer.clone() };
         for t in resources::builtins() {
             store.types.insert(t.key(), t);
         }
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-            store.create(&core("namespaces"), "", obj, false).expect("bootstrap namespaces");
+            store.create(&core("namespaces"), "", obj, &writer, false).expect("bootstrap namespaces");
         }
         // As in every cluster: any authenticated user may ask what it is allowed to do.
         let rbac = |plural: &str| store.resolve("rbac.authorization.k8s.io", plural).expect("builtin");
         let (role, binding) = (rbac("clusterroles"), rbac("clusterrolebindings"));
         store
             .create(&role, "", json!({"metadata": {"name": "system:basic-user"}, "rules": [{"apiGroups": ["authorization.k8s.io"],
-                "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]}]}), false)
+                "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], "verbs": ["create"]}]}), &rbac_writer, false)
             .expect("bootstrap role");
         store
             .create(&binding, "", json!({"metadata": {"name": "system:basic-user"},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:basic-user"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]}), false)
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]}), &rbac_writer, false)
             .expect("bootstrap binding");
+        store.compact();
         store
     }
 
@@ -214,8 +242,8 @@ impl Store {
         let now = map.range::<(String, String), _>(bounds.clone()).filter(|(k, _)| !then.contains_key(*k));
         let earlier = then.range::<(String, String), _>(bounds).filter_map(|(k, v)| Some((k, v.as_ref()?)));
         let range = merge_by_key(now, earlier);
-        let mut items = Vec::new();
-        let mut last = None;
+        let mut page = Page::default();
+        let mut full = false;
         for ((ns, name), obj) in range {
             if let Some(want) = namespace
                 && ns != want
@@ -228,25 +256,46 @@ impl Store {
             if !fields.matches(ns, name) || !labels.matches(&labels_of(obj)) {
                 continue;
             }
-            if limit.is_some_and(|l| items.len() >= l) {
-                return Ok((items, last));
+            if full || limit.is_some_and(|l| page.items.len() >= l) {
+                full = true;
+                page.remaining += 1;
+                continue;
             }
-            last = Some((ns.clone(), name.clone()));
-            items.push(obj.clone());
+            page.last = Some((ns.clone(), name.clone()));
+            page.items.push(obj.clone());
         }
-        Ok((items, None))
+        if !full {
+            page.last = None;
+        }
+        Ok(page)
     }
 
-    /// Creates an object (`namespace` "" for cluster-scoped types).
+    /// Creates an object (`namespace` "" for cluster-scoped types), in kube-apiserver's order: the request's
+    /// namespace, then decoding (defaults, pruning), managedFields, validation, and only then existence.
     pub fn create(
         &mut self,
         t: &ResourceType,
         namespace: &str,
         mut obj: Value,
+        writer: &Writer<'_>,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
-        if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        if !obj.get("metadata").is_none_or(Value::is_object) || !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object with an object metadata",
+            ));
+        }
+        if obj.get("metadata").is_none() {
+            obj["metadata"] = json!({});
+        }
+        if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
+            && !body_ns.is_empty()
+            && t.namespaced
+            && body_ns != namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         if obj.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty)
             && let Some(prefix) = obj.pointer("/metadata/generateName").and_then(Value::as_str)
@@ -255,49 +304,17 @@ impl Store {
             obj["metadata"]["name"] = json!(name);
         }
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        if name.is_empty() {
-            return Err(ApiError::invalid(
-                &t.kind,
-                &t.group,
-                "",
-                "metadata.name",
-                "Required value: name or generateName is required",
-            ));
-        }
-        let name_check = match (t.group.as_str(), t.plural.as_str()) {
-            ("", "namespaces") => validation::dns1123_label(&name),
-            // RBAC objects only need to be valid path segments (e.g. `system:basic-user`).
-            ("rbac.authorization.k8s.io", _) => validation::path_segment(&name),
-            _ => validation::dns1123_subdomain(&name),
-        };
-        if let Err(e) = name_check {
-            return Err(ApiError::invalid(
-                &t.kind,
-                &t.group,
-                &name,
-                "metadata.name",
-                &format!("Invalid value: \"{name}\": {e}"),
-            ));
-        }
-        if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
-            && !body_ns.is_empty()
-            && t.namespaced
-            && body_ns != namespace
-        {
-            return Err(ApiError::bad_request(format!(
-                "the namespace of the provided object does not match the namespace sent on the request ({body_ns} vs {namespace})"
-            )));
-        }
         if t.namespaced {
             self.check_namespace_accepts(t, namespace, &name)?;
         }
-        let key = (namespace.to_owned(), name.clone());
-        if self.objects.get(&t.key()).is_some_and(|m| m.contains_key(&key)) {
-            return Err(ApiError::already_exists(&t.group, &t.plural, &name));
-        }
+        t.decode_defaults(&mut obj);
+        let schema_errors = prune_and_check(t, &mut obj);
+        managed::record(&KindSchema(t), &t.zero(), &mut obj, writer);
+
         let meta = obj["metadata"].as_object_mut().expect("metadata is an object");
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
         meta.insert("uid".into(), json!(uuid()));
         meta.insert("creationTimestamp".into(), json!(now()));
         if t.namespaced {
@@ -305,12 +322,23 @@ impl Store {
         } else {
             meta.remove("namespace");
         }
-        if t.crd.is_some() {
+        if t.has_generation() {
             meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
         }
         obj["apiVersion"] = json!(t.api_version());
         obj["kind"] = json!(t.kind);
-        self.default_and_validate(t, &mut obj, None)?;
+        if (t.group.as_str(), t.plural.as_str()) == ("", "namespaces") {
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+        }
+        self.validate(t, &obj, None, schema_errors)?;
+        let key = (namespace.to_owned(), name.clone());
+        if self.objects.get(&t.key()).is_some_and(|m| m.contains_key(&key)) {
+            return Err(ApiError::already_exists(&t.group, &t.plural, &name));
+        }
+        t.go_shape(&mut obj);
         if dry_run {
             return Ok(obj);
         }
@@ -321,7 +349,10 @@ impl Store {
         Ok(obj)
     }
 
-    /// Replaces an object. `status_only` is set for the `/status` subresource.
+    /// Replaces an object. `status_only` is set for the `/status` subresource. A PUT of a missing object
+    /// creates it where the kind allows that (RBAC, leases, limit ranges, events); the answer then says
+    /// `created`.
+    #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         t: &ResourceType,
@@ -329,11 +360,30 @@ impl Store {
         name: &str,
         mut obj: Value,
         status_only: bool,
+        writer: &Writer<'_>,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
-        let current = self.get(t, namespace, name)?;
-        if !obj.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+    ) -> Result<(Value, Written), ApiError> {
+        if !obj.is_object() || !obj.get("metadata").is_none_or(Value::is_object) {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object with an object metadata",
+            ));
+        }
+        let current = match self.get(t, namespace, name) {
+            Ok(current) => current,
+            Err(e) if e.code == 404 && t.creates_on_update() && !status_only => {
+                if obj.get("metadata").is_none() {
+                    obj["metadata"] = json!({});
+                }
+                obj["metadata"]["name"] = json!(name);
+                if let Some(m) = obj["metadata"].as_object_mut() {
+                    m.remove("resourceVersion");
+                }
+                return self.create(t, namespace, obj, writer, dry_run).map(|o| (o, Written::Created));
+            }
+            Err(e) => return Err(e),
+        };
+        if obj.get("metadata").is_none() {
+            obj["metadata"] = json!({});
         }
         if let Some(body_name) = obj.pointer("/metadata/name").and_then(Value::as_str)
             && body_name != name
@@ -341,6 +391,15 @@ impl Store {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
+        }
+        if let Some(body_ns) = obj.pointer("/metadata/namespace").and_then(Value::as_str)
+            && !body_ns.is_empty()
+            && t.namespaced
+            && body_ns != namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         if let Some(rv) = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str)
             && !rv.is_empty()
@@ -353,6 +412,8 @@ impl Store {
                 "the object has been modified; please apply your changes to the latest version and try again",
             ));
         }
+        t.decode_defaults(&mut obj);
+        let schema_errors = prune_and_check(t, &mut obj);
         // Fields the server owns.
         for field in [
             "uid",
@@ -361,6 +422,7 @@ impl Store {
             "deletionGracePeriodSeconds",
             "namespace",
             "generation",
+            "resourceVersion",
         ] {
             match current["metadata"].get(field) {
                 Some(v) => obj["metadata"][field] = v.clone(),
@@ -375,8 +437,13 @@ impl Store {
         obj["apiVersion"] = json!(t.api_version());
         obj["kind"] = json!(t.kind);
         if status_only {
+            // Only status changes through the status subresource; metadata keeps what the client sent of
+            // managedFields so that the write is recorded against the stored ones.
             let mut merged = current.clone();
             merged["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
+            if let Some(sent) = obj.pointer("/metadata/managedFields") {
+                merged["metadata"]["managedFields"] = sent.clone();
+            }
             obj = merged;
         } else if t.status_subresource {
             match current.get("status") {
@@ -388,37 +455,44 @@ impl Store {
                 }
             }
         }
+        if (t.group.as_str(), t.plural.as_str()) == ("", "namespaces") && obj.get("spec").is_none() {
+            obj["spec"] = current.get("spec").cloned().unwrap_or(Value::Null);
+        }
+        let writer = Writer { subresource: status_only.then_some("status"), ..writer.clone() };
+        managed::record(&KindSchema(t), &current, &mut obj, &writer);
         self.check_immutable(t, &current, &obj, name)?;
-        self.default_and_validate(t, &mut obj, Some(&current))?;
-        if t.crd.is_some() && obj.get("spec") != current.get("spec") {
+        self.validate(t, &obj, Some(&current), schema_errors)?;
+        if t.bumps_generation(&current, &obj) {
             let generation = current["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
             obj["metadata"]["generation"] = json!(generation);
         }
-        let mut unchanged = obj.clone();
-        unchanged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
-        if unchanged == current {
+        t.go_shape(&mut obj);
+        if obj == current {
             // A no-op update does not bump the resourceVersion nor emit an event (as the real server).
-            return Ok(current);
+            return Ok((current, Written::Updated));
         }
         if dry_run {
-            return Ok(obj);
+            return Ok((obj, Written::Updated));
         }
         let deleting = obj.pointer("/metadata/deletionTimestamp").is_some();
         if deleting && finalizers_of(&obj).is_empty() && t.plural != "namespaces" {
-            let removed = self.remove(t, namespace, name).expect("object exists");
+            // The last finalizer is gone: the object goes, and the answer is its last state.
+            self.remove(t, namespace, name).expect("object exists");
             if t.namespaced {
                 self.finish_namespace(namespace);
             }
-            return Ok(removed);
+            let mut last = obj;
+            last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            return Ok((last, Written::Updated));
         }
         let obj = self.commit(t, namespace, obj, "MODIFIED");
         if t.plural == "customresourcedefinitions" {
-            return self.register_crd(obj);
+            return self.register_crd(obj).map(|o| (o, Written::Updated));
         }
         if t.plural == "namespaces" && deleting {
             self.finish_namespace(name);
         }
-        Ok(obj)
+        Ok((obj, Written::Updated))
     }
 
     /// Deletes an object, honouring preconditions and finalizers; namespaces terminate first.
@@ -432,29 +506,30 @@ impl Store {
         dry_run: bool,
     ) -> Result<Deleted, ApiError> {
         let current = self.get(t, namespace, name)?;
-        if let Some(rv) = precondition_rv
-            && rv != current["metadata"]["resourceVersion"]
-        {
-            return Err(ApiError::conflict(
-                &t.group,
-                &t.plural,
-                name,
-                &format!(
-                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                    current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
-                ),
-            ));
-        }
+        // rest.BeforeDelete words these conflicts with the kind, not the resource.
         if let Some(uid) = precondition_uid
             && uid != current["metadata"]["uid"]
         {
-            return Err(ApiError::conflict(
+            return Err(ApiError::conflict_kind(
                 &t.group,
-                &t.plural,
+                &t.kind,
                 name,
                 &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    "the UID in the precondition ({uid}) does not match the UID in record ({}). The object might have been deleted and then recreated",
                     current["metadata"]["uid"].as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = precondition_rv
+            && rv != current["metadata"]["resourceVersion"]
+        {
+            return Err(ApiError::conflict_kind(
+                &t.group,
+                &t.kind,
+                name,
+                &format!(
+                    "the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                    current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
                 ),
             ));
         }
@@ -534,14 +609,19 @@ impl Store {
             .and_then(|m| m.get(&(String::new(), namespace.to_owned())))
             .ok_or_else(|| ApiError::not_found("", "namespaces", namespace))?;
         if ns.pointer("/metadata/deletionTimestamp").is_some() {
-            return Err(ApiError::forbidden(
+            let mut e = ApiError::forbidden(
                 &t.group,
                 &t.plural,
                 name,
                 &format!(
                     "unable to create new content in namespace {namespace} because it is being terminated"
                 ),
-            ));
+            );
+            if let Some(details) = e.details.as_mut() {
+                details["causes"] = json!([{"reason": "NamespaceTerminating", "field": "metadata.namespace",
+                    "message": format!("namespace {namespace} is being terminated")}]);
+            }
+            return Err(e);
         }
         Ok(())
     }
@@ -553,102 +633,126 @@ impl Store {
         new: &Value,
         name: &str,
     ) -> Result<(), ApiError> {
-        let immutable: &[&str] = match (t.group.as_str(), t.plural.as_str()) {
-            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => &["roleRef"],
-            ("", "secrets") => &["type"],
-            _ => &[],
-        };
-        for field in immutable {
-            if current.get(*field) != new.get(*field) {
-                return Err(ApiError::invalid(
-                    &t.kind,
-                    &t.group,
-                    name,
-                    field,
-                    &format!(
-                        "Invalid value: {}: field is immutable",
-                        new.get(*field).unwrap_or(&Value::Null)
+        let mut causes = Vec::new();
+        match (t.group.as_str(), t.plural.as_str()) {
+            ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")
+                if current.get("roleRef") != new.get("roleRef") =>
+            {
+                let field =
+                    |k: &str| new.pointer(&format!("/roleRef/{k}")).and_then(Value::as_str).unwrap_or("");
+                causes.push(Cause::invalid(
+                    "roleRef",
+                    format!(
+                        "Invalid value: rbac.RoleRef{{APIGroup:{:?}, Kind:{:?}, Name:{:?}}}: cannot change roleRef",
+                        field("apiGroup"),
+                        field("kind"),
+                        field("name")
                     ),
                 ));
             }
+            ("", "secrets") if current.get("type") != new.get("type") => causes.push(Cause::invalid(
+                "type",
+                format!("Invalid value: {}: field is immutable", new.get("type").unwrap_or(&Value::Null)),
+            )),
+            _ => {}
         }
         if current.get("immutable") == Some(&json!(true))
             && (current.get("data") != new.get("data") || current.get("binaryData") != new.get("binaryData"))
         {
-            return Err(ApiError::invalid(
-                &t.kind,
-                &t.group,
-                name,
+            causes.push(Cause::forbidden(
                 "data",
-                "Forbidden: field is immutable when `immutable` is set",
+                "Forbidden: field is immutable when `immutable` is set".into(),
             ));
         }
-        Ok(())
+        // ValidateObjectMetaUpdate: a terminating object takes no new finalizers (kube-apiserver reports this
+        // cause twice; the message shows it once).
+        if current.pointer("/metadata/deletionTimestamp").is_some() {
+            let before = finalizers_of(current);
+            let added: Vec<String> = finalizers_of(new)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .map(|f| format!("{f:?}"))
+                .collect();
+            if !added.is_empty() {
+                let message = format!(
+                    "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                    added.join(", ")
+                );
+                causes.push(Cause::forbidden("metadata.finalizers", message.clone()));
+                causes.push(Cause::forbidden("metadata.finalizers", message));
+            }
+        }
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_causes(&t.kind, &t.group, name, causes))
+        }
     }
 
-    fn default_and_validate(
+    /// Validation after defaulting: the name, labels and annotations, required fields of built-ins, and the
+    /// custom resource schema errors found while decoding.
+    fn validate(
         &self,
         t: &ResourceType,
-        obj: &mut Value,
+        obj: &Value,
         current: Option<&Value>,
+        schema_errors: Vec<Cause>,
     ) -> Result<(), ApiError> {
         let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let mut causes = Vec::new();
+        if current.is_none() {
+            if name.is_empty() {
+                causes.push(Cause {
+                    reason: "FieldValueRequired",
+                    field: "metadata.name".into(),
+                    message: "Required value: name or generateName is required".into(),
+                });
+            } else {
+                let name_check = match (t.group.as_str(), t.plural.as_str()) {
+                    ("", "namespaces") => validation::dns1123_label(&name),
+                    // RBAC objects only need to be valid path segments (e.g. `system:basic-user`).
+                    ("rbac.authorization.k8s.io", _) => validation::path_segment(&name),
+                    _ => validation::dns1123_subdomain(&name),
+                };
+                if let Err(e) = name_check {
+                    causes.push(Cause::invalid("metadata.name", format!("Invalid value: \"{name}\": {e}")));
+                }
+            }
+        }
         if let Some(meta) = obj.get("metadata").and_then(Value::as_object) {
-            for (field, what) in [("labels", "label"), ("annotations", "annotation")] {
+            for field in ["labels", "annotations"] {
                 for (k, v) in meta.get(field).and_then(Value::as_object).into_iter().flatten() {
-                    validation::qualified_name(k).map_err(|e| {
-                        ApiError::invalid(
-                            &t.kind,
-                            &t.group,
-                            &name,
+                    if let Err(e) = validation::qualified_name(k) {
+                        causes.push(Cause::invalid(
                             &format!("metadata.{field}"),
-                            &format!("Invalid value: \"{k}\": {e}"),
-                        )
-                    })?;
-                    if what == "label" {
-                        validation::label_value(v.as_str().unwrap_or("")).map_err(|e| {
-                            ApiError::invalid(
-                                &t.kind,
-                                &t.group,
-                                &name,
-                                "metadata.labels",
-                                &format!("Invalid value: {v}: {e}"),
-                            )
-                        })?;
+                            format!("Invalid value: \"{k}\": {e}"),
+                        ));
+                    }
+                    if field == "labels"
+                        && let Err(e) = validation::label_value(v.as_str().unwrap_or(""))
+                    {
+                        causes.push(Cause::invalid("metadata.labels", format!("Invalid value: {v}: {e}")));
                     }
                 }
             }
         }
-        match (t.group.as_str(), t.plural.as_str()) {
-            ("", "namespaces") if current.is_none() => {
-                obj["spec"] = json!({"finalizers": ["kubernetes"]});
-                obj["status"] = json!({"phase": "Active"});
-            }
-            ("", "secrets") if obj.get("type").is_none() => obj["type"] = json!("Opaque"),
+        if matches!(
+            (t.group.as_str(), t.plural.as_str()),
             ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")
-                if obj.get("roleRef").is_none() =>
-            {
-                return Err(ApiError::invalid(&t.kind, &t.group, &name, "roleRef", "Required value"));
-            }
-            _ => {}
+        ) && obj.get("roleRef").is_none_or(Value::is_null)
+        {
+            causes.push(Cause {
+                reason: "FieldValueRequired",
+                field: "roleRef".into(),
+                message: "Required value".into(),
+            });
         }
-        if let Some((_, schema)) = &t.crd {
-            let errors = schema::validate(schema, obj);
-            if let Some((field, message)) = errors.first() {
-                let mut e = ApiError::invalid(&t.kind, &t.group, &name, field, message);
-                let causes: Vec<Value> = errors
-                    .iter()
-                    .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
-                    .collect();
-                e.details = Some(json!({"name": name, "group": t.group, "kind": t.kind, "causes": causes}));
-                if errors.len() > 1 {
-                    let all: Vec<String> = errors.iter().map(|(f, m)| format!("{f}: {m}")).collect();
-                    e.message = format!("{}.{} \"{name}\" is invalid: [{}]", t.kind, t.group, all.join(", "));
-                }
-                return Err(e);
-            }
+        causes.extend(schema_errors);
+        if causes.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_causes(&t.kind, &t.group, &name, causes))
         }
-        Ok(())
     }
 
     /// Stores `obj` with a new resourceVersion and records the change.
@@ -700,6 +804,9 @@ impl Store {
     /// Drives a terminating namespace: deletes its contents (objects with finalizers wait), and removes it once
     /// it is empty.
     fn finish_namespace(&mut self, namespace: &str) {
+        if !self.namespace_controller {
+            return;
+        }
         let ns_type = core("namespaces");
         let Ok(ns) = self.get(&ns_type, "", namespace) else { return };
         if ns.pointer("/metadata/deletionTimestamp").is_none() {
@@ -798,7 +905,8 @@ impl Store {
                 .filter_map(|s| s.as_str().map(str::to_owned))
                 .collect(),
             status_subresource: storage.pointer("/subresources/status").is_some(),
-            verbs: vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+            // The CRD discovery controller lists custom resources' verbs in this order.
+            verbs: vec!["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
             crd: Some((
                 name.clone(),
                 storage
@@ -836,6 +944,15 @@ impl Store {
             self.remove(&t, &ns, &name);
         }
         self.objects.remove(&key);
+    }
+}
+
+/// Prunes a custom resource as its CRD's structural schema says and returns the schema violations, which
+/// are reported with the other validation errors.
+fn prune_and_check(t: &ResourceType, obj: &mut Value) -> Vec<Cause> {
+    match &t.crd {
+        Some((_, schema)) => schema::validate(schema, obj),
+        None => Vec::new(),
     }
 }
 

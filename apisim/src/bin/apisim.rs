@@ -23,6 +23,9 @@ struct Args {
     /// Changes kept for watches before 410 Gone.
     #[arg(long, default_value_t = 100_000)]
     history: usize,
+    /// Leave terminating namespaces terminating, as a kube-apiserver without kube-controller-manager does.
+    #[arg(long)]
+    no_namespace_controller: bool,
 }
 
 #[tokio::main]
@@ -32,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         history_window: args.history,
         https_port: args.port,
         http_port: args.http_port,
+        namespace_controller: !args.no_namespace_controller,
         ..Default::default()
     })
     .await?;

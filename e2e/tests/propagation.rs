@@ -111,6 +111,86 @@ async fn copies_follow_their_source() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A regression test for copies written twice on kube-apiserver: sources listed at start carry no TypeMeta,
+/// copies seen through the watch do, the server defaults RoleBinding subjects and turns empty rules into
+/// null, and objects carry managedFields. None of that may make a copy look out of date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_copy_is_written_once() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    let [root, mid, leaf, _] = forest(&env).await?;
+    create_role(&env, &root, &role("viewer", &["get"], &[])).await?;
+    let empty = Role {
+        metadata: ObjectMeta { name: Some("empty".into()), ..Default::default() },
+        rules: Some(vec![]),
+    };
+    create_role(&env, &root, &empty).await?;
+    let binding = RoleBinding {
+        metadata: ObjectMeta { name: Some("viewers".into()), ..Default::default() },
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: "viewer".into(),
+        },
+        // No apiGroup: the server defaults it for users and groups.
+        subjects: Some(vec![
+            Subject { kind: "User".into(), name: "alice".into(), ..Default::default() },
+            Subject { kind: "Group".into(), name: "devs".into(), ..Default::default() },
+        ]),
+    };
+    Api::<RoleBinding>::namespaced(env.client.clone(), &root)
+        .create(&PostParams::default(), &binding)
+        .await?;
+    // Started after the sources exist, so that it lists them.
+    let replica = match env.is_real_cluster() {
+        true => None,
+        false => Some(env.start_replica("hnc", &["--no-webhooks", "--apiserver-qps-throttle=500"]).await?),
+    };
+    if let Some(r) = replica {
+        env.replica(r).wait_ready(CONVERGE).await?;
+    }
+    for name in ["viewer", "empty"] {
+        copy_from(&env, &leaf, name, &root).await?;
+    }
+    eventually(CONVERGE, "the binding to reach the leaf", || async {
+        Api::<RoleBinding>::namespaced(env.client.clone(), &leaf).get_opt("viewers").await.ok()?.map(|_| ())
+    })
+    .await?;
+    let Some(r) = replica else { return Ok(()) };
+    env.replica(r).wait_idle(CONVERGE).await?;
+    let copies = |env: &TestEnv, from: usize| -> BTreeMap<(String, String, String), usize> {
+        let mut count = BTreeMap::new();
+        for w in env.cluster_writes_by("hnc").into_iter().skip(from) {
+            if w.resource == "roles" || w.resource == "rolebindings" {
+                *count.entry((w.resource, w.namespace, w.name)).or_default() += 1;
+            }
+        }
+        count
+    };
+    let cold = copies(&env, 0);
+    assert_eq!(cold.len(), 6, "three copies in each of mid and leaf: {cold:?}");
+    assert!(cold.values().all(|n| *n == 1), "a copy was written more than once: {cold:?}");
+
+    // An update of the source writes each copy once more, and nothing else.
+    let before = env.cluster_writes_by("hnc").len();
+    let patch = json!({"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]});
+    Api::<Role>::namespaced(env.client.clone(), &root)
+        .patch("viewer", &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
+    eventually(CONVERGE, "the update to reach the leaf", || async {
+        let copy = Api::<Role>::namespaced(env.client.clone(), &leaf).get("viewer").await.ok()?;
+        (copy.rules?.first()?.verbs.len() == 2).then_some(())
+    })
+    .await?;
+    env.replica(r).wait_idle(CONVERGE).await?;
+    let update = copies(&env, before);
+    let expected: BTreeMap<_, _> = [&mid, &leaf]
+        .iter()
+        .map(|ns| (("roles".to_owned(), (*ns).clone(), "viewer".to_owned()), 1))
+        .collect();
+    assert_eq!(update, expected);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflicting_object_below_is_overwritten_and_the_highest_source_wins() -> anyhow::Result<()> {
     let env = env().await?;

@@ -544,7 +544,8 @@ impl PropagationEngine {
                 redo(Duration::from_millis(200), self.retry_tx.clone(), &write)
             }
             Outcome::Failed { message, .. } => {
-                self.events.write_failed(&write, &message);
+                let resource = self.resource_of(&write.ty);
+                self.events.write_failed(&write, resource, &message);
                 redo(Duration::from_secs(5), self.retry_tx.clone(), &write);
             }
         }
@@ -598,11 +599,11 @@ impl PropagationEngine {
             {
                 continue;
             }
-            let target = ObjectRef::new(resource, Some(&write.namespace), &write.name);
+            let target = ObjectRef::new(resource.clone(), Some(&write.namespace), &write.name);
             if self.in_flight.get(&target).is_some_and(|(_, w)| same_write(w, &write)) {
                 continue;
             }
-            let op = to_writer_op(&write);
+            let op = to_writer_op(&write, &resource);
             let mut request = WriteRequest::new(target.clone(), op, &write.namespace);
             request.latency = Some(latency.clone());
             self.next_tag += 1;
@@ -635,11 +636,20 @@ fn same_write(a: &PlannedWrite, b: &PlannedWrite) -> bool {
         }
 }
 
-/// The writer's operation for a planned write; copies are built when sent (see [`Body`]).
-fn to_writer_op(write: &PlannedWrite) -> WriteOp {
+/// The writer's operation for a planned write; copies are built when sent (see [`Body`]), with the apiVersion
+/// and kind of the version this replica watches (the planner's copies carry no TypeMeta).
+fn to_writer_op(write: &PlannedWrite, resource: &ApiResource) -> WriteOp {
     let body = || {
         let write = write.clone();
-        Body::Deferred(Arc::new(move || write.body().unwrap_or_default()))
+        let (api_version, kind) = (resource.api_version.clone(), resource.kind.clone());
+        Body::Deferred(Arc::new(move || {
+            let mut body = write.body().unwrap_or_default();
+            if let Some(fields) = body.as_object_mut() {
+                fields.insert("apiVersion".into(), api_version.clone().into());
+                fields.insert("kind".into(), kind.clone().into());
+            }
+            body
+        }))
     };
     match &write.op {
         PlannedOp::Create { .. } => WriteOp::Create(body()),

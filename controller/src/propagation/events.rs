@@ -36,8 +36,8 @@ impl EventRecorder {
 
     /// A write that failed for good: `CannotUpdateObject` on the destination and `CannotPropagateObject` on the
     /// source, as upstream reports them.
-    pub fn write_failed(&mut self, write: &PlannedWrite, error: &str) {
-        let Some(resource) = self.resource_for(write) else { return };
+    pub fn write_failed(&mut self, write: &PlannedWrite, resource: Option<Arc<ApiResource>>, error: &str) {
+        let Some(resource) = resource else { return };
         let action = if write.op.source().is_some() { "write" } else { "remove" };
         match write.source_namespace() {
             Some(source) => {
@@ -55,19 +55,6 @@ impl EventRecorder {
                 self.emit(&resource, &write.namespace, &write.name, reasons::CANNOT_UPDATE_OBJECT, message);
             }
         }
-    }
-
-    fn resource_for(&self, write: &PlannedWrite) -> Option<Arc<ApiResource>> {
-        let canonical = write.op.source()?.canonical();
-        let api_version = canonical.get("apiVersion")?.as_str()?;
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        Some(Arc::new(ApiResource {
-            group: group.to_owned(),
-            version: version.to_owned(),
-            api_version: api_version.to_owned(),
-            kind: write.ty.kind.to_string(),
-            plural: String::new(),
-        }))
     }
 
     fn emit(

@@ -163,15 +163,19 @@ pub fn clean_source(source: &Value, rules: &PropagationRules) -> Value {
 }
 
 /// The canonical form (§6.5): `status` dropped, `metadata` reduced to `name` and the labels and annotations
-/// that are not HNC metadata; everything else at top level (apiVersion, kind, spec, data, rules, roleRef,
-/// ...) kept. Empty label/annotation maps are left out, so "none" and "empty" compare equal.
+/// that are not HNC metadata; the content at top level (spec, data, rules, roleRef, ...) kept. Empty
+/// label/annotation maps are left out, so "none" and "empty" compare equal.
+///
+/// TypeMeta (`apiVersion`, `kind`) is left out too: objects are always compared within one type, and an API
+/// server sends it on some answers and not on others (kube-apiserver's list items have none, its watch events
+/// do), so a form that kept it would see every listed source differ from its watched copies.
 pub fn canonical(object: &Value) -> Value {
     let Some(fields) = object.as_object() else {
         return object.clone();
     };
     let mut out = Map::new();
     for (k, v) in fields {
-        if k != "status" && k != "metadata" {
+        if !matches!(k.as_str(), "status" | "metadata" | "apiVersion" | "kind") {
             out.insert(k.clone(), v.clone());
         }
     }
@@ -302,7 +306,7 @@ impl std::fmt::Display for ResourceVersion {
 pub struct SourceEntry {
     pub namespace: NsName,
     pub name: ObjName,
-    /// Canonical form of the cleaned source (apiVersion and kind kept) as compact JSON text: a `Value` tree
+    /// Canonical form of the cleaned source (no TypeMeta) as compact JSON text: a `Value` tree
     /// costs several times more (every small map is a B-tree node), and only writes need the tree back.
     canonical_json: Box<str>,
     pub content_hash: ContentHash,
@@ -349,8 +353,9 @@ impl SourceEntry {
 }
 
 /// The copy of `source` to write into `dest_ns` (§6.5): the canonical cleaned source with
-/// `metadata.namespace = dest_ns` and `hnc.x-k8s.io/inherited-from: <source namespace>`. No resourceVersion:
-/// see [`set_resource_version`] for updates.
+/// `metadata.namespace = dest_ns` and `hnc.x-k8s.io/inherited-from: <source namespace>`. No resourceVersion
+/// (see [`set_resource_version`] for updates) and no TypeMeta: the writer sets the apiVersion and kind of the
+/// version it writes.
 pub fn build_copy(source: &SourceEntry, dest_ns: &str) -> Value {
     let mut copy = source.canonical();
     if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {

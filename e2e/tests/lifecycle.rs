@@ -100,3 +100,43 @@ async fn embedded_mode_needs_no_cluster() -> anyhow::Result<()> {
     assert!(status.success(), "{status}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_mode_moves_off_a_taken_port_and_says_so() -> anyhow::Result<()> {
+    use std::io::Read;
+    // A local API server (k3s, kind's port forward) often holds 6443; here some listener holds a port.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = taken.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("embedded.kubeconfig");
+    let mut child = std::process::Command::new(BINARY)
+        .args([
+            "--embedded",
+            "--no-webhooks",
+            "--metrics-addr=127.0.0.1:0",
+            "--health-probe-bind-address=127.0.0.1:0",
+        ])
+        .arg(format!("--embedded-port={port}"))
+        .arg("--embedded-kubeconfig")
+        .arg(&kubeconfig)
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    hnc_e2e::eventually(Duration::from_secs(20), "the kubeconfig to be written", || {
+        let kubeconfig = kubeconfig.clone();
+        async move { kubeconfig.exists().then_some(()) }
+    })
+    .await?;
+    let server = std::fs::read_to_string(&kubeconfig)?;
+    assert!(!server.contains(&format!("127.0.0.1:{port}")), "{server}");
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?.success());
+    let status = child.wait()?;
+    let mut stderr = String::new();
+    child.stderr.take().expect("piped").read_to_string(&mut stderr)?;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains(&format!("127.0.0.1:{port} is taken")), "{stderr}");
+    assert!(stderr.contains("kubeconfig:"), "{stderr}");
+    drop(taken);
+    Ok(())
+}

@@ -164,12 +164,10 @@ pub(crate) async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let content_type =
-        headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
-    let json_body = content_type.contains("json") || body.is_empty();
-    let response = if matches!(verb, "POST" | "PUT") && !json_body {
-        // Protobuf and CBOR are not served; clients fall back to JSON on 415 as with any server lacking them.
-        error_response(&ApiError::unsupported_media_type(content_type))
+    // Protobuf and YAML bodies become JSON here; other media types (CBOR) are refused with 415.
+    let (body, refused) = crate::protobuf::json_request_body(&target.t, verb, &headers, body);
+    let response = if let Some(e) = refused {
+        error_response(&e)
     } else if let Some((code, retry_after)) = fault {
         let mut r = error_response(&ApiError::injected(code, retry_after));
         if let Some(secs) = retry_after {

@@ -16,6 +16,7 @@
 mod admission;
 mod error;
 mod faults;
+mod openapi;
 mod protobuf;
 mod rbac;
 mod resources;

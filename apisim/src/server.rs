@@ -110,8 +110,7 @@ pub(crate) async fn handle(
             };
         }
         ["apis", group, version] => return json_response(200, resource_list(&shared, group, version)),
-        // OpenAPI documents are not served (kubectl wants them as protobuf): kubectl needs --validate=false.
-        ["openapi", ..] => return error_response(&ApiError::not_found("", "openapi", &path)),
+        ["openapi", rest @ ..] => return crate::openapi::serve(&shared, rest, &headers),
         _ => {}
     }
     let target = match resolve_target(&shared, &segments) {

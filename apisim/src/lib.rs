@@ -7,17 +7,20 @@
 //! then disappear; watches from a resourceVersion with bookmarks and **410 Gone** once that version has left the
 //! bounded history; discovery of built-in and CRD-defined resources; bearer-token authentication; HTTPS with a
 //! CA it generates and writes into a kubeconfig; `apiserver_request_total{verb,resource,code}` and a per-user
-//! write log; fault injection (latency, error rates, dropped watches, compaction).
+//! write log; fault injection (latency, error rates, dropped watches, compaction); protobuf request bodies for
+//! the built-in kinds HNC uses (read into JSON, answered in JSON); the OpenAPI v2 and v3 documents kubectl
+//! validates manifests with and explains kinds from.
 //!
 //! Not (yet) simulated: RBAC authorization and SubjectAccessReview, admission webhooks, server-side apply,
 //! strategic-merge semantics for lists (strategic merge patches are applied as JSON merge patches), per-client
-//! rate limiting.
+//! rate limiting, server-side field validation (`fieldValidation=Strict`) of built-in kinds.
 
 mod admission;
 mod error;
 mod faults;
 mod kinds;
 mod managed;
+mod openapi;
 mod protobuf;
 mod rbac;
 mod resources;

@@ -111,8 +111,7 @@ pub(crate) async fn handle(
             };
         }
         ["apis", group, version] => return json_response(200, resource_list(&shared, group, version)),
-        // OpenAPI documents are not served (kubectl wants them as protobuf): kubectl needs --validate=false.
-        ["openapi", ..] => return error_response(&ApiError::not_found("", "openapi", &path)),
+        ["openapi", rest @ ..] => return crate::openapi::serve(&shared, rest, &headers),
         _ => {}
     }
     let target = match resolve_target(&shared, &segments) {
@@ -173,7 +172,11 @@ pub(crate) async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let response = if let Some((code, retry_after)) = fault {
+    // Protobuf and YAML bodies become JSON here; other media types (CBOR) are refused with 415.
+    let (body, refused) = crate::protobuf::json_request_body(&target.t, verb, &headers, body);
+    let response = if let Some(e) = refused {
+        error_response(&e)
+    } else if let Some((code, retry_after)) = fault {
         let mut r = error_response(&ApiError::injected(code, retry_after));
         if let Some(secs) = retry_after {
             r.headers_mut().insert("Retry-After", secs.to_string().parse().expect("digits"));
@@ -392,7 +395,7 @@ async fn serve(
         "LIST" => return list(shared, target, query),
         "POST" => {
             async {
-                let mut obj = decode_body(t, headers, body)?;
+                let mut obj = parse_body(body)?;
                 t.decode_defaults(&mut obj);
                 let obj_name =
                     obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -404,7 +407,7 @@ async fn serve(
         }
         "PUT" => {
             async {
-                let mut obj = decode_body(t, headers, body)?;
+                let mut obj = parse_body(body)?;
                 t.decode_defaults(&mut obj);
                 let old = match shared.store.lock().get(t, ns, name) {
                     Ok(old) => Some(old),
@@ -487,23 +490,6 @@ fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase()
-}
-
-/// Decodes the body of a create or update: JSON, YAML, or (for built-in kinds) protobuf, as kube-apiserver
-/// accepts them.
-fn decode_body(t: &ResourceType, headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
-    match media_type(headers).as_str() {
-        "application/json" | "" => parse_body(body),
-        "application/yaml" => serde_saphyr::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}"))),
-        _ => {
-            let mut accepted = vec!["application/json", "application/yaml"];
-            if !t.is_custom() {
-                accepted.push("application/vnd.kubernetes.protobuf");
-            }
-            Err(ApiError::unsupported_media_type(&accepted))
-        }
-    }
 }
 
 /// Applies a patch as the real server does: to the current object, through admission, retried when the object

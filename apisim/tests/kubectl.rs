@@ -1,7 +1,6 @@
 //! Real kubectl binaries against apisim: the oldest and newest the machine ships (`kubectl.1.27`, `kubectl.1.33`
-//! beside `kubectl`). Limitations, all asserted elsewhere or listed in the crate docs: apisim serves no OpenAPI
-//! documents, so kubectl runs with `--validate=false`; it speaks JSON only, so kubectl's protobuf-only typed
-//! generators (`kubectl create configmap`) are not used.
+//! beside `kubectl`), with kubectl's default client-side validation (which reads apisim's OpenAPI documents),
+//! its protobuf-only generators (`kubectl create configmap ...`) and `kubectl explain`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +41,190 @@ impl Kubectl {
         assert!(ok, "kubectl {args:?} failed:\n{text}");
         text
     }
+
+    /// `kubectl get <args> -o json`, parsed.
+    fn get(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(&[&["get"], args, &["-o", "json"]].concat());
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl get {args:?}: {e}\n{out}"))
+    }
+}
+
+/// What HNC propagates, applied as a user would: no `--validate=false`.
+const PROPAGATED: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: editor, namespace: team-a}
+rules:
+- apiGroups: [\"\"]
+  resources: [configmaps]
+  verbs: [get, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: editors, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: editor}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: team-a-devs}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: same-team, namespace: team-a}
+spec:
+  podSelector: {}
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {team: a}}
+    ports:
+    - {protocol: TCP, port: 8080}
+    - {port: metrics}
+  policyTypes: [Ingress]
+---
+apiVersion: hnc.x-k8s.io/v1alpha2
+kind: HierarchyConfiguration
+metadata: {name: hierarchy, namespace: team-a}
+spec: {allowCascadingDeletion: true}
+";
+
+const UNKNOWN_FIELD: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: misspelt, namespace: team-a}
+rules:
+- apiGroups: [\"\"]
+  resources: [configmaps]
+  verb: [get]
+";
+
+/// kubectl's typed generators and what they stored. From 1.32 on they send protobuf only (1.27 sends JSON).
+fn generators(k: &Kubectl) {
+    k.ok(&["create", "namespace", "team-b"]);
+    k.ok(&[
+        "create",
+        "configmap",
+        "literals",
+        "-n",
+        "team-b",
+        "--from-literal=mode=fast",
+        "--from-literal=size=3",
+    ]);
+    k.ok(&["create", "secret", "generic", "creds", "-n", "team-b", "--from-literal=password=hunter2"]);
+    k.ok(&["create", "serviceaccount", "robot", "-n", "team-b"]);
+    k.ok(&["create", "quota", "small", "-n", "team-b", "--hard=configmaps=5,requests.cpu=1500m"]);
+    k.ok(&[
+        "create",
+        "role",
+        "reader",
+        "-n",
+        "team-b",
+        "--verb=get,list",
+        "--resource=configmaps",
+        "--resource-name=literals",
+    ]);
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "readers",
+        "-n",
+        "team-b",
+        "--role=reader",
+        "--user=alice",
+        "--group=devs",
+        "--serviceaccount=team-b:robot",
+    ]);
+    k.ok(&["create", "clusterrole", "ns-viewer", "--verb=get,list", "--resource=namespaces"]);
+    k.ok(&["create", "clusterrolebinding", "ns-viewers", "--clusterrole=ns-viewer", "--group=devs"]);
+
+    assert_eq!(k.get(&["namespace", "team-b"])["status"]["phase"], "Active");
+    assert_eq!(
+        k.get(&["configmap", "literals", "-n", "team-b"])["data"],
+        json!({"mode": "fast", "size": "3"})
+    );
+    let secret = k.get(&["secret", "creds", "-n", "team-b"]);
+    assert_eq!((&secret["data"], &secret["type"]), (&json!({"password": "aHVudGVyMg=="}), &json!("Opaque")));
+    assert_eq!(k.get(&["serviceaccount", "robot", "-n", "team-b"])["metadata"]["namespace"], "team-b");
+    assert_eq!(
+        k.get(&["resourcequota", "small", "-n", "team-b"])["spec"],
+        json!({"hard": {"configmaps": "5", "requests.cpu": "1500m"}})
+    );
+    assert_eq!(
+        k.get(&["role", "reader", "-n", "team-b"])["rules"],
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["literals"], "verbs": ["get", "list"]}])
+    );
+    let binding = k.get(&["rolebinding", "readers", "-n", "team-b"]);
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"},
+            {"kind": "ServiceAccount", "name": "robot", "namespace": "team-b"},
+        ])
+    );
+    assert_eq!(
+        k.get(&["clusterrole", "ns-viewer"])["rules"],
+        json!([{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]}])
+    );
+    assert_eq!(
+        k.get(&["clusterrolebinding", "ns-viewers"])["subjects"],
+        json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "devs"}])
+    );
+}
+
+/// Client-side validation and `kubectl explain`, both reading apisim's OpenAPI documents.
+fn openapi(k: &Kubectl, dir: &Path) {
+    let propagated = dir.join("propagated.yaml");
+    std::fs::write(&propagated, PROPAGATED).unwrap();
+    let propagated = propagated.to_str().unwrap();
+    let out = k.ok(&["apply", "-f", propagated]);
+    assert!(out.contains("networkpolicy.networking.k8s.io/same-team created"), "{out}");
+    assert!(out.contains("hierarchyconfiguration.hnc.x-k8s.io/hierarchy created"), "{out}");
+    let policy = k.get(&["networkpolicy", "same-team", "-n", "team-a"]);
+    assert_eq!(
+        policy["spec"]["ingress"][0]["ports"],
+        json!([{"protocol": "TCP", "port": 8080}, {"port": "metrics"}])
+    );
+    // Applied again with a change: a patch computed by kubectl, still validated.
+    std::fs::write(dir.join("propagated.yaml"), PROPAGATED.replace("verbs: [get, update]", "verbs: [get]"))
+        .unwrap();
+    let out = k.ok(&["apply", "-f", propagated]);
+    assert!(out.contains("role.rbac.authorization.k8s.io/editor configured"), "{out}");
+    assert!(out.contains("rolebinding.rbac.authorization.k8s.io/editors unchanged"), "{out}");
+    assert_eq!(k.get(&["role", "editor", "-n", "team-a"])["rules"][0]["verbs"], json!(["get"]));
+    assert_eq!(
+        k.get(&["hierarchyconfiguration", "hierarchy", "-n", "team-a"])["spec"]["allowCascadingDeletion"],
+        true
+    );
+
+    // An unknown field is refused before anything is sent, as kubectl does for any server it validates for.
+    let misspelt = dir.join("misspelt.yaml");
+    std::fs::write(&misspelt, UNKNOWN_FIELD).unwrap();
+    let (ok, text) = k.run(&["create", "-f", misspelt.to_str().unwrap(), "--validate=strict"]);
+    assert!(!ok && text.contains(r#"unknown field "verb" in io.k8s.api.rbac.v1.PolicyRule"#), "{text}");
+    let (ok, text) = k.run(&["get", "role", "misspelt", "-n", "team-a"]);
+    assert!(!ok && text.contains("NotFound"), "{text}");
+    let (ok, text) = k.run(&["apply", "-f", misspelt.to_str().unwrap()]);
+    assert!(!ok && text.contains(r#"unknown field "verb""#), "{text}");
+    // ... and a custom resource's too, from its CRD's schema.
+    let bad_hierarchy = dir.join("bad-hierarchy.yaml");
+    std::fs::write(
+        &bad_hierarchy,
+        "apiVersion: hnc.x-k8s.io/v1alpha2\nkind: HierarchyConfiguration\nmetadata: {name: hierarchy, namespace: team-a}\nspec: {parnt: x}\n",
+    )
+    .unwrap();
+    let (ok, text) = k.run(&["apply", "-f", bad_hierarchy.to_str().unwrap()]);
+    assert!(!ok && text.contains(r#"unknown field "parnt""#), "{text}");
+
+    let out = k.ok(&["explain", "rolebinding.subjects"]);
+    assert!(out.contains("KIND:       RoleBinding") && out.contains("FIELD: subjects <[]Subject>"), "{out}");
+    assert!(out.contains("apiGroup") && out.contains("namespace"), "{out}");
+    let out = k.ok(&["explain", "hierarchyconfiguration.spec"]);
+    assert!(
+        out.contains("KIND:       HierarchyConfiguration") && out.contains("allowCascadingDeletion"),
+        "{out}"
+    );
+    let out = k.ok(&["explain", "networkpolicy.spec.ingress.ports"]);
+    assert!(out.contains("endPort") && out.contains("protocol"), "{out}");
 }
 
 const MANIFEST: &str = "apiVersion: v1
@@ -99,13 +282,18 @@ async fn conformance(version: &str) {
     let k = Kubectl { binary, kubeconfig };
     let manifest = tmp.path().join("manifest.yaml");
     let manifest = manifest.to_str().unwrap();
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+    assert!(hnc_apisim::install_crds_from_dir(&sim, &crds).await.unwrap() > 0);
 
     // create, get, list with a selector, apply
-    assert!(k.ok(&["create", "-f", manifest, "--validate=false"]).contains("configmap/settings created"));
+    assert!(k.ok(&["create", "-f", manifest]).contains("configmap/settings created"));
     assert!(k.ok(&["get", "namespace", "team-a", "-o", "jsonpath={.status.phase}"]).contains("Active"));
     assert_eq!(k.ok(&["get", "configmaps", "-l", "app=demo", "-o", "name"]).trim(), "configmap/settings");
     assert!(k.ok(&["get", "configmaps", "-l", "app!=demo", "-o", "name"]).trim().is_empty());
-    k.ok(&["apply", "-f", manifest, "--validate=false"]);
+    k.ok(&["apply", "-f", manifest]);
+
+    generators(&k);
+    openapi(&k, tmp.path());
 
     // every patch type
     k.ok(&["patch", "configmap", "settings", "--type=merge", "-p", r#"{"data":{"mode":"b"}}"#]);
@@ -138,14 +326,19 @@ async fn conformance(version: &str) {
     assert!(events.contains("\"MODIFIED\"") && events.contains("\"watched\":\"yes\""), "{events}");
 
     // a CRD and its custom resources, including the schema being enforced
-    k.ok(&["apply", "-f", tmp.path().join("crd.yaml").to_str().unwrap(), "--validate=false"]);
+    k.ok(&["apply", "-f", tmp.path().join("crd.yaml").to_str().unwrap()]);
     std::fs::write(tmp.path().join("w.yaml"), "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: team-a}\nspec: {size: 3}\n").unwrap();
-    k.ok(&["create", "-f", tmp.path().join("w.yaml").to_str().unwrap(), "--validate=false"]);
+    k.ok(&["create", "-f", tmp.path().join("w.yaml").to_str().unwrap()]);
     assert_eq!(k.ok(&["get", "wd", "w1", "-n", "team-a", "-o", "jsonpath={.spec.size}"]), "3");
+    // The server enforces the schema too (kubectl would have caught this one itself: the server is the point).
     std::fs::write(tmp.path().join("bad.yaml"), "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w2, namespace: team-a}\nspec: {size: big}\n").unwrap();
     let (ok, text) =
         k.run(&["create", "-f", tmp.path().join("bad.yaml").to_str().unwrap(), "--validate=false"]);
     assert!(!ok && text.contains("spec.size"), "{text}");
+    let (ok, text) = k.run(&["create", "-f", tmp.path().join("bad.yaml").to_str().unwrap()]);
+    assert!(!ok && text.contains("ValidationError(Widget.spec.size)"), "{text}");
+    // The OpenAPI documents follow CRDs as they come and go.
+    assert!(k.ok(&["explain", "widget.spec"]).contains("size\t<integer>"));
 
     // a create denied by a registered webhook shows the webhook's message
     let (url, ca) = support::webhook_server().await;
@@ -160,8 +353,7 @@ async fn conformance(version: &str) {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: forbidden-cm}\n",
     )
     .unwrap();
-    let (ok, text) =
-        k.run(&["create", "-f", tmp.path().join("denied.yaml").to_str().unwrap(), "--validate=false"]);
+    let (ok, text) = k.run(&["create", "-f", tmp.path().join("denied.yaml").to_str().unwrap()]);
     assert!(!ok, "{text}");
     assert!(
         text.contains(
@@ -169,6 +361,10 @@ async fn conformance(version: &str) {
         ),
         "{text}"
     );
+
+    k.ok(&["delete", "-f", tmp.path().join("crd.yaml").to_str().unwrap()]);
+    let (ok, text) = k.run(&["explain", "widget.spec"]);
+    assert!(!ok, "{text}");
 
     // deletion, including a namespace with content
     k.ok(&["delete", "-f", manifest]);

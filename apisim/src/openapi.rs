@@ -170,6 +170,7 @@ fn builtin_schemas() -> &'static Builtins {
         register! {
             "", "Namespace" => core::Namespace;
             "", "ConfigMap" => core::ConfigMap;
+            "", "Pod" => core::Pod;
             "", "Secret" => core::Secret;
             "", "ServiceAccount" => core::ServiceAccount;
             "", "ResourceQuota" => core::ResourceQuota;

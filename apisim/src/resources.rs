@@ -65,7 +65,10 @@ fn builtin(
         kind: kind.into(),
         namespaced,
         short_names: short.iter().map(|s| (*s).to_owned()).collect(),
-        status_subresource: matches!(plural, "namespaces" | "resourcequotas" | "customresourcedefinitions"),
+        status_subresource: matches!(
+            plural,
+            "namespaces" | "pods" | "resourcequotas" | "customresourcedefinitions"
+        ),
         verbs: ALL_VERBS.to_vec(),
         crd: None,
     })
@@ -83,6 +86,9 @@ pub fn builtins() -> Vec<Arc<ResourceType>> {
     vec![
         builtin("", "v1", "namespaces", "Namespace", false, &["ns"]),
         builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"]),
+        // Stored as sent and never run: registered so that `kubectl create role --resource=pods` finds the
+        // type, as on any cluster.
+        builtin("", "v1", "pods", "Pod", true, &["po"]),
         builtin("", "v1", "secrets", "Secret", true, &[]),
         builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]),
         builtin("", "v1", "resourcequotas", "ResourceQuota", true, &["quota"]),

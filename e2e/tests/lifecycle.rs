@@ -140,3 +140,55 @@ async fn embedded_mode_moves_off_a_taken_port_and_says_so() -> anyhow::Result<()
     drop(taken);
     Ok(())
 }
+
+/// The README's quick start, run as written with the machine's kubectl against `--embedded`: a newcomer's
+/// first commands (kubectl's protobuf generators, `apply -f` with client-side validation) must work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_quick_start_works_with_plain_kubectl() -> anyhow::Result<()> {
+    if std::process::Command::new("kubectl").arg("version").arg("--client").output().is_err() {
+        eprintln!("skipped: no kubectl on PATH");
+        return Ok(());
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))?;
+    let start =
+        readme.find("```sh\nexport KUBECONFIG").expect("README has the quick start") + "```sh\n".len();
+    let script = &readme[start..start + readme[start..].find("```").expect("closed")];
+    let dir = tempfile::tempdir()?;
+    let mut child = std::process::Command::new(BINARY)
+        .args(["--embedded", "--embedded-port=0", "--metrics-addr=127.0.0.1:0"])
+        .arg("--health-probe-bind-address=127.0.0.1:0")
+        .current_dir(dir.path())
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let kubeconfig = dir.path().join("hnc-embedded.kubeconfig");
+    let result = async {
+        hnc_e2e::eventually(Duration::from_secs(30), "the embedded server's kubeconfig", || {
+            let kubeconfig = kubeconfig.clone();
+            async move { kubeconfig.exists().then_some(()) }
+        })
+        .await?;
+        // The copies appear within a moment of the parent being set; give the script that moment.
+        let script = script.replace("kubectl get roles", "sleep 3; kubectl get roles");
+        let output =
+            std::process::Command::new("bash").arg("-c").arg(&script).current_dir(dir.path()).output()?;
+        let (stdout, stderr) =
+            (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        for created in ["namespace/team-a created", "role.rbac.authorization.k8s.io/pod-reader created"] {
+            assert!(stdout.contains(created), "{stdout}\n{stderr}");
+        }
+        assert!(
+            stdout.contains("hierarchyconfiguration.hnc.x-k8s.io/hierarchy created"),
+            "{stdout}\n{stderr}"
+        );
+        let copies = stdout.lines().filter(|l| l.contains("/pod-reader") || l.contains("/readers"));
+        assert_eq!(copies.filter(|l| l.trim_end().ends_with("team-a")).count(), 2, "{stdout}\n{stderr}");
+        assert!(stderr.contains("cannot delete object propagated from namespace \"team-a\""), "{stderr}");
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    result
+}

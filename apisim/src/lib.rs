@@ -1,19 +1,29 @@
 //! apisim: an in-process Kubernetes API server for tests, load tests and the embedded development mode.
 //!
-//! It is strict where kube-apiserver is strict — a lenient double hides the bugs production finds:
-//! one global resourceVersion; optimistic concurrency (409 on a stale resourceVersion); 409 AlreadyExists;
-//! 422 on invalid names and on custom resources violating their CRD schema (unknown fields are pruned);
-//! finalizers and `deletionTimestamp`; namespaces that terminate, refuse new content, delete their contents and
-//! then disappear; watches from a resourceVersion with bookmarks and **410 Gone** once that version has left the
-//! bounded history; discovery of built-in and CRD-defined resources; bearer-token authentication; HTTPS with a
-//! CA it generates and writes into a kubeconfig; `apiserver_request_total{verb,resource,code}` and a per-user
-//! write log; fault injection (latency, error rates, dropped watches, compaction); protobuf request bodies for
-//! the built-in kinds HNC uses (read into JSON, answered in JSON); the OpenAPI v2 and v3 documents kubectl
-//! validates manifests with and explains kinds from.
+//! It answers as kube-apiserver v1.32 does, checked by `tests/conformance.rs`, which replays a script recorded
+//! against a real kube-apiserver and fails on any difference but the few listed with their reasons in
+//! `tests/conformance/differences.json`. Where the recording says nothing, the behaviour of kube-apiserver's
+//! registry and admission code is modelled, and the module that does it names what it follows.
 //!
-//! Not (yet) simulated: RBAC authorization and SubjectAccessReview, admission webhooks, server-side apply,
-//! strategic-merge semantics for lists (strategic merge patches are applied as JSON merge patches), per-client
-//! rate limiting, server-side field validation (`fieldValidation=Strict`) of built-in kinds.
+//! ```text
+//!  server    HTTP: routing, authentication, RBAC, admission webhooks, list/watch, discovery, metrics, faults
+//!  protobuf  request bodies in protobuf (kubectl's generators) → JSON      openapi   /openapi/v2, /openapi/v3
+//!  store     objects, resourceVersions, history (410), finalizers, namespace termination, CRDs
+//!  kinds     per-kind behaviour: decoding defaults, Go's JSON shape, generation, create-on-update
+//!  managed   managedFields of Update operations       schema   CRD structural schemas: pruning, validation
+//! ```
+//!
+//! It is strict where kube-apiserver is strict — a lenient double hides the bugs production finds:
+//! one global resourceVersion; optimistic concurrency; AlreadyExists; validation of names, labels and custom
+//! resources; finalizers and `deletionTimestamp`; namespaces that terminate, refuse new content and (with the
+//! namespace controller on, as in a cluster) delete their contents and then disappear; watches from a
+//! resourceVersion with bookmarks and **410 Gone** once that version has left the bounded history; RBAC with
+//! SubjectAccessReview; admission webhooks with their failure policies; discovery; bearer-token authentication
+//! over HTTPS; `apiserver_request_total{verb,resource,code}` and a per-user write log; fault injection (latency,
+//! error rates, dropped watches, compaction).
+//!
+//! Not simulated: server-side apply, strategic-merge semantics for lists (strategic merge patches are applied
+//! as JSON merge patches), server-side field validation (`fieldValidation=Strict`) and its warnings.
 
 mod admission;
 mod error;

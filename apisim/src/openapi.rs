@@ -459,3 +459,100 @@ mod pb {
         message(out, number, s.as_bytes());
     }
 }
+
+/// Drops the fields a built-in kind's schema does not have, as kube-apiserver's decoding into its Go types
+/// does (with the default `fieldValidation=Warn`; kubectl's own validation rejects them before they are sent).
+/// Custom resources are pruned by their CRD's schema instead (`schema.rs`).
+pub(crate) fn prune_unknown_fields(t: &ResourceType, obj: &mut Value) {
+    if t.crd.is_some() {
+        return;
+    }
+    let (schemas, kinds) = builtin_schemas();
+    if let Some(schema) = kinds.get(&(t.group.clone(), t.kind.clone())).and_then(|name| schemas.get(name)) {
+        prune(schemas, schema, obj, 0);
+    }
+}
+
+/// The schema `schema` stands for: through a `$ref`, or an `allOf` of one (how schemars wraps a described
+/// reference).
+fn resolve<'a>(schemas: &'a BTreeMap<String, Value>, mut schema: &'a Value) -> &'a Value {
+    for _ in 0..8 {
+        let next = match schema.get("allOf").and_then(Value::as_array).map(Vec::as_slice) {
+            Some([only]) => only,
+            _ => schema,
+        };
+        match next.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix(REF_V3)) {
+            Some(name) => match schemas.get(name) {
+                Some(target) => schema = target,
+                None => return next,
+            },
+            None => return next,
+        }
+    }
+    schema
+}
+
+fn prune(schemas: &BTreeMap<String, Value>, schema: &Value, value: &mut Value, depth: usize) {
+    let schema = resolve(schemas, schema);
+    if depth > 64 || schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    {
+        return;
+    }
+    match value {
+        Value::Object(fields) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                fields.retain(|k, _| props.contains_key(k));
+                for (k, v) in fields.iter_mut() {
+                    prune(schemas, &props[k], v, depth + 1);
+                }
+            } else if let Some(each) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for v in fields.values_mut() {
+                    prune(schemas, each, v, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(each) = schema.get("items") {
+                for v in items {
+                    prune(schemas, each, v, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    fn builtin(group: &str, kind: &str) -> ResourceType {
+        crate::resources::builtins()
+            .into_iter()
+            .find(|t| t.group == group && t.kind == kind)
+            .map(|t| (*t).clone())
+            .expect("registered")
+    }
+
+    #[test]
+    fn unknown_fields_of_built_in_kinds_are_dropped_as_go_decoding_drops_them() {
+        let mut role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "colour": "red",
+            "metadata": {"name": "r", "labels": {"a": "b"}, "bogus": 1},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"], "shade": "dark"}]});
+        prune_unknown_fields(&builtin("rbac.authorization.k8s.io", "Role"), &mut role);
+        assert_eq!(
+            role,
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": "r", "labels": {"a": "b"}},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]})
+        );
+        let mut cm = json!({"metadata": {"name": "c"}, "data": {"any-key": "v"}, "extra": true});
+        prune_unknown_fields(&builtin("", "ConfigMap"), &mut cm);
+        assert_eq!(cm, json!({"metadata": {"name": "c"}, "data": {"any-key": "v"}}));
+        let mut policy = json!({"metadata": {"name": "p"}, "spec": {"podSelector": {"matchLabels": {"x": "y"}},
+            "ingress": [{"ports": [{"port": 80, "protocol": "TCP", "nope": 1}]}]}});
+        prune_unknown_fields(&builtin("networking.k8s.io", "NetworkPolicy"), &mut policy);
+        assert_eq!(policy["spec"]["ingress"][0]["ports"][0], json!({"port": 80, "protocol": "TCP"}));
+        assert_eq!(policy["spec"]["podSelector"], json!({"matchLabels": {"x": "y"}}));
+    }
+}

@@ -947,12 +947,16 @@ impl Store {
     }
 }
 
-/// Prunes a custom resource as its CRD's structural schema says and returns the schema violations, which
-/// are reported with the other validation errors.
+/// Drops unknown fields as decoding does — a custom resource by its CRD's structural schema, a built-in kind by
+/// its OpenAPI schema — and returns a custom resource's schema violations, which are reported with the other
+/// validation errors.
 fn prune_and_check(t: &ResourceType, obj: &mut Value) -> Vec<Cause> {
     match &t.crd {
         Some((_, schema)) => schema::validate(schema, obj),
-        None => Vec::new(),
+        None => {
+            crate::openapi::prune_unknown_fields(t, obj);
+            Vec::new()
+        }
     }
 }
 

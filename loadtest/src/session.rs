@@ -769,8 +769,9 @@ impl Session {
         Ok(result)
     }
 
-    /// One new source at a time into the root with the most descendants, each measured until every copy is
-    /// observed.
+    /// One new source at a time into the root with the most descendants, then an update of it, then its
+    /// deletion; each step measured until every copy is observed to match it, and the writers idle before the
+    /// next.
     pub async fn burst(&mut self, progress: bool) -> anyhow::Result<PhaseResult> {
         let meter = self.meter().await;
         let mut result = PhaseResult { phase: "burst".into(), ..Default::default() };
@@ -782,36 +783,49 @@ impl Session {
             .cloned()
             .context("no root")?;
         let descendants = self.model.descendants(&root).len();
-        result.notes.push(format!("root {root} with {descendants} descendants"));
+        result.notes.push(format!(
+            "root {root} with {descendants} descendants; each burst creates, updates and deletes one source"
+        ));
         let epoch_offset = self.tracker.lock().since_epoch(meter.started);
-        let bar =
-            bar(progress, self.opts.bursts as u64, &format!("burst into {root} ({descendants} descendants)"));
+        let bar = bar(
+            progress,
+            3 * self.opts.bursts as u64,
+            &format!("burst into {root} ({descendants} descendants)"),
+        );
         let mut necessary = 0;
         let mut all = Vec::new();
         for _ in 0..self.opts.bursts {
-            let change = self.create_source(&root);
-            necessary += change.delta.necessary();
-            *result.changes.entry("create".into()).or_default() += 1;
-            let id = self.tracker.lock().register(change.kind, &change.delta);
-            match perform(&self.client, change.write).await {
-                Ok(()) => self.tracker.lock().ack(id),
-                Err(e) => bail!("burst: writing the source failed: {e:#}"),
-            }
-            let deadline =
-                Instant::now() + Duration::from_secs_f64(self.opts.drain.max(self.opts.timeout as f64));
-            while !self.tracker.lock().is_finished(id) {
-                if Instant::now() > deadline {
-                    bail!(
-                        "burst: copies still missing at the deadline, e.g. {:?}",
-                        self.tracker.lock().sample_mismatched(5)
-                    );
+            let mut created = Some(self.create_source(&root));
+            let name = self.pool.last().map(|(_, name)| name.clone()).context("the new source is pooled")?;
+            for step in 0..3 {
+                let change = match step {
+                    0 => created.take().context("created once")?,
+                    1 => self.update_source_named(&root, &name).context("the burst's source exists")?,
+                    _ => self.delete_source_named(&root, &name),
+                };
+                necessary += change.delta.necessary();
+                *result.changes.entry(change.kind.into()).or_default() += 1;
+                let id = self.tracker.lock().register(change.kind, &change.delta);
+                match perform(&self.client, change.write).await {
+                    Ok(()) => self.tracker.lock().ack(id),
+                    Err(e) => bail!("burst: writing the source failed: {e:#}"),
                 }
-                self.sample_replicas()?;
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                let deadline =
+                    Instant::now() + Duration::from_secs_f64(self.opts.drain.max(self.opts.timeout as f64));
+                while !self.tracker.lock().is_finished(id) {
+                    if Instant::now() > deadline {
+                        bail!(
+                            "burst: copies still not as expected at the deadline, e.g. {:?}",
+                            self.tracker.lock().sample_mismatched(5)
+                        );
+                    }
+                    self.sample_replicas()?;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                all.extend(self.tracker.lock().take_completed());
+                bar.inc(1);
+                self.wait_idle(self.opts.idle, deadline).await?;
             }
-            all.extend(self.tracker.lock().take_completed());
-            bar.inc(1);
-            self.wait_idle(self.opts.idle, deadline).await?;
         }
         bar.finish_and_clear();
         for c in &mut all {
@@ -1038,6 +1052,11 @@ impl Session {
             return None;
         }
         let (ns, name) = self.pool[self.rng.random_range(0..self.pool.len())].clone();
+        self.update_source_named(&ns, &name)
+    }
+
+    fn update_source_named(&mut self, ns: &str, name: &str) -> Option<Change> {
+        let (ns, name) = (ns.to_owned(), name.to_owned());
         let generation = self.model.nodes[&ns].sources.iter().find(|s| s.name == name)?.generation + 1;
         let objects: Vec<Value> = self.types.iter().map(|t| t.source(&ns, &name, generation)).collect();
         let fingerprints: Vec<u64> = objects.iter().map(fingerprint_json).collect();
@@ -1064,7 +1083,13 @@ impl Session {
         if self.pool.is_empty() {
             return None;
         }
-        let (ns, name) = self.pool.swap_remove(self.rng.random_range(0..self.pool.len()));
+        let (ns, name) = self.pool[self.rng.random_range(0..self.pool.len())].clone();
+        Some(self.delete_source_named(&ns, &name))
+    }
+
+    fn delete_source_named(&mut self, ns: &str, name: &str) -> Change {
+        self.pool.retain(|(n, s)| (n.as_str(), s.as_str()) != (ns, name));
+        let (ns, name) = (ns.to_owned(), name.to_owned());
         let scope = self.model.source_scope(&ns);
         let delta = self.model.apply(&scope, |m| {
             if let Some(n) = m.nodes.get_mut(&ns) {
@@ -1072,7 +1097,7 @@ impl Session {
             }
         });
         let writes = self.types.iter().map(|t| (t.resource.clone(), ns.clone(), name.clone())).collect();
-        Some(Change { kind: "delete", delta, write: Write::Delete(writes) })
+        Change { kind: "delete", delta, write: Write::Delete(writes) }
     }
 
     fn create_subnamespace(&mut self) -> Change {

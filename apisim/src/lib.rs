@@ -7,7 +7,8 @@
 //! then disappear; watches from a resourceVersion with bookmarks and **410 Gone** once that version has left the
 //! bounded history; discovery of built-in and CRD-defined resources; bearer-token authentication; HTTPS with a
 //! CA it generates and writes into a kubeconfig; `apiserver_request_total{verb,resource,code}` and a per-user
-//! write log; fault injection (latency, error rates, dropped watches, compaction).
+//! write log; fault injection (latency, error rates, dropped watches, compaction) and a load profile that makes
+//! writes cost what they cost on a real API server (seats, queueing, 429 with Retry-After; [`LoadProfile`]).
 //!
 //! Not (yet) simulated: RBAC authorization and SubjectAccessReview, admission webhooks, server-side apply,
 //! strategic-merge semantics for lists (strategic merge patches are applied as JSON merge patches), per-client
@@ -38,7 +39,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use faults::{FaultRule, Faults};
+pub use faults::{FaultRule, Faults, LoadProfile, ProfileStats};
 pub use server::{User, WriteRecord};
 
 /// How to run the server.

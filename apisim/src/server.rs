@@ -164,6 +164,14 @@ pub(crate) async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    // The load profile (faults.rs): a write's seat and commit; the seat is held until this function returns.
+    let _seat = match shared.faults.seat(verb).await {
+        Ok(seat) => seat,
+        Err(throttled) => {
+            count(&shared, verb, &target.t.plural, 429);
+            return throttled;
+        }
+    };
     let content_type =
         headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let json_body = content_type.contains("json") || body.is_empty();

@@ -675,7 +675,7 @@ impl Gate {
         state.in_flight -= 1;
         match answer {
             Answer::Served { latency, in_flight } => {
-                state.limit.on_success(latency, in_flight);
+                state.limit.on_success(sent, latency, in_flight, now);
                 if let Some(rate) = &mut state.rate {
                     rate.observe(Signal::Ok(latency), now);
                 }

@@ -1,10 +1,16 @@
-//! Fault injection, changeable at runtime from tests: added latency and error rates per verb/resource, dropping
-//! every open watch, and forced compaction (handled by the store).
+//! Fault injection, changeable at runtime from tests: added latency and error rates per verb/resource, per-user
+//! rate limits, dropping every open watch, forced compaction (handled by the store), and a load profile that
+//! makes writes cost what they cost on a real API server ([`LoadProfile`]).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use axum::response::Response;
 use parking_lot::RwLock;
-use tokio::sync::broadcast;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+
+use crate::error::ApiError;
 
 /// A rule: requests matching `verb`, `resource` and `user` (None = any) get `latency` added and fail with
 /// `error` with probability `error_rate`.
@@ -36,12 +42,85 @@ struct UserLimit {
     last: std::time::Instant,
 }
 
+/// A load profile for measurements: mutating requests (`POST`, `PUT`, `PATCH`, `DELETE`) behave as on a real
+/// kube-apiserver with API Priority and Fairness — each holds one of a fixed number of seats for its storage
+/// commit; a request finding every seat taken waits in a bounded FIFO queue; a request finding the queue full,
+/// or waiting longer than `queue_timeout`, gets 429 with `Retry-After: 1` and kube-apiserver's Status body. Reads
+/// and watches are not limited.
+///
+/// The defaults ([`LoadProfile::realistic`]) model one controller's view of a default kube-apiserver:
+/// * `commit_latency` 5 ms: an etcd write on SSD — a WAL fsync plus a Raft round between three members,
+///   a few ms — plus the API server's own encoding and admission work;
+/// * `seats` 200: `--max-mutating-requests-inflight=200`, the mutating limit without APF. With APF (the default
+///   since 1.20) the server's 600 seats (`--max-requests-inflight` 400 + the 200) are split by nominal concurrency
+///   shares, and service accounts land in `workload-low` (100 of 245 shares: ⌈600 × 100 / 245⌉ = 245 seats,
+///   shared with every other service account's requests), `global-default` gets 20 shares (49 seats);
+/// * `queue_length` 300: APF deals one flow (one service account) a hand of 6 of the level's 128 queues of 50
+///   requests (`workload-low` and `global-default` alike), so one client can have up to 6 × 50 waiting;
+/// * `queue_timeout` 15 s: APF gives up on a queued request after a quarter of the 60 s request timeout.
+///
+/// On this machine apisim's CPU saturates long before 200 seats × 5 ms (40,000 writes/s) do, so latency then grows
+/// the way a CPU-bound API server's does; a test that wants 429s uses tight `seats` and `queue_length`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadProfile {
+    /// Time a mutating request holds its seat before it is served (the storage commit).
+    pub commit_latency: Duration,
+    /// Mutating requests served at once.
+    pub seats: usize,
+    /// Mutating requests that may wait for a seat; beyond that, 429.
+    pub queue_length: usize,
+    /// Longest wait for a seat before 429.
+    pub queue_timeout: Duration,
+}
+
+impl LoadProfile {
+    /// The defaults described above.
+    pub fn realistic() -> Self {
+        LoadProfile {
+            commit_latency: Duration::from_millis(5),
+            seats: 200,
+            queue_length: 300,
+            queue_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What the load profile did since it was set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProfileStats {
+    /// Mutating requests that got a seat.
+    pub admitted: u64,
+    /// Mutating requests answered 429.
+    pub rejected: u64,
+    /// Most requests waiting for a seat at once.
+    pub peak_waiting: u64,
+    /// Total time admitted requests waited for their seat.
+    pub waited: Duration,
+}
+
+/// The load profile in force and its counters.
+#[derive(Debug)]
+struct Admission {
+    profile: LoadProfile,
+    seats: Arc<Semaphore>,
+    waiting: AtomicU64,
+    admitted: AtomicU64,
+    rejected: AtomicU64,
+    peak_waiting: AtomicU64,
+    waited_nanos: AtomicU64,
+}
+
+/// A mutating request's seat under the load profile, held until dropped.
+#[derive(Debug)]
+pub(crate) struct Seat(#[allow(dead_code)] OwnedSemaphorePermit);
+
 /// The fault injection handle.
 #[derive(Debug)]
 pub struct Faults {
     rules: RwLock<Vec<FaultRule>>,
     limits: parking_lot::Mutex<std::collections::HashMap<String, UserLimit>>,
     drop_watches: broadcast::Sender<()>,
+    profile: RwLock<Option<Arc<Admission>>>,
 }
 
 impl Default for Faults {
@@ -50,6 +129,7 @@ impl Default for Faults {
             rules: RwLock::new(Vec::new()),
             limits: Default::default(),
             drop_watches: broadcast::channel(16).0,
+            profile: RwLock::new(None),
         }
     }
 }
@@ -90,6 +170,73 @@ impl Faults {
         }
     }
 
+    /// Puts `profile` in force (None: writes are free again) and restarts its counters. Requests already
+    /// holding or waiting for a seat finish under the previous profile.
+    pub fn set_profile(&self, profile: Option<LoadProfile>) {
+        *self.profile.write() = profile.map(|profile| {
+            Arc::new(Admission {
+                seats: Arc::new(Semaphore::new(profile.seats.max(1))),
+                profile,
+                waiting: AtomicU64::new(0),
+                admitted: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                peak_waiting: AtomicU64::new(0),
+                waited_nanos: AtomicU64::new(0),
+            })
+        });
+    }
+
+    /// The load profile in force.
+    pub fn profile(&self) -> Option<LoadProfile> {
+        self.profile.read().as_ref().map(|a| a.profile.clone())
+    }
+
+    /// What the load profile in force did since it was set (zeros without one).
+    pub fn profile_stats(&self) -> ProfileStats {
+        let Some(a) = self.profile.read().clone() else { return ProfileStats::default() };
+        ProfileStats {
+            admitted: a.admitted.load(Ordering::Relaxed),
+            rejected: a.rejected.load(Ordering::Relaxed),
+            peak_waiting: a.peak_waiting.load(Ordering::Relaxed),
+            waited: Duration::from_nanos(a.waited_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Under a load profile, a mutating request waits for a seat and then for its commit; the seat is held
+    /// until the returned guard is dropped (after the request is served). `Err` is the 429 to answer.
+    pub(crate) async fn seat(&self, verb: &str) -> Result<Option<Seat>, Response> {
+        if !matches!(verb, "POST" | "PUT" | "PATCH" | "DELETE") {
+            return Ok(None);
+        }
+        let Some(a) = self.profile.read().clone() else { return Ok(None) };
+        let seat = match a.seats.clone().try_acquire_owned() {
+            Ok(seat) => seat,
+            Err(_) => {
+                let waiting = a.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+                let started = Instant::now();
+                let seat = if waiting > a.profile.queue_length as u64 {
+                    None
+                } else {
+                    a.peak_waiting.fetch_max(waiting, Ordering::Relaxed);
+                    tokio::time::timeout(a.profile.queue_timeout, a.seats.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                };
+                a.waiting.fetch_sub(1, Ordering::Relaxed);
+                let Some(seat) = seat else {
+                    a.rejected.fetch_add(1, Ordering::Relaxed);
+                    return Err(too_many_requests());
+                };
+                a.waited_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                seat
+            }
+        };
+        a.admitted.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(a.profile.commit_latency).await;
+        Ok(Some(Seat(seat)))
+    }
+
     /// Ends every open watch now (clients must re-watch or relist).
     pub fn drop_watches(&self) {
         let _ = self.drop_watches.send(());
@@ -123,4 +270,13 @@ impl Faults {
         }
         (latency, error)
     }
+}
+
+/// kube-apiserver's answer when API Priority and Fairness rejects a request: 429, `Retry-After: 1` and
+/// `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Too many requests, please try
+/// again later.","reason":"TooManyRequests","details":{"retryAfterSeconds":1},"code":429}`.
+fn too_many_requests() -> Response {
+    let mut response = crate::server::error_response(&ApiError::throttled(1));
+    response.headers_mut().insert("Retry-After", axum::http::HeaderValue::from_static("1"));
+    response
 }

@@ -20,7 +20,8 @@
 //! resourceVersion with bookmarks and **410 Gone** once that version has left the bounded history; RBAC with
 //! SubjectAccessReview; admission webhooks with their failure policies; discovery; bearer-token authentication
 //! over HTTPS; `apiserver_request_total{verb,resource,code}` and a per-user write log; fault injection (latency,
-//! error rates, dropped watches, compaction).
+//! error rates, dropped watches, compaction); and a load profile that makes writes cost what they cost on a
+//! real API server (seats, queueing, 429 with Retry-After; [`LoadProfile`]).
 //!
 //! Not simulated: server-side apply, strategic-merge semantics for lists (strategic merge patches are applied
 //! as JSON merge patches), server-side field validation (`fieldValidation=Strict`) and its warnings.
@@ -53,7 +54,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use faults::{FaultRule, Faults};
+pub use faults::{FaultRule, Faults, LoadProfile, ProfileStats};
 pub use server::{User, WriteRecord};
 
 /// How to run the server.

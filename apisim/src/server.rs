@@ -172,6 +172,14 @@ pub(crate) async fn handle(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    // The load profile (faults.rs): a write's seat and commit; the seat is held until this function returns.
+    let _seat = match shared.faults.seat(verb).await {
+        Ok(seat) => seat,
+        Err(throttled) => {
+            count(&shared, verb, &target.t.plural, 429);
+            return throttled;
+        }
+    };
     // Protobuf and YAML bodies become JSON here; other media types (CBOR) are refused with 415.
     let (body, refused) = crate::protobuf::json_request_body(&target.t, verb, &headers, body);
     let response = if let Some(e) = refused {

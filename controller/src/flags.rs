@@ -32,8 +32,10 @@ pub struct Flags {
     #[arg(long, default_value_t = 6443)]
     pub embedded_port: u16,
 
-    /// Requests per second the writer starts from and never exceeds (upstream: client QPS; burst 1.5x).
-    #[arg(long, default_value_t = 50.0)]
+    /// Hard ceiling on writes per second (burst 1.5x). Unset or 0 (the default): no ceiling — the writer finds
+    /// the API server's capacity itself (an adaptive concurrency limit that backs off on 429, 5xx and rising
+    /// latency and honours Retry-After). Upstream's 50 limits each resource type; here one ceiling covers all.
+    #[arg(long, default_value_t = 0.0)]
     pub apiserver_qps_throttle: f64,
 
     /// Concurrency of hierarchy (HierarchyConfiguration / Namespace) writes.
@@ -182,8 +184,8 @@ impl Flags {
                 self.retry_period, self.renew_deadline
             ));
         }
-        if !self.apiserver_qps_throttle.is_finite() || self.apiserver_qps_throttle <= 0.0 {
-            return Err("--apiserver-qps-throttle must be positive".into());
+        if !self.apiserver_qps_throttle.is_finite() || self.apiserver_qps_throttle < 0.0 {
+            return Err("--apiserver-qps-throttle must be 0 (adaptive, no ceiling) or positive".into());
         }
         if self.max_reconciles == 0 {
             return Err("--max-reconciles must be at least 1".into());
@@ -333,6 +335,17 @@ mod tests {
             vec!["--enable-stackdriver", "--cert-restart-on-secret-refresh"]
         );
         assert_eq!(flags.excluded().iter().filter(|n| *n == "hnc-system").count(), 1);
+    }
+
+    #[test]
+    fn the_qps_throttle_is_adaptive_by_default_and_a_ceiling_when_set() {
+        let flags = parse(&[]).unwrap();
+        flags.validate().unwrap();
+        assert!(crate::writer::WriterConfig::from_flag(flags.apiserver_qps_throttle).rate.is_none());
+        let flags = parse(&["--apiserver-qps-throttle=500"]).unwrap();
+        let config = crate::writer::WriterConfig::from_flag(flags.apiserver_qps_throttle);
+        assert_eq!(config.rate.map(|r| r.max_rate), Some(500.0));
+        assert!(parse(&["--apiserver-qps-throttle=-1"]).unwrap().validate().is_err());
     }
 
     #[test]

@@ -107,7 +107,7 @@ impl Replica {
         let (outcomes_tx, mut outcomes_rx) = mpsc::unbounded_channel::<Completed>();
         let (writer, writer_task) = Writer::start(
             writer::writer_client(config)?,
-            WriterConfig::with_qps(flags.apiserver_qps_throttle),
+            WriterConfig::from_flag(flags.apiserver_qps_throttle),
             fence,
             Some(outcomes_tx),
         );
@@ -173,8 +173,12 @@ impl Replica {
                 }
             });
         }
-        let reconciler =
-            HierarchyReconciler::new(index, writer.clone(), ownership.clone(), Some(propagation_tx));
+        let reconciler = HierarchyReconciler::new(
+            index,
+            writer.with_flow("hierarchy"),
+            ownership.clone(),
+            Some(propagation_tx),
+        );
         let mut synced = reconciler.synced();
         ready.register("hierarchy");
         let gate = ready.clone();
@@ -195,7 +199,7 @@ impl Replica {
             client.clone(),
             ForestCache::new(rules),
             tree.clone(),
-            writer.clone(),
+            writer.with_flow("propagation"),
             ownership.clone(),
         );
         let cache = engine.cache_reader();

@@ -1,9 +1,11 @@
-//! The writer against a scripted API server over real HTTP, through the kube client: what is retried, what is
-//! reported for re-planning, what the fence stops, and how writes to one object coalesce.
+//! The writer against a scripted API server and against apisim, over real HTTP, through the kube client: what is
+//! retried, what is reported for re-planning, what the fence stops, how writes to one object coalesce, how a
+//! server's Retry-After pauses every write, that a fresh batch is not queued behind a backlog, and that the
+//! default configuration finds a throttling server's capacity without overloading it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,13 +23,18 @@ struct Script {
     seen: Arc<Mutex<Vec<(Method, String)>>>,
     answers: Arc<Mutex<VecDeque<(u16, serde_json::Value)>>>,
     delay: Arc<Mutex<Duration>>,
+    /// When each request arrived, when it was answered, and with what.
+    log: Arc<Mutex<Vec<(Instant, Instant, u16)>>>,
 }
 
 async fn handle(State(script): State<Script>, method: Method, uri: Uri, body: Bytes) -> impl IntoResponse {
+    let arrived = Instant::now();
     script.seen.lock().unwrap().push((method.clone(), uri.path().to_owned()));
     let delay = *script.delay.lock().unwrap();
     tokio::time::sleep(delay).await;
     let answer = script.answers.lock().unwrap().pop_front();
+    let code = answer.as_ref().map_or(200, |(code, _)| *code);
+    script.log.lock().unwrap().push((arrived, Instant::now(), code));
     match answer {
         Some((code, body)) => (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response(),
         None => {
@@ -179,4 +186,144 @@ async fn writes_to_one_object_coalesce_behind_the_one_in_flight() {
     assert_eq!(got.iter().filter(|o| **o == Outcome::Superseded).count(), 1, "{got:?}");
     assert_eq!(got.iter().filter(|o| **o == Outcome::Written).count(), 2, "{got:?}");
     assert_eq!(script.seen.lock().unwrap().len(), 2, "the superseded plan was never sent");
+}
+
+#[tokio::test]
+async fn a_retry_after_pauses_every_new_attempt_not_just_the_throttled_one() {
+    let script = Script::default();
+    *script.delay.lock().unwrap() = Duration::from_millis(100);
+    script.answers.lock().unwrap().push_back((429, status(429, "TooManyRequests", Some(1))));
+    let client = server(script.clone()).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (writer, _task) = Writer::start(client, fast_config(), allow_all(), Some(tx));
+
+    // More writes than the first round of concurrency, so some are still queued when the 429 arrives.
+    let n = 40;
+    writer.submit_batch(
+        (0..n).map(|i| request(&format!("x{i}"), WriteOp::create(cm(&format!("x{i}"))))).collect(),
+    );
+    let got = outcomes(&mut rx, n).await;
+    assert!(got.iter().all(|o| *o == Outcome::Written), "{got:?}");
+
+    let log = script.log.lock().unwrap().clone();
+    let throttled_at = log.iter().find(|(_, _, code)| *code == 429).expect("one 429").1;
+    let early: Vec<_> = log
+        .iter()
+        .filter(|(arrived, _, _)| *arrived > throttled_at && *arrived < throttled_at + Duration::from_secs(1))
+        .collect();
+    assert!(early.is_empty(), "{} requests were sent during the server's Retry-After", early.len());
+    assert_eq!(log.len(), n + 1, "every write once, the throttled one twice");
+}
+
+#[tokio::test]
+async fn a_qps_ceiling_is_a_hard_ceiling() {
+    let script = Script::default();
+    let client = server(script.clone()).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // 10/s with a burst of 15: 40 writes cannot take less than 2.5 s however fast the server is.
+    let (writer, _task) = Writer::start(client, WriterConfig::with_qps(10.0), allow_all(), Some(tx));
+    let started = Instant::now();
+    writer.submit_batch(
+        (0..40).map(|i| request(&format!("x{i}"), WriteOp::create(cm(&format!("x{i}"))))).collect(),
+    );
+    outcomes(&mut rx, 40).await;
+    assert!(started.elapsed() >= Duration::from_millis(2400), "{:?}", started.elapsed());
+}
+
+async fn apisim_client(sim: &hnc_apisim::ApiSim) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token())).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    hnc_controller::writer::writer_client(&config).unwrap()
+}
+
+fn create_in_default(name: &str, tag: u64) -> WriteRequest {
+    let body =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}});
+    let mut request = WriteRequest::new(
+        ObjectRef::new(configmaps(), Some("default"), name),
+        WriteOp::create(body),
+        "default",
+    );
+    request.tag = tag;
+    request
+}
+
+/// The FIFO this replaced sent a batch submitted after a backlog only once the whole backlog was written (here:
+/// after 10,000 writes). Counted in completions, not seconds: the fresh batch's last write must complete while
+/// the backlog has hardly started.
+#[tokio::test]
+async fn a_fresh_batch_is_not_written_after_the_backlog() {
+    let sim = hnc_apisim::ApiSim::start(Default::default()).await.unwrap();
+    sim.faults().add(hnc_apisim::FaultRule {
+        verb: Some("POST".into()),
+        latency: Duration::from_millis(5),
+        ..Default::default()
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (writer, _task) = Writer::start(apisim_client(&sim).await, fast_config(), allow_all(), Some(tx));
+    writer.submit_batch((0..10_000).map(|i| create_in_default(&format!("backlog-{i}"), 0)).collect());
+    writer.submit_batch((0..10).map(|i| create_in_default(&format!("fresh-{i}"), 1)).collect());
+
+    let (mut backlog, mut fresh) = (0, 0);
+    while fresh < 10 {
+        let done = tokio::time::timeout(Duration::from_secs(120), rx.recv()).await.unwrap().unwrap();
+        assert_eq!(done.outcome, Outcome::Written);
+        if done.tag == 1 { fresh += 1 } else { backlog += 1 }
+    }
+    writer.shutdown();
+    // Expected: what was in flight when the batch arrived (the concurrency limit) plus about one backlog write
+    // per fresh one.
+    assert!(backlog < 1_000, "{backlog} backlog writes completed before the 10 fresh ones");
+}
+
+/// Default configuration (no ceiling) against a server that throttles like API Priority and Fairness, with tight
+/// seats: 8 seats of 5 ms (at most 1,600 writes/s) and 16 queued requests before 429.
+#[tokio::test]
+async fn the_default_finds_a_throttling_servers_capacity_without_overloading_it() {
+    let sim = hnc_apisim::ApiSim::start(Default::default()).await.unwrap();
+    let commit = Duration::from_millis(5);
+    sim.faults().set_profile(Some(hnc_apisim::LoadProfile {
+        commit_latency: commit,
+        seats: 8,
+        queue_length: 16,
+        ..hnc_apisim::LoadProfile::realistic()
+    }));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (writer, _task) =
+        Writer::start(apisim_client(&sim).await, WriterConfig::adaptive(), allow_all(), Some(tx));
+    let n = 3_000;
+    let started = Instant::now();
+    writer.submit_batch((0..n).map(|i| create_in_default(&format!("w-{i}"), 0)).collect());
+    let got = outcomes(&mut rx, n).await;
+    let elapsed = started.elapsed();
+    writer.idle().await;
+    writer.shutdown();
+
+    assert!(got.iter().all(|o| *o == Outcome::Written), "every write done, none failed after retries");
+    let stats = sim.faults().profile_stats();
+    assert_eq!(stats.admitted, n as u64, "each write admitted once");
+    let share = stats.rejected as f64 / (stats.admitted + stats.rejected) as f64;
+    // A client that ignored the server would see most of its requests rejected once it outran 24 outstanding
+    // requests. This one overshoots by at most a round trip's worth of requests when it probes (slow start,
+    // additive increase) and then halves and pauses for the Retry-After second: a handful of 429s per second of
+    // work, so well under 5% of requests.
+    assert!(
+        share < 0.05,
+        "{} of {} requests got 429 ({stats:?})",
+        stats.rejected,
+        stats.admitted + stats.rejected
+    );
+    // Latency near the unloaded one: the writer keeps only a few requests waiting for a seat (Vegas aims at 3–6
+    // per log10 of its limit), where a client ignoring the server keeps the queue full (16). Little's law gives
+    // the average number waiting, total wait / elapsed time, whatever the machine's speed.
+    let mean_waiting = stats.waited.as_secs_f64() / elapsed.as_secs_f64();
+    assert!(mean_waiting < 12.0, "{mean_waiting:.1} requests waiting on average ({stats:?})");
+    // The old default ceiling was 50 writes/s (a minute for these); 2× that is a bound no loaded machine misses
+    // when the server allows ~1,600/s.
+    let rate = n as f64 / elapsed.as_secs_f64();
+    assert!(rate > 100.0, "{rate:.0} writes/s in {elapsed:?}");
+    eprintln!(
+        "{rate:.0} writes/s, {mean_waiting:.1} waiting, limit {}, {stats:?}",
+        writer.concurrency_limit()
+    );
 }

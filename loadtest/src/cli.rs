@@ -106,6 +106,14 @@ pub enum HierarchyMode {
     Anchors,
 }
 
+/// apisim's load profiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimProfile {
+    /// Writes cost seats and an etcd-like commit; 429 with Retry-After when the queue is full.
+    Realistic,
+}
+
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct Common {
     // --- topology ---------------------------------------------------------------------------------------
@@ -153,7 +161,8 @@ pub struct Common {
     /// Controller binary (default: hnc-loadtest-controller next to this binary).
     #[arg(long, help_heading = "Controllers")]
     pub controller_binary: Option<PathBuf>,
-    /// The controllers' --apiserver-qps-throttle.
+    /// The controllers' --apiserver-qps-throttle: a hard ceiling on each one's writes per second (0: none, the
+    /// writer adapts to the API server alone).
     #[arg(long, default_value_t = 500.0, help_heading = "Controllers")]
     pub qps: f64,
     /// Extra argument for every controller (repeatable), e.g. --controller-arg=--shards=16.
@@ -177,6 +186,15 @@ pub struct Common {
     /// apisim: latency added to every request, milliseconds.
     #[arg(long, default_value_t = 0, help_heading = "Target")]
     pub sim_latency_ms: u64,
+    /// apisim: load profile. `realistic`: writes hold one of --sim-seats seats for an etcd-like 5 ms commit, wait
+    /// in a queue of 300 beyond them and get 429 with Retry-After when it is full, as kube-apiserver does with
+    /// API Priority and Fairness.
+    #[arg(long, value_enum, help_heading = "Target")]
+    pub sim_profile: Option<SimProfile>,
+    /// apisim: seats for writes under --sim-profile (default 200, kube-apiserver's
+    /// --max-mutating-requests-inflight).
+    #[arg(long, requires = "sim_profile", help_heading = "Target")]
+    pub sim_seats: Option<usize>,
 
     // --- phases -----------------------------------------------------------------------------------------
     /// `run` only: phases in order (cold is always first).

@@ -146,6 +146,9 @@ impl Session {
                     rate_limit: opts.sim_rate_limit,
                     burst: opts.sim_burst,
                     latency_ms: opts.sim_latency_ms,
+                    profile_seats: opts
+                        .sim_profile
+                        .map(|_| opts.sim_seats.unwrap_or(hnc_apisim::LoadProfile::realistic().seats)),
                 };
                 Target::start_sim(sim_runtime, load, scratch.path()).await?
             }

@@ -1,7 +1,8 @@
 //! The API server under test: apisim embedded in the harness process on a runtime of its own (threads named
 //! `lt-apisim`, so its CPU time is told apart from the harness's `lt-harness` threads), or any cluster through a
 //! kubeconfig. Owns loading objects fast (apisim: in memory, without HTTP; a cluster: concurrent requests),
-//! replica credentials, simulated load (per-replica rate limits, added latency) and the write log.
+//! replica credentials, simulated load (per-replica rate limits, added latency, a realistic load profile) and the
+//! write log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ pub struct SimLoad {
     pub burst: u32,
     /// Latency added to every request.
     pub latency_ms: u64,
+    /// Seats for writes under apisim's realistic load profile, when it is on.
+    pub profile_seats: Option<usize>,
 }
 
 /// Where the harness runs against.
@@ -81,6 +84,10 @@ impl Target {
         if load.latency_ms > 0 {
             sim.faults()
                 .add(FaultRule { latency: Duration::from_millis(load.latency_ms), ..Default::default() });
+        }
+        if let Some(seats) = load.profile_seats {
+            sim.faults()
+                .set_profile(Some(hnc_apisim::LoadProfile { seats, ..hnc_apisim::LoadProfile::realistic() }));
         }
         Ok(Target::Sim { sim, load, dir: dir.to_owned(), work: Default::default() })
     }

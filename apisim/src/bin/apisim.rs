@@ -26,6 +26,26 @@ struct Args {
     /// Leave terminating namespaces terminating, as a kube-apiserver without kube-controller-manager does.
     #[arg(long)]
     no_namespace_controller: bool,
+    /// Load profile: `realistic` makes writes hold one of a fixed number of seats for an etcd-like commit
+    /// latency, queue beyond that and get 429 + Retry-After when the queue is full, as kube-apiserver with API
+    /// Priority and Fairness does (defaults: 5 ms, 200 seats, 300 queued).
+    #[arg(long, value_enum, default_value = "none")]
+    profile: Profile,
+    /// `realistic` profile: commit latency of a write, milliseconds.
+    #[arg(long, default_value_t = 5)]
+    profile_commit_ms: u64,
+    /// `realistic` profile: writes served at once.
+    #[arg(long, default_value_t = 200)]
+    profile_seats: usize,
+    /// `realistic` profile: writes that may wait for a seat.
+    #[arg(long, default_value_t = 300)]
+    profile_queue: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Profile {
+    None,
+    Realistic,
 }
 
 #[tokio::main]
@@ -39,6 +59,14 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
+    if let Profile::Realistic = args.profile {
+        sim.faults().set_profile(Some(hnc_apisim::LoadProfile {
+            commit_latency: std::time::Duration::from_millis(args.profile_commit_ms),
+            seats: args.profile_seats,
+            queue_length: args.profile_queue,
+            ..hnc_apisim::LoadProfile::realistic()
+        }));
+    }
     if let Some(dir) = &args.crds {
         let n = hnc_apisim::install_crds_from_dir(&sim, dir).await?;
         eprintln!("installed {n} CRDs from {}", dir.display());

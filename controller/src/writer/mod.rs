@@ -1,21 +1,30 @@
 //! The writer: every API write the controller makes goes through here.
 //!
 //! ```text
-//!  planner / reconcilers ──submit──▶ CoalescingQueue ──▶ N workers ──fence?──rate token──▶ API server
-//!                                      (newest plan                 │                       │
-//!                                       per object wins)            └── outcome ◀── classify ┘
+//!  planner / reconcilers ──submit──▶ FairQueue ──▶ dispatcher ──permit──▶ write task ──fence?──▶ API server
+//!   (a lane per submission,          (flows, then     (concurrency limit,        │                    │
+//!    a flow per submitter)            lanes, round     Retry-After pause,         └── outcome ◀─ classify┘
+//!                                     robin)           optional rate ceiling)
 //! ```
 //!
-//! * bounded concurrency (`concurrency` workers) and an adaptive rate (AIMD on 429/5xx/slow responses);
+//! * fair queueing ([`FairQueue`]): each submission is a lane, served round robin with the other lanes of its
+//!   flow, and flows round robin with each other, so a fresh change never waits behind a backlog; the newest
+//!   plan per object wins, and writes to one object never overlap;
+//! * the API server's capacity is measured, not configured ([`ConcurrencyLimit`]): an adaptive concurrency limit
+//!   (slow start, then Vegas-style on latency, halved on 429/5xx); a 429 or 503 with `Retry-After` pauses every
+//!   new attempt for that long, not just the one request; `--apiserver-qps-throttle`, when set, adds a hard
+//!   ceiling in writes per second ([`AdaptiveRate`], AIMD below it);
 //! * transient failures retried with exponential backoff and full jitter, honouring `retryAfterSeconds`;
 //! * optimistic concurrency: a 409 Conflict is never retried blindly — it is reported so the caller re-plans from
 //!   fresh state; `Recreate` (RoleBinding roleRef) deletes with a resourceVersion precondition, then creates;
 //! * the fence (ownership) check runs right before every attempt: a replica that lost a shard stops writing for it
 //!   at once, and the new owner's first plan covers whatever was dropped;
-//! * metrics: writes by verb/resource/outcome, write latency, batch sizes, queue depth, current rate, and the
-//!   propagation latency from a source change to the last of its copies written ([`LatencyGroup`]).
+//! * metrics: writes by verb/resource/outcome, write latency, batch sizes, queue depth, lanes, the concurrency
+//!   limit and writes in flight, the rate the writer allows itself, Retry-After pauses, and the propagation
+//!   latency from a source change to the last of its copies written ([`LatencyGroup`]).
 
 mod exec;
+mod limit;
 mod queue;
 mod rate;
 
@@ -27,11 +36,12 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use kube::core::ApiResource;
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use queue::{CoalescingQueue, Pushed};
+pub use limit::{ConcurrencyLimit, LimitConfig};
+pub use queue::{FairQueue, Lane, Pushed};
 pub use rate::{AdaptiveRate, RateConfig, Signal};
 
 /// The object a write targets.
@@ -268,10 +278,11 @@ pub struct Completed {
 /// Writer tuning.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
-    /// Concurrent writes.
-    pub concurrency: usize,
-    /// Rate limits.
-    pub rate: RateConfig,
+    /// The adaptive concurrency limit.
+    pub limit: LimitConfig,
+    /// A hard ceiling on attempts per second (with AIMD below it); `None`: no ceiling, the concurrency limit
+    /// alone finds what the API server takes.
+    pub rate: Option<RateConfig>,
     /// Attempts for transient failures before reporting `Failed`.
     pub max_attempts: u32,
     /// First retry delay (doubled each attempt, full jitter).
@@ -281,15 +292,25 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
-    /// Defaults for a write ceiling of `qps` writes per second.
-    pub fn with_qps(qps: f64) -> Self {
+    /// Adaptive, with no ceiling: the default (`--apiserver-qps-throttle` unset or 0).
+    pub fn adaptive() -> Self {
         WriterConfig {
-            concurrency: 16,
-            rate: RateConfig::with_max(qps),
+            limit: LimitConfig::default(),
+            rate: None,
             max_attempts: 8,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
         }
+    }
+
+    /// Adaptive under a hard ceiling of `qps` writes per second.
+    pub fn with_qps(qps: f64) -> Self {
+        WriterConfig { rate: Some(RateConfig::with_max(qps)), ..Self::adaptive() }
+    }
+
+    /// What `--apiserver-qps-throttle` means: a positive value is a ceiling, 0 none.
+    pub fn from_flag(qps: f64) -> Self {
+        if qps > 0.0 { Self::with_qps(qps) } else { Self::adaptive() }
     }
 }
 
@@ -306,26 +327,30 @@ pub fn writer_client(config: &kube::Config) -> Result<Client, kube::Error> {
 /// before every attempt.
 pub type Fence = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// The flow of writers that were not given one.
+pub const DEFAULT_FLOW: &str = "default";
+
 struct Inner {
     client: Client,
     config: WriterConfig,
     fence: Fence,
-    queue: Mutex<CoalescingQueue<ObjectRef, WriteRequest>>,
-    rate: Mutex<AdaptiveRate>,
+    queue: Mutex<FairQueue<ObjectRef, WriteRequest, &'static str>>,
+    gate: Arc<Gate>,
     work: Notify,
     idle: Notify,
     outcomes: Option<mpsc::UnboundedSender<Completed>>,
     stop: CancellationToken,
 }
 
-/// Handle to the running writer. Cloning shares it.
+/// Handle to the running writer. Cloning shares it; [`Writer::with_flow`] shares it under another flow.
 #[derive(Clone)]
 pub struct Writer {
     inner: Arc<Inner>,
+    flow: &'static str,
 }
 
 impl Writer {
-    /// Starts the workers. `client` should come from [`writer_client`]. Finished writes are reported on
+    /// Starts the writer. `client` should come from [`writer_client`]. Finished writes are reported on
     /// `outcomes` when given.
     pub fn start(
         client: Client,
@@ -333,34 +358,36 @@ impl Writer {
         fence: Fence,
         outcomes: Option<mpsc::UnboundedSender<Completed>>,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
+        let gate = Arc::new(Gate::new(&config));
         let inner = Arc::new(Inner {
             client,
-            rate: Mutex::new(AdaptiveRate::new(config.rate.clone(), Instant::now())),
             config,
             fence,
-            queue: Mutex::new(CoalescingQueue::default()),
+            queue: Mutex::new(FairQueue::default()),
+            gate,
             work: Notify::new(),
             idle: Notify::new(),
             outcomes,
             stop: CancellationToken::new(),
         });
-        let workers = inner.clone();
-        let handle = tokio::spawn(async move {
-            let mut set = JoinSet::new();
-            for _ in 0..workers.config.concurrency.max(1) {
-                set.spawn(worker(workers.clone()));
-            }
-            while set.join_next().await.is_some() {}
-        });
-        (Writer { inner }, handle)
+        inner.gate.publish();
+        let handle = tokio::spawn(dispatch(inner.clone()));
+        (Writer { inner, flow: DEFAULT_FLOW }, handle)
     }
 
-    /// Queues one write.
+    /// The same writer, submitting into `flow`: flows share throughput equally, whatever the number of
+    /// submissions each makes (the hierarchy reconciler's thousands of one-write reconciles get one share, the
+    /// propagation engine's plan rounds another).
+    pub fn with_flow(&self, flow: &'static str) -> Writer {
+        Writer { inner: self.inner.clone(), flow }
+    }
+
+    /// Queues one write, as a lane of its own.
     pub fn submit(&self, request: WriteRequest) {
         self.submit_batch(vec![request]);
     }
 
-    /// Queues a batch of writes (recorded as one batch in metrics).
+    /// Queues a batch of writes as one lane of this writer's flow (recorded as one batch in metrics).
     pub fn submit_batch(&self, batch: Vec<WriteRequest>) {
         if batch.is_empty() {
             return;
@@ -369,16 +396,17 @@ impl Writer {
         let mut superseded = Vec::new();
         {
             let mut queue = self.inner.queue.lock();
+            let lane = queue.open_lane(self.flow);
             for request in batch {
-                let (_, old) = queue.push(request.target.clone(), request);
+                let (_, old) = queue.push(request.target.clone(), request, lane);
                 superseded.extend(old);
             }
-            metrics::gauge!("hnc_write_queue_depth").set(queue.waiting() as f64);
+            queue_gauges(&queue);
         }
         for old in superseded {
             report(&self.inner, &old, Outcome::Superseded, None);
         }
-        self.inner.work.notify_waiters();
+        self.inner.work.notify_one();
     }
 
     /// Writes waiting (queued or parked behind an in-flight write of the same object).
@@ -386,9 +414,15 @@ impl Writer {
         self.inner.queue.lock().waiting()
     }
 
-    /// Current adaptive rate, writes per second.
+    /// Writes per second the writer allows itself now: the ceiling's current rate when one is set, else the
+    /// concurrency limit over the latest latency (infinite before the first measurement).
     pub fn current_rate(&self) -> f64 {
-        self.inner.rate.lock().rate()
+        self.inner.gate.state.lock().rate()
+    }
+
+    /// The current concurrency limit.
+    pub fn concurrency_limit(&self) -> usize {
+        self.inner.gate.state.lock().limit.limit()
     }
 
     /// Resolves once nothing is queued or in flight.
@@ -404,43 +438,57 @@ impl Writer {
         }
     }
 
-    /// Stops the workers after their current write.
+    /// Stops the writer; writes in flight are abandoned.
     pub fn shutdown(&self) {
         self.inner.stop.cancel();
     }
 }
 
-async fn worker(inner: Arc<Inner>) {
+fn queue_gauges(queue: &FairQueue<ObjectRef, WriteRequest, &'static str>) {
+    metrics::gauge!("hnc_write_queue_depth").set(queue.waiting() as f64);
+    metrics::gauge!("hnc_write_lanes").set(queue.lanes() as f64);
+}
+
+/// Takes a send permit, then the next write in fair order, and starts it; the permit is taken first so that the
+/// queue chooses what to send at the moment something can be sent.
+async fn dispatch(inner: Arc<Inner>) {
+    let mut writes = JoinSet::new();
     loop {
-        let notified = inner.work.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let next = inner.queue.lock().pop();
-        let Some((key, request)) = next else {
+        while writes.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            permit = inner.gate.acquire() => permit,
+            _ = inner.stop.cancelled() => return,
+        };
+        let (key, request) = loop {
+            let notified = inner.work.notified();
+            let next = inner.queue.lock().pop();
+            if let Some(next) = next {
+                break next;
+            }
             tokio::select! {
-                _ = &mut notified => continue,
+                _ = notified => {}
                 _ = inner.stop.cancelled() => return,
             }
         };
-        let outcome = tokio::select! {
-            outcome = write_with_retries(&inner, &request) => outcome,
-            _ = inner.stop.cancelled() => return,
-        };
-        report(&inner, &request, outcome.0, outcome.1);
-        let idle = {
-            let mut queue = inner.queue.lock();
-            queue.done(&key);
-            metrics::gauge!("hnc_write_queue_depth").set(queue.waiting() as f64);
-            queue.is_idle()
-        };
-        // A parked write may have been released.
-        inner.work.notify_waiters();
-        if idle {
-            inner.idle.notify_waiters();
-        }
+        writes.spawn(write(inner.clone(), key, request, permit));
     }
 }
 
+async fn write(inner: Arc<Inner>, key: ObjectRef, request: WriteRequest, permit: Permit) {
+    let (outcome, resource_version) = write_with_retries(&inner, &request, permit).await;
+    report(&inner, &request, outcome, resource_version);
+    let idle = {
+        let mut queue = inner.queue.lock();
+        queue.done(&key);
+        queue_gauges(&queue);
+        queue.is_idle()
+    };
+    // A parked write may have been released.
+    inner.work.notify_one();
+    if idle {
+        inner.idle.notify_waiters();
+    }
+}
 fn report(inner: &Inner, request: &WriteRequest, outcome: Outcome, resource_version: Option<String>) {
     let verb = request.op.verb();
     metrics::counter!("hnc_writes_total", "verb" => verb, "resource" => request.target.resource_label(),
@@ -465,37 +513,42 @@ fn report(inner: &Inner, request: &WriteRequest, outcome: Outcome, resource_vers
     }
 }
 
-async fn write_with_retries(inner: &Inner, request: &WriteRequest) -> (Outcome, Option<String>) {
+async fn write_with_retries(
+    inner: &Inner,
+    request: &WriteRequest,
+    permit: Permit,
+) -> (Outcome, Option<String>) {
+    let mut permit = Some(permit);
     let mut attempt = 0;
     loop {
         attempt += 1;
         if !(inner.fence)(&request.scope) {
             return (Outcome::Fenced, None);
         }
-        acquire_token(inner).await;
+        let held = match permit.take() {
+            Some(permit) => {
+                inner.gate.pause().await;
+                permit
+            }
+            None => inner.gate.acquire().await,
+        };
         if !(inner.fence)(&request.scope) {
             return (Outcome::Fenced, None);
         }
-        let started = Instant::now();
+        let (sent, in_flight) = inner.gate.sending();
         let result = exec::execute(&inner.client, &request.target, &request.op).await;
-        let elapsed = started.elapsed();
+        let elapsed = sent.elapsed();
         metrics::histogram!("hnc_write_duration_seconds", "verb" => request.op.verb())
             .record(elapsed.as_secs_f64());
         match result {
             exec::Attempt::Done(outcome, resource_version) => {
-                let mut rate = inner.rate.lock();
-                rate.observe(Signal::Ok(elapsed), Instant::now());
-                // Also after a recovery: the gauge follows the probing back up, not only the backoffs.
-                metrics::gauge!("hnc_write_rate_limit").set(rate.rate());
-                drop(rate);
+                inner.gate.answered(sent, Answer::Served { latency: elapsed, in_flight });
                 return (outcome, resource_version);
             }
             exec::Attempt::Transient { code, message, retry_after } => {
-                {
-                    let mut rate = inner.rate.lock();
-                    rate.observe(Signal::Congested, Instant::now());
-                    metrics::gauge!("hnc_write_rate_limit").set(rate.rate());
-                }
+                inner.gate.answered(sent, Answer::Congested { retry_after });
+                // Not holding a permit while waiting to retry: the limit counts requests at the server.
+                drop(held);
                 if attempt >= inner.config.max_attempts {
                     let message = format!("after {attempt} attempts: {message}");
                     return (Outcome::Failed { code, message }, None);
@@ -508,13 +561,161 @@ async fn write_with_retries(inner: &Inner, request: &WriteRequest) -> (Outcome, 
     }
 }
 
-async fn acquire_token(inner: &Inner) {
-    loop {
-        let wait = match inner.rate.lock().try_acquire(Instant::now()) {
-            Ok(()) => return,
-            Err(wait) => wait,
-        };
-        tokio::time::sleep(wait).await;
+/// How an attempt was answered, as far as the gate is concerned.
+enum Answer {
+    /// The server answered (success or a definite error) after `latency`, with `in_flight` writes outstanding.
+    Served { latency: Duration, in_flight: usize },
+    /// 429, 5xx, or no answer; `retry_after` when the server said when to come back.
+    Congested { retry_after: Option<Duration> },
+}
+
+/// What an attempt must pass before it is sent: a permit of the adaptive concurrency limit (a semaphore resized
+/// as the limit moves), the pause a `Retry-After` imposed, and a token of the rate ceiling when one is set.
+struct Gate {
+    permits: Arc<Semaphore>,
+    state: Mutex<GateState>,
+}
+
+struct GateState {
+    limit: ConcurrencyLimit,
+    rate: Option<AdaptiveRate>,
+    /// Permits in existence, available or held; above the limit after a decrease until enough are returned.
+    issued: usize,
+    in_flight: usize,
+    paused_until: Option<Instant>,
+}
+
+impl GateState {
+    fn rate(&self) -> f64 {
+        match (&self.rate, self.limit.latency()) {
+            (Some(rate), _) => rate.rate(),
+            (None, Some(latency)) => self.limit.limit() as f64 / latency.as_secs_f64().max(1e-6),
+            (None, None) => f64::INFINITY,
+        }
+    }
+}
+
+/// A send permit; returned (or retired, when the limit has shrunk below the permits in existence) on drop.
+struct Permit {
+    gate: Arc<Gate>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut state = self.gate.state.lock();
+        if state.issued > state.limit.limit()
+            && let Some(permit) = self.permit.take()
+        {
+            permit.forget();
+            state.issued -= 1;
+        }
+    }
+}
+
+impl Gate {
+    fn new(config: &WriterConfig) -> Self {
+        let limit = ConcurrencyLimit::new(config.limit.clone());
+        let issued = limit.limit();
+        Gate {
+            permits: Arc::new(Semaphore::new(issued)),
+            state: Mutex::new(GateState {
+                limit,
+                rate: config.rate.clone().map(|rate| AdaptiveRate::new(rate, Instant::now())),
+                issued,
+                in_flight: 0,
+                paused_until: None,
+            }),
+        }
+    }
+
+    /// A permit, once the pause (if any) is over and the rate ceiling (if any) allows.
+    async fn acquire(self: &Arc<Self>) -> Permit {
+        let permit = self.permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let permit = Permit { gate: self.clone(), permit: Some(permit) };
+        loop {
+            let wait = {
+                let mut state = self.state.lock();
+                let now = Instant::now();
+                match state.paused_until {
+                    Some(until) if until > now => Some(until - now),
+                    _ => state.rate.as_mut().and_then(|rate| rate.try_acquire(now).err()),
+                }
+            };
+            match wait {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return permit,
+            }
+        }
+    }
+
+    /// Waits out a `Retry-After` pause.
+    async fn pause(&self) {
+        loop {
+            let until = self.state.lock().paused_until;
+            match until.map(|until| until.saturating_duration_since(Instant::now())) {
+                Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// An attempt is being sent: when, and how many are outstanding with it.
+    fn sending(&self) -> (Instant, usize) {
+        let mut state = self.state.lock();
+        state.in_flight += 1;
+        metrics::gauge!("hnc_write_in_flight").set(state.in_flight as f64);
+        (Instant::now(), state.in_flight)
+    }
+
+    /// The attempt sent at `sent` was answered.
+    fn answered(&self, sent: Instant, answer: Answer) {
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        state.in_flight -= 1;
+        match answer {
+            Answer::Served { latency, in_flight } => {
+                state.limit.on_success(sent, latency, in_flight, now);
+                if let Some(rate) = &mut state.rate {
+                    rate.observe(Signal::Ok(latency), now);
+                }
+            }
+            Answer::Congested { retry_after } => {
+                state.limit.on_congestion(sent, now);
+                if let Some(rate) = &mut state.rate {
+                    rate.observe(Signal::Congested, now);
+                }
+                if let Some(wait) = retry_after.filter(|w| !w.is_zero()) {
+                    let until = now + wait;
+                    if state.paused_until.is_none_or(|t| t < until) {
+                        state.paused_until = Some(until);
+                        metrics::counter!("hnc_write_pauses_total").increment(1);
+                    }
+                }
+            }
+        }
+        self.resize(&mut state);
+        drop(state);
+        self.publish();
+    }
+
+    /// Brings the permits in existence to the limit: adds them at once; retires the available ones at once and
+    /// the held ones as they are returned.
+    fn resize(&self, state: &mut GateState) {
+        let target = state.limit.limit();
+        if target > state.issued {
+            self.permits.add_permits(target - state.issued);
+            state.issued = target;
+        } else if target < state.issued {
+            state.issued -= self.permits.forget_permits(state.issued - target);
+        }
+    }
+
+    fn publish(&self) {
+        let state = self.state.lock();
+        metrics::gauge!("hnc_write_concurrency_limit").set(state.limit.limit() as f64);
+        metrics::gauge!("hnc_write_in_flight").set(state.in_flight as f64);
+        metrics::gauge!("hnc_write_rate_limit").set(state.rate());
     }
 }
 

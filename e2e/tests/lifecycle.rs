@@ -169,8 +169,10 @@ async fn readme_quick_start_works_with_plain_kubectl() -> anyhow::Result<()> {
             async move { kubeconfig.exists().then_some(()) }
         })
         .await?;
-        // The copies appear within a moment of the parent being set; give the script that moment.
-        let script = script.replace("kubectl get roles", "sleep 3; kubectl get roles");
+        // The copies appear a moment after the parent is set; on a loaded machine the moment can be long.
+        let wait = "for _ in $(seq 120); do kubectl get role/pod-reader rolebinding/readers -n dev >/dev/null 2>&1 \
+                    && break; sleep 0.25; done; kubectl get roles";
+        let script = script.replace("kubectl get roles", wait);
         let output =
             std::process::Command::new("bash").arg("-c").arg(&script).current_dir(dir.path()).output()?;
         let (stdout, stderr) =
@@ -182,7 +184,7 @@ async fn readme_quick_start_works_with_plain_kubectl() -> anyhow::Result<()> {
             stdout.contains("hierarchyconfiguration.hnc.x-k8s.io/hierarchy created"),
             "{stdout}\n{stderr}"
         );
-        let copies = stdout.lines().filter(|l| l.contains("/pod-reader") || l.contains("/readers"));
+        let copies = stdout.lines().filter(|l| l.contains("pod-reader") || l.contains("readers"));
         assert_eq!(copies.filter(|l| l.trim_end().ends_with("team-a")).count(), 2, "{stdout}\n{stderr}");
         assert!(stderr.contains("cannot delete object propagated from namespace \"team-a\""), "{stderr}");
         anyhow::Ok(())

@@ -391,3 +391,63 @@ async fn custom_resources_propagate() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// A fresh change never waits behind a backlog: while a cold start still has thousands of copies to write
+/// (held back by a write ceiling), a new source in a small, separate tree reaches its child long before the
+/// backlog is done. With one FIFO of writes it waited for all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_source_is_not_queued_behind_a_cold_start() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    let Some(sim) = env.sim() else {
+        eprintln!("skipped: builds its backlog with apisim's direct writes");
+        return Ok(());
+    };
+    // A wide tree: 300 children of `big`, 10 Roles in `big` → 3,000 copies to write.
+    let big = env.ns("big");
+    let mut setup = vec![(big.clone(), None)];
+    for c in 0..300 {
+        setup.push((env.ns(&format!("big-{c}")), Some(big.clone())));
+    }
+    let (small, small_child) = (env.ns("small"), env.ns("small-child"));
+    setup.push((small.clone(), None));
+    setup.push((small_child.clone(), Some(small.clone())));
+    for (ns, parent) in &setup {
+        sim.create("", "namespaces", "", json!({"metadata": {"name": ns}}))
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        if let Some(parent) = parent {
+            let hc = json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+                "metadata": {"name": "hierarchy", "namespace": ns}, "spec": {"parent": parent}});
+            sim.create("hnc.x-k8s.io", "hierarchyconfigurations", ns, hc)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+        }
+    }
+    for i in 0..10 {
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": format!("bulk-{i}"), "namespace": big}, "rules": []});
+        sim.create("rbac.authorization.k8s.io", "roles", &big, role)
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+    }
+    const BACKLOG: usize = 3000;
+    // 200 writes/s: the backlog takes about 15 s however fast the machine is.
+    let r = env.start_replica("hnc", &["--no-webhooks", "--apiserver-qps-throttle=200"]).await?;
+    env.replica(r).wait_ready(CONVERGE).await?;
+    let bulk_copies = |env: &TestEnv| {
+        env.cluster_writes_by("hnc")
+            .iter()
+            .filter(|w| w.resource == "roles" && w.name.starts_with("bulk-"))
+            .count()
+    };
+    eventually(CONVERGE, "the cold start's copies to be under way", || async {
+        (bulk_copies(&env) >= 100).then_some(())
+    })
+    .await?;
+    create_role(&env, &small, &role("fresh", &["get"], &[])).await?;
+    copy_from(&env, &small_child, "fresh", &small).await?;
+    let done = bulk_copies(&env);
+    eprintln!("the fresh copy was observed after {done} of {BACKLOG} backlog copies");
+    assert!(
+        done < BACKLOG / 2,
+        "the fresh source's copy waited for {done} of the backlog's {BACKLOG} copies to be written first"
+    );
+    Ok(())
+}

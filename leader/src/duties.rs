@@ -108,12 +108,15 @@ impl Leading {
 
     /// True once the leader may decide: it has read the assignment and has a membership view at least as new
     /// as its leadership. A replica elected right after it started (a cold start of the whole Deployment) also
-    /// gives the others two retry periods to register, rather than assigning every shard to itself and moving
-    /// most of them a moment later; a replica that has been running knows its peers already and acts at once.
+    /// gives the others half a retry period to register — replicas register the moment they start, so peers
+    /// started together are seen by then — rather than assigning every shard to itself and moving most of them
+    /// a moment later. Every write of a cold start waits for this first assignment, so the wait is kept short: a
+    /// replica that starts later is given its shards when it registers. A replica that has been running knows
+    /// its peers already and acts at once.
     fn settled(&self, shared: &Shared) -> bool {
         self.published.is_some()
             && shared.last_list.lock().is_some_and(|at| at >= self.since)
-            && Instant::now() >= shared.started + shared.config.retry_period * 2
+            && Instant::now() >= shared.started + shared.config.retry_period / 2
     }
 
     async fn tick(&mut self, shared: &Shared, store: &AssignmentStore) {

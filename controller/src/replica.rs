@@ -356,11 +356,14 @@ fn start_coordinator(
     config.retry_period = flags.retry_period;
     let weights: WeightsFn = Arc::new(move || {
         let tree = tree.load();
+        if !tree.is_synced() {
+            return None;
+        }
         let mut weights = vec![0u64; ring.shard_count() as usize];
         for node in tree.nodes().filter(|n| tree.exists(n.name())) {
             weights[ring.shard_of(&tree.root(node.name())) as usize] += 1;
         }
-        weights
+        Some(weights)
     });
     Coordinator::start(client, config, weights)
         .map_err(|e| anyhow::anyhow!("cannot start shard coordination: {e}"))

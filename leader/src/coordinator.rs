@@ -41,9 +41,10 @@ use crate::metrics as m;
 use crate::publication::PublishedAssignment;
 use crate::{duties, election, membership, observer, shards};
 
-/// Per-shard namespace counts from the controller's index (index = shard id). Called by the leader once per
+/// Per-shard namespace counts from the controller's index (index = shard id), or None while the index is not
+/// complete yet (the first assignment waits for them, so that it is balanced). Called by the leader once per
 /// retry period; it must be cheap.
-pub type WeightsFn = Arc<dyn Fn() -> Vec<u64> + Send + Sync>;
+pub type WeightsFn = Arc<dyn Fn() -> Option<Vec<u64>> + Send + Sync>;
 
 /// How one replica coordinates. [`CoordinatorConfig::new`] fills in the defaults.
 #[derive(Clone, Debug)]

@@ -106,17 +106,25 @@ impl Leading {
         }
     }
 
-    /// True once the leader may decide: it has read the assignment and has a membership view at least as new
-    /// as its leadership. A replica elected right after it started (a cold start of the whole Deployment) also
-    /// gives the others half a retry period to register — replicas register the moment they start, so peers
-    /// started together are seen by then — rather than assigning every shard to itself and moving most of them
-    /// a moment later. Every write of a cold start waits for this first assignment, so the wait is kept short: a
+    /// True once the leader may decide: it has read the assignment and has a membership view listed after its
+    /// election. A replica elected right after it started (a cold start of the whole Deployment) also gives the
+    /// others half a retry period to register, and decides from a list taken after that — replicas register
+    /// the moment they start, so peers started together are seen — rather than assigning every shard to itself
+    /// and moving most of them a moment later. Every write of a cold start waits for this first assignment, so the wait is kept short: a
     /// replica that starts later is given its shards when it registers. A replica that has been running knows
     /// its peers already and acts at once.
+    ///
+    /// A cold-started leader also waits for the shard weights (its tree index complete), so that the first
+    /// assignment is balanced rather than re-balanced a moment later with shards moving mid-start; it stops
+    /// waiting for them after a lease duration.
     fn settled(&self, shared: &Shared) -> bool {
+        let now = Instant::now();
+        let floor = self.since.max(shared.started + shared.config.retry_period / 2);
+        let weighed = now >= shared.started + shared.config.lease_duration || (shared.weights)().is_some();
         self.published.is_some()
-            && shared.last_list.lock().is_some_and(|at| at >= self.since)
-            && Instant::now() >= shared.started + shared.config.retry_period / 2
+            && now >= floor
+            && shared.last_list.lock().is_some_and(|at| at >= floor)
+            && weighed
     }
 
     async fn tick(&mut self, shared: &Shared, store: &AssignmentStore) {
@@ -133,6 +141,11 @@ impl Leading {
             }
         }
         if !self.settled(shared) {
+            // The view that decides must include everyone who registered during the wait: list once it is over.
+            let floor = self.since.max(shared.started + shared.config.retry_period / 2);
+            if Instant::now() >= floor && shared.last_list.lock().is_none_or(|at| at < floor) {
+                shared.relist.notify_one();
+            }
             return;
         }
         let now = Instant::now();
@@ -202,7 +215,7 @@ impl Leading {
                 }
             }
         }
-        let namespaces = (shared.weights)();
+        let namespaces = (shared.weights)().unwrap_or_default();
         for (shard, weight) in self.weights.iter_mut().enumerate() {
             let ns = namespaces.get(shard).copied().unwrap_or(0);
             *weight = ns.saturating_add(self.objects[shard]).saturating_add(1);

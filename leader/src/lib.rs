@@ -9,7 +9,7 @@
 //! use hnc_leader::{Coordinator, CoordinatorConfig};
 //!
 //! let config = CoordinatorConfig::new("hnc-system", "hnc-controller-0", 64);
-//! let namespaces_per_shard = Arc::new(|| vec![0u64; 64]); // from the tree index
+//! let namespaces_per_shard = Arc::new(|| Some(vec![0u64; 64])); // from the tree index, once complete
 //! let (coordinator, task) = Coordinator::start(client, config, namespaces_per_shard)?;
 //! let mut held = coordinator.held_shards(); // load caches for gained shards, evict lost ones
 //! # let shard = 0;

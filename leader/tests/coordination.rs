@@ -59,6 +59,11 @@ impl Cluster {
     }
 
     async fn add(&mut self, name: &str) {
+        self.add_weighed(name, Arc::new(|| Some(namespaces()))).await;
+    }
+
+    /// A replica whose tree index gives the weights `weights` says (None: not complete yet).
+    async fn add_weighed(&mut self, name: &str, weights: hnc_leader::WeightsFn) {
         let client = client_as(&self.sim, name).await;
         let mut config = CoordinatorConfig::new(NAMESPACE, name, SHARDS);
         config.lease_duration = LEASE;
@@ -66,7 +71,7 @@ impl Cluster {
         config.retry_period = RETRY;
         // No cooldown: hysteresis alone must keep the leader from flapping.
         config.rebalance_cooldown = Duration::ZERO;
-        let (handle, task) = Coordinator::start(client, config, Arc::new(namespaces)).unwrap();
+        let (handle, task) = Coordinator::start(client, config, weights).unwrap();
         self.sampler.watch(name, handle.clone());
         self.replicas.push(Replica { name: name.to_owned(), handle, task: Some(task) });
     }
@@ -261,6 +266,32 @@ async fn three_replicas_elect_one_leader_and_hold_every_shard_exactly_once() {
             stored.owners.shards_of(&name.into())
         );
     }
+    cluster.finish().await;
+}
+
+/// A cold start of the whole Deployment is decided once: the leader's first assignment waits for the peers
+/// started with it to register and for its weights (its tree index complete), so no shard moves a moment later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_is_assigned_once_with_every_replica_started_with_it() {
+    let mut cluster = Cluster { sim: sim().await, replicas: Vec::new(), sampler: Sampler::start() };
+    let weighed = Arc::new(AtomicBool::new(false));
+    for name in ["hnc-a", "hnc-b", "hnc-c"] {
+        let weighed = weighed.clone();
+        cluster.add_weighed(name, Arc::new(move || weighed.load(Ordering::Relaxed).then(namespaces))).await;
+        tokio::time::sleep(RETRY / 8).await;
+    }
+    // Well past the half retry period a cold-started leader gives its peers: still no weights, no assignment.
+    tokio::time::sleep(RETRY * 3).await;
+    let api: Api<ConfigMap> = Api::namespaced(client_as(&cluster.sim, "inspector").await, NAMESPACE);
+    assert!(
+        api.get_opt("hnc-shard-assignment").await.unwrap().is_none(),
+        "assigned before the weights were known"
+    );
+    weighed.store(true, Ordering::Relaxed);
+    let doc = cluster.wait_converged("three replicas to converge").await;
+    assert_eq!(doc.epoch, 1, "the first assignment stood: {doc:?}");
+    assert_eq!(doc.replicas.len(), 3);
+    assert!(doc.owners.imbalance(&doc.weights, &doc.replicas) <= BALANCE_TARGET);
     cluster.finish().await;
 }
 

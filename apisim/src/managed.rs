@@ -146,7 +146,7 @@ pub struct Changes {
     pub removed: FieldSet,
 }
 
-/// Compares two objects (without their managedFields) under `schema`.
+/// Compares two objects under `schema` (their managedFields are not compared).
 pub fn diff(schema: &dyn Schema, old: &Value, new: &Value) -> Changes {
     let mut changes = Changes::default();
     let mut path = Vec::new();
@@ -221,6 +221,10 @@ fn descend<'a>(
                 keys.extend(of.keys().filter(|k| !fields.contains_key(*k)));
             }
             for k in keys {
+                // The list itself is not a field anyone owns.
+                if k == "managedFields" && path.as_slice() == ["metadata"] {
+                    continue;
+                }
                 let key = format!("f:{k}");
                 path.push(k.as_str());
                 let (mut c, mut r) = (FieldSet::default(), FieldSet::default());
@@ -336,14 +340,7 @@ pub fn record(schema: &dyn Schema, old: &Value, new: &mut Value, writer: &Writer
         })
         .collect();
 
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
-        }
-        v
-    };
-    let changes = diff(schema, &strip(old), &strip(new));
+    let changes = diff(schema, old, new);
     let is_writer = |e: &Map<String, Value>| {
         e.get("manager").and_then(Value::as_str) == Some(writer.manager)
             && e.get("operation").and_then(Value::as_str) == Some("Update")

@@ -34,6 +34,11 @@ impl LabelSelector {
     }
 
     /// True when `labels` satisfy every requirement.
+    /// True when it selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.iter().all(|r| match r {
             Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
@@ -135,6 +140,11 @@ impl FieldSelector {
     }
 
     /// True when the object's name and namespace satisfy the selector.
+    /// True when it selects everything.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn matches(&self, namespace: &str, name: &str) -> bool {
         self.0.iter().all(|(field, negate, value)| {
             let actual = if field == "metadata.name" { name } else { namespace };

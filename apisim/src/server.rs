@@ -732,7 +732,7 @@ fn watch(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>)
         };
         let matches = |ns: &str, obj: &Value| {
             let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-            fields.matches(ns, name) && labels.matches(&labels_of(obj))
+            fields.matches(ns, name) && (labels.is_empty() || labels.matches(&labels_of(obj)))
         };
         let backlog = match backlog {
             Ok(b) => b,

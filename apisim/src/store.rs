@@ -244,6 +244,9 @@ impl Store {
         let range = merge_by_key(now, earlier);
         let mut page = Page::default();
         let mut full = false;
+        // What is left after a page is counted only for unfiltered lists, as kube-apiserver (etcd counts keys,
+        // it does not evaluate selectors); the count then takes no selector evaluation.
+        let counting = labels.is_empty() && fields.is_empty();
         for ((ns, name), obj) in range {
             if let Some(want) = namespace
                 && ns != want
@@ -253,11 +256,18 @@ impl Store {
                 }
                 continue;
             }
-            if !fields.matches(ns, name) || !labels.matches(&labels_of(obj)) {
+            if full {
+                page.remaining += 1;
                 continue;
             }
-            if full || limit.is_some_and(|l| page.items.len() >= l) {
+            if !fields.matches(ns, name) || !(labels.is_empty() || labels.matches(&labels_of(obj))) {
+                continue;
+            }
+            if limit.is_some_and(|l| page.items.len() >= l) {
                 full = true;
+                if !counting {
+                    break;
+                }
                 page.remaining += 1;
                 continue;
             }

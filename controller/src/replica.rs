@@ -35,11 +35,8 @@ use crate::hierarchy::reconciler::HierarchyReconciler;
 use crate::ops::{DebugPages, Readiness};
 use crate::ownership::{Ownership, ShardedOwnership};
 use crate::propagation::engine::{EngineInput, PropagationEngine};
-use crate::watch::{SpecOptional, feed, feed_spec_optional};
+use crate::watch::{EVENT_BUFFER, SpecOptional, feed, feed_spec_optional};
 use crate::writer::{self, Completed, Fence, Writer, WriterConfig};
-
-/// Events buffered between the hierarchy watches and the hierarchy reconciler.
-const EVENT_BUFFER: usize = 8192;
 
 /// The running parts of a replica.
 pub struct Replica {

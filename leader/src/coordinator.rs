@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::assignment::{BALANCE_TARGET, ReplicaId};
-use crate::fence::Fence;
+use crate::fence::LeaseFence;
 use crate::lease::{LeaseError, LeaseLock, Observations};
 use crate::metrics as m;
 use crate::publication::PublishedAssignment;
@@ -192,8 +192,8 @@ pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) weights: WeightsFn,
     pub(crate) observations: Arc<Observations>,
-    pub(crate) leader: Fence,
-    pub(crate) shards: Vec<Fence>,
+    pub(crate) leader: LeaseFence,
+    pub(crate) shards: Vec<LeaseFence>,
     leader_tx: watch::Sender<bool>,
     held_tx: watch::Sender<BTreeSet<u32>>,
     pub(crate) assigned_tx: watch::Sender<BTreeSet<u32>>,
@@ -287,7 +287,7 @@ impl Shared {
     }
 
     pub(crate) fn holds(&self, shard: u32) -> bool {
-        self.shards.get(shard as usize).is_some_and(Fence::holds)
+        self.shards.get(shard as usize).is_some_and(LeaseFence::holds)
     }
 
     /// Takes a newer assignment: shards assigned away stop at once (their fences become unwanted).
@@ -354,14 +354,14 @@ impl Coordinator {
         weights: WeightsFn,
     ) -> Result<(CoordinatorHandle, JoinHandle<Result<(), CoordinatorError>>), CoordinatorError> {
         config.validate()?;
-        let shards = (0..config.shard_count).map(|_| Fence::new(false)).collect();
+        let shards = (0..config.shard_count).map(|_| LeaseFence::new(false)).collect();
         let shared = Arc::new(Shared {
             me: ReplicaId(config.identity.clone()),
             config,
             client,
             weights,
             observations: Arc::default(),
-            leader: Fence::new(true),
+            leader: LeaseFence::new(true),
             shards,
             leader_tx: watch::channel(false).0,
             held_tx: watch::channel(BTreeSet::new()).0,

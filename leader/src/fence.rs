@@ -1,7 +1,8 @@
-//! The fence a writer checks right before every API write: "do I still hold this lease?".
+//! One lease's fence: "do I still hold this lease?". The controller's writer asks it (through its own write
+//! `Fence`, which maps a write's namespace to a shard) right before every API write.
 //!
 //! It is a deadline, not a flag: a successful renewal sent at `t` extends it to `t + renew deadline`, and
-//! [`Fence::holds`] compares with the clock on every call. When renewals fail the fence turns false by
+//! [`LeaseFence::holds`] compares with the clock on every call. When renewals fail the fence turns false by
 //! itself, at the deadline, whether or not any background task notices — fail-stop.
 //!
 //! Two gates keep a renewal that is still in flight from re-opening a fence that was shut on purpose:
@@ -21,14 +22,14 @@ struct State {
 
 /// One lease's fence.
 #[derive(Debug)]
-pub(crate) struct Fence {
+pub(crate) struct LeaseFence {
     state: Mutex<State>,
 }
 
-impl Fence {
+impl LeaseFence {
     /// A fence that does not hold; renewals open it only while `wanted`.
     pub(crate) fn new(wanted: bool) -> Self {
-        Fence { state: Mutex::new(State { until: None, wanted, closed: false }) }
+        LeaseFence { state: Mutex::new(State { until: None, wanted, closed: false }) }
     }
 
     /// True while the last successful renewal is younger than the renew deadline.
@@ -82,7 +83,7 @@ mod tests {
 
     #[test]
     fn lapses_by_itself_at_the_deadline() {
-        let fence = Fence::new(true);
+        let fence = LeaseFence::new(true);
         assert!(!fence.holds());
         assert!(fence.renewed(Instant::now(), Duration::from_millis(30)));
         assert!(fence.holds());
@@ -92,7 +93,7 @@ mod tests {
 
     #[test]
     fn closing_or_unwanting_wins_over_a_late_renewal() {
-        let fence = Fence::new(true);
+        let fence = LeaseFence::new(true);
         let sent = Instant::now();
         fence.renewed(sent, Duration::from_secs(10));
         fence.set_wanted(false);
@@ -107,7 +108,7 @@ mod tests {
 
     #[test]
     fn an_older_renewal_never_shortens_the_fence() {
-        let fence = Fence::new(true);
+        let fence = LeaseFence::new(true);
         let (early, late) = (Instant::now(), Instant::now() + Duration::from_secs(5));
         fence.renewed(late, Duration::from_secs(10));
         fence.renewed(early, Duration::from_secs(10));

@@ -5,8 +5,8 @@ mod propagation_model;
 use hnc_api::keys::annotations::SELECT;
 use hnc_api::keys::labels::{INHERITED_FROM, MANAGED_BY};
 use hnc_shard::propagation::{
-    Dirty, ForestCache, PlannedWrite, PropagationRules, ResourceVersion, SourceEntry, TypeKey, TypeStats,
-    WriteOp, build_copy, canonical, clean_source, content_hash,
+    CopyOp, Dirty, ForestCache, PlannedWrite, PropagationRules, ResourceVersion, SourceEntry, TypeKey,
+    TypeStats, build_copy, canonical, clean_source, content_hash,
 };
 use pretty_assertions::assert_eq;
 use propagation_model::*;
@@ -83,7 +83,7 @@ fn copies_carry_namespace_and_inherited_from_only() {
         ty: config_map(),
         namespace: "child".into(),
         name: "cm".into(),
-        op: WriteOp::Update { source: Arc::new(entry), resource_version: ResourceVersion::parse("42") },
+        op: CopyOp::Update { source: Arc::new(entry), resource_version: ResourceVersion::parse("42") },
     };
     assert_eq!(update.body().expect("a body")["metadata"]["resourceVersion"], json!("42"));
 }
@@ -191,7 +191,7 @@ fn record_written_is_not_undone_by_stale_echoes() {
         ty: r.clone(),
         namespace: "b".into(),
         name: "x".into(),
-        op: WriteOp::Update { source: source.clone(), resource_version: ResourceVersion::parse("5") },
+        op: CopyOp::Update { source: source.clone(), resource_version: ResourceVersion::parse("5") },
     };
     cache.record_written(&write, "9");
     let fp = cache.current().copy(&r, "b", "x").expect("copy").clone();
@@ -205,7 +205,7 @@ fn record_written_is_not_undone_by_stale_echoes() {
     assert_eq!(cache.apply(&r, &echo).expect("valid"), None, "the echo confirms");
     assert!(!cache.current().copy(&r, "b", "x").expect("copy").optimistic);
     cache.record_written(
-        &PlannedWrite { op: WriteOp::Delete { resource_version: ResourceVersion::parse("9") }, ..write },
+        &PlannedWrite { op: CopyOp::Delete { resource_version: ResourceVersion::parse("9") }, ..write },
         "",
     );
     assert!(cache.current().copy(&r, "b", "x").is_none());

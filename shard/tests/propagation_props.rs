@@ -10,7 +10,7 @@ use hnc_api::SyncMode;
 use hnc_api::keys::annotations::{ALL, NONE, SELECT, TREE_SELECT};
 use hnc_api::keys::labels::{INHERITED_FROM, MANAGED_BY, MANAGED_BY_VALUE};
 use hnc_shard::HierarchyView;
-use hnc_shard::propagation::{Dirty, DirtySet, TypeKey, WriteBatch, WriteOp};
+use hnc_shard::propagation::{CopyOp, Dirty, DirtySet, TypeKey, WriteBatch};
 use propagation_model::*;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -290,10 +290,10 @@ fn summarize(batch: &WriteBatch) -> Vec<(String, String, String, &'static str, S
         .iter()
         .map(|w| {
             let op = match &w.op {
-                WriteOp::Create { .. } => "create",
-                WriteOp::Update { .. } => "update",
-                WriteOp::Recreate { .. } => "recreate",
-                WriteOp::Delete { .. } => "delete",
+                CopyOp::Create { .. } => "create",
+                CopyOp::Update { .. } => "update",
+                CopyOp::Recreate { .. } => "recreate",
+                CopyOp::Delete { .. } => "delete",
             };
             let src = w.source_namespace().map(ToString::to_string).unwrap_or_default();
             (w.ty.kind.to_string(), w.namespace.to_string(), w.name.to_string(), op, src)

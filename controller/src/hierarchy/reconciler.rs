@@ -29,14 +29,12 @@ use tokio_util::sync::CancellationToken;
 use super::diff;
 use super::ingest::{self, HierarchyEvent, HierarchyKind};
 use crate::ownership::Ownership;
-use crate::watch::Change;
+use crate::watch::{Change, RESYNC_PERIOD};
 use crate::writer::{Completed, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
 
-/// How often every owned namespace is re-checked even without events (all no-ops on a converged cluster).
-pub const RESYNC_PERIOD: Duration = Duration::from_secs(600);
-
-/// The most events applied before the index is published and dirty namespaces reconciled.
-const MAX_BATCH: usize = 2048;
+/// The most watch events applied before the index is published and dirty namespaces reconciled (see the
+/// propagation engine's `MAX_EVENTS_PER_PLAN` for its counterpart).
+pub const MAX_EVENTS_PER_FLUSH: usize = 2048;
 
 /// The three hierarchy kinds as the writer addresses them.
 #[derive(Clone)]
@@ -142,7 +140,7 @@ impl HierarchyReconciler {
                 event = events.recv() => {
                     let Some(event) = event else { return };
                     self.apply(event);
-                    for _ in 1..MAX_BATCH {
+                    for _ in 1..MAX_EVENTS_PER_FLUSH {
                         match events.try_recv() {
                             Ok(event) => self.apply(event),
                             Err(_) => break,

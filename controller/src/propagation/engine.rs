@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use hnc_api::SyncMode;
 use hnc_shard::propagation::{
-    Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, ResourceVersion, SourceNames,
-    SourceNamesReader, TypeKey, TypeModes, WriteOp as PlannedOp, plan,
+    CopyOp, Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, ResourceVersion, SourceNames,
+    SourceNamesReader, TypeKey, TypeModes, plan,
 };
 use hnc_shard::{HierarchyView, NsName, TreeReader, TreeSnapshot};
 use kube::Client;
@@ -44,7 +44,7 @@ use super::events::EventRecorder;
 use crate::config::reconciler::ActiveTypes;
 use crate::hierarchy::reconciler::PropagationDirty;
 use crate::ownership::Ownership;
-use crate::watch::Change;
+use crate::watch::{Change, EVENT_BUFFER, RESYNC_PERIOD};
 use crate::writer::{Body, Completed, LatencyGroup, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
 
 /// Loads of at most this many namespaces list them one by one; larger ones list each type cluster-wide.
@@ -53,14 +53,10 @@ const NAMESPACE_LISTS_UP_TO: usize = 64;
 /// Objects per page when loading.
 const LOAD_PAGE: u32 = 500;
 
-/// How often everything is re-planned without a reason (all no-ops on a converged cluster).
-pub const RESYNC_PERIOD: Duration = Duration::from_secs(600);
-
-/// Events buffered between the type watches and the engine.
-const EVENT_BUFFER: usize = 8192;
-
-/// The most watch events ingested before a plan.
-const MAX_BATCH: usize = 4096;
+/// The most watch events ingested before a plan: how long the engine may go without acting on what it has
+/// ingested. A limit of its own, tuned to the engine, like the hierarchy reconciler's
+/// [`MAX_EVENTS_PER_FLUSH`](crate::hierarchy::reconciler::MAX_EVENTS_PER_FLUSH).
+const MAX_EVENTS_PER_PLAN: usize = 4096;
 
 /// A change to an object of a propagated type.
 #[derive(Debug)]
@@ -206,7 +202,7 @@ impl PropagationEngine {
                 }
                 Some(event) = objects.recv() => {
                     self.ingest(event);
-                    for _ in 1..MAX_BATCH {
+                    for _ in 1..MAX_EVENTS_PER_PLAN {
                         match objects.try_recv() {
                             Ok(event) => self.ingest(event),
                             Err(_) => break,
@@ -652,12 +648,12 @@ fn to_writer_op(write: &PlannedWrite, resource: &ApiResource) -> WriteOp {
         }))
     };
     match &write.op {
-        PlannedOp::Create { .. } => WriteOp::Create(body()),
-        PlannedOp::Update { .. } => WriteOp::Update(body()),
-        PlannedOp::Recreate { resource_version, .. } => {
+        CopyOp::Create { .. } => WriteOp::Create(body()),
+        CopyOp::Update { .. } => WriteOp::Update(body()),
+        CopyOp::Recreate { resource_version, .. } => {
             WriteOp::Recreate { resource_version: Some(resource_version.to_string()), object: body() }
         }
-        PlannedOp::Delete { resource_version } => {
+        CopyOp::Delete { resource_version } => {
             WriteOp::Delete { resource_version: Some(resource_version.to_string()) }
         }
     }

@@ -15,6 +15,15 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
+/// Watch events buffered between a set of watches and the task that consumes them (the hierarchy watches and the
+/// hierarchy reconciler; the propagated types' watches and the propagation engine). A full buffer holds the
+/// watches back rather than growing.
+pub const EVENT_BUFFER: usize = 8192;
+
+/// How often the tasks fed from watches re-check everything they own without an event (the hierarchy
+/// reconciler, the propagation engine): a safety net for anything missed; all no-ops on a converged cluster.
+pub const RESYNC_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// `namespace/name` (empty namespace for cluster-scoped objects).
 pub type ObjectKey = (String, String);
 

@@ -10,9 +10,10 @@ use serde_json::Value;
 use super::object::{ObjName, ResourceVersion, SourceEntry, TypeKey, build_copy, set_resource_version};
 use crate::NsName;
 
-/// What to do to one object.
+/// What to do to one copy (or a conflicting object in its place). Not to be confused with the writer's
+/// API-level write operation in the controller: the engine turns each `CopyOp` into one of those.
 #[derive(Clone, Debug)]
-pub enum WriteOp {
+pub enum CopyOp {
     /// Nothing of that name exists: create the copy.
     Create { source: Arc<SourceEntry> },
     /// A stale copy, or a conflicting user object being overwritten: update it at `resource_version`.
@@ -24,34 +25,34 @@ pub enum WriteOp {
     Delete { resource_version: ResourceVersion },
 }
 
-impl WriteOp {
+impl CopyOp {
     /// The source the copy comes from (`None` for deletes).
     pub fn source(&self) -> Option<&Arc<SourceEntry>> {
         match self {
-            WriteOp::Create { source }
-            | WriteOp::Update { source, .. }
-            | WriteOp::Recreate { source, .. } => Some(source),
-            WriteOp::Delete { .. } => None,
+            CopyOp::Create { source } | CopyOp::Update { source, .. } | CopyOp::Recreate { source, .. } => {
+                Some(source)
+            }
+            CopyOp::Delete { .. } => None,
         }
     }
 
     /// The resourceVersion the write is conditional on (`None` for creates).
     pub fn resource_version(&self) -> Option<&ResourceVersion> {
         match self {
-            WriteOp::Create { .. } => None,
-            WriteOp::Update { resource_version, .. }
-            | WriteOp::Recreate { resource_version, .. }
-            | WriteOp::Delete { resource_version } => Some(resource_version),
+            CopyOp::Create { .. } => None,
+            CopyOp::Update { resource_version, .. }
+            | CopyOp::Recreate { resource_version, .. }
+            | CopyOp::Delete { resource_version } => Some(resource_version),
         }
     }
 
     /// Short verb for logs and metrics.
     pub fn verb(&self) -> &'static str {
         match self {
-            WriteOp::Create { .. } => "create",
-            WriteOp::Update { .. } => "update",
-            WriteOp::Recreate { .. } => "recreate",
-            WriteOp::Delete { .. } => "delete",
+            CopyOp::Create { .. } => "create",
+            CopyOp::Update { .. } => "update",
+            CopyOp::Recreate { .. } => "recreate",
+            CopyOp::Delete { .. } => "delete",
         }
     }
 }
@@ -62,7 +63,7 @@ pub struct PlannedWrite {
     pub ty: TypeKey,
     pub namespace: NsName,
     pub name: ObjName,
-    pub op: WriteOp,
+    pub op: CopyOp,
 }
 
 impl PlannedWrite {
@@ -76,7 +77,7 @@ impl PlannedWrite {
     pub fn body(&self) -> Option<Value> {
         let source = self.op.source()?;
         let mut copy = build_copy(source, &self.namespace);
-        if let WriteOp::Update { resource_version, .. } = &self.op {
+        if let CopyOp::Update { resource_version, .. } = &self.op {
             set_resource_version(&mut copy, resource_version);
         }
         Some(copy)

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde_json::Value;
 
-use super::batch::{PlannedWrite, WriteOp};
+use super::batch::{CopyOp, PlannedWrite};
 use super::dirty::Dirty;
 use super::object::{
     ContentHash, ObjName, ObjectError, ObjectMeta, PropagationRules, ResourceVersion, SourceEntry, TypeKey,
@@ -496,9 +496,7 @@ impl ForestCache {
     pub fn record_written(&mut self, write: &PlannedWrite, resource_version: &str) {
         let forest = self.state.types.entry(write.ty.clone()).or_default();
         match &write.op {
-            WriteOp::Create { source }
-            | WriteOp::Update { source, .. }
-            | WriteOp::Recreate { source, .. } => {
+            CopyOp::Create { source } | CopyOp::Update { source, .. } | CopyOp::Recreate { source, .. } => {
                 let fingerprint = CopyFingerprint {
                     name: write.name.clone(),
                     inherited_from: source.namespace.clone(),
@@ -510,7 +508,7 @@ impl ForestCache {
                 };
                 forest.put_copy(&write.namespace, fingerprint, false);
             }
-            WriteOp::Delete { .. } => {
+            CopyOp::Delete { .. } => {
                 forest.remove(&write.namespace, &write.name);
                 if forest.by_ns.is_empty() {
                     self.state.types.remove(&write.ty);

@@ -15,7 +15,7 @@ pub mod planner;
 pub mod selector;
 pub mod sources;
 
-pub use batch::{PlannedEvent, PlannedWrite, WriteBatch, WriteOp};
+pub use batch::{CopyOp, PlannedEvent, PlannedWrite, WriteBatch};
 pub use dirty::{Dirty, DirtySet};
 pub use forest::{
     CopyFingerprint, ForestCache, ForestCacheReader, ForestCacheSnapshot, NsObjects, TypeForest, TypeStats,

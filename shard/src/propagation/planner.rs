@@ -19,7 +19,7 @@ use hnc_api::SyncMode;
 use hnc_api::keys::events;
 use rayon::prelude::*;
 
-use super::batch::{PlannedEvent, PlannedWrite, WriteBatch, WriteOp};
+use super::batch::{CopyOp, PlannedEvent, PlannedWrite, WriteBatch};
 use super::dirty::DirtySet;
 use super::forest::{ForestCacheSnapshot, NsObjects, TypeForest};
 use super::object::{ObjName, SourceEntry, TypeKey};
@@ -275,22 +275,22 @@ fn diff(
     here: Option<&NsObjects>,
     name: &str,
     top: Option<TopSource<'_>>,
-) -> Option<WriteOp> {
+) -> Option<CopyOp> {
     let copy = here.and_then(|o| o.copy(name));
     let user_source = here.and_then(|o| o.source(name));
     let role_binding = t.ty.is_role_binding();
     match (copy, user_source, top) {
         (Some(c), _, _) if c.terminating => None,
         (_, Some(s), _) if s.terminating => None,
-        (Some(c), _, None) => Some(WriteOp::Delete { resource_version: c.resource_version.clone() }),
+        (Some(c), _, None) => Some(CopyOp::Delete { resource_version: c.resource_version.clone() }),
         (Some(c), _, Some(top)) => {
             let src = top.entry;
             if c.content_hash == src.content_hash && c.inherited_from == src.namespace {
                 None
             } else if role_binding && c.role_ref_hash != src.role_ref_hash {
-                Some(WriteOp::Recreate { source: src.clone(), resource_version: c.resource_version.clone() })
+                Some(CopyOp::Recreate { source: src.clone(), resource_version: c.resource_version.clone() })
             } else {
-                Some(WriteOp::Update { source: src.clone(), resource_version: c.resource_version.clone() })
+                Some(CopyOp::Update { source: src.clone(), resource_version: c.resource_version.clone() })
             }
         }
         // A user object under a propagating ancestor's name is overwritten (it carries no inherited-from
@@ -299,13 +299,13 @@ fn diff(
             let src = top.entry;
             let resource_version = s.resource_version.clone();
             if role_binding && s.role_ref_hash != src.role_ref_hash {
-                Some(WriteOp::Recreate { source: src.clone(), resource_version })
+                Some(CopyOp::Recreate { source: src.clone(), resource_version })
             } else {
-                Some(WriteOp::Update { source: src.clone(), resource_version })
+                Some(CopyOp::Update { source: src.clone(), resource_version })
             }
         }
         (None, Some(_), None) => None,
-        (None, None, Some(top)) => Some(WriteOp::Create { source: top.entry.clone() }),
+        (None, None, Some(top)) => Some(CopyOp::Create { source: top.entry.clone() }),
         (None, None, None) => None,
     }
 }

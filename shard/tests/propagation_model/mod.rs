@@ -7,7 +7,7 @@ use std::sync::Arc;
 use hnc_api::SyncMode;
 use hnc_api::keys::labels;
 use hnc_shard::propagation::{
-    DirtySet, ForestCache, PlannedWrite, PropagationRules, TypeKey, TypeModes, WriteBatch, WriteOp, plan,
+    CopyOp, DirtySet, ForestCache, PlannedWrite, PropagationRules, TypeKey, TypeModes, WriteBatch, plan,
 };
 use hnc_shard::{HierarchyView, Labels, NsName};
 use serde_json::{Value, json};
@@ -202,10 +202,10 @@ pub fn describe(batch: &WriteBatch) -> Vec<String> {
 pub fn describe_write(w: &PlannedWrite) -> String {
     let target = format!("{}/{}", w.namespace, w.name);
     match &w.op {
-        WriteOp::Create { source } => format!("create {target} from {}", source.namespace),
-        WriteOp::Update { source, .. } => format!("update {target} from {}", source.namespace),
-        WriteOp::Recreate { source, .. } => format!("recreate {target} from {}", source.namespace),
-        WriteOp::Delete { .. } => format!("delete {target}"),
+        CopyOp::Create { source } => format!("create {target} from {}", source.namespace),
+        CopyOp::Update { source, .. } => format!("update {target} from {}", source.namespace),
+        CopyOp::Recreate { source, .. } => format!("recreate {target} from {}", source.namespace),
+        CopyOp::Delete { .. } => format!("delete {target}"),
     }
 }
 

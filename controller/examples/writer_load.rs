@@ -15,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hnc_apisim::{ApiSim, LoadProfile};
-use hnc_controller::writer::{ObjectRef, Outcome, WriteOp, WriteRequest, Writer, WriterConfig};
+use hnc_controller::writer::{
+    ObjectRef, Outcome, WriteOp, WriteRequest, Writer, WriterConfig, outcome_channel,
+};
 use kube::core::ApiResource;
 use serde_json::json;
-use tokio::sync::mpsc;
 
 #[derive(Parser)]
 struct Args {
@@ -60,13 +61,13 @@ async fn main() -> anyhow::Result<()> {
     }));
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = outcome_channel();
     let (writer, _task) = Writer::start(
         hnc_controller::writer::writer_client(&config)?,
         WriterConfig::from_flag(args.qps),
         Arc::new(|_: &str| true),
-        Some(tx),
     );
+    let writer = writer.reporting_to(tx);
     let resource = Arc::new(ApiResource {
         group: String::new(),
         version: "v1".into(),

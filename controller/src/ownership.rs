@@ -4,11 +4,18 @@
 //! everything; a `--webhooks-only` replica owns nothing; with sharding, roots hash to shards and this replica
 //! owns the shards it holds Leases for. No code path writes around this check: reconcilers use it to decide
 //! what to plan, and the writer's fence calls it again right before each attempt.
+//!
+//! Also here, what a replica reports about shards: the weights the leader balances them by ([`shard_weights`],
+//! [`publish_shard_objects`]) and the `/debug/shards` and `/debug/namespace` pages.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hnc_leader::CoordinatorHandle;
-use hnc_shard::{HierarchyView, ShardRing};
+use hnc_leader::{CoordinatorHandle, WeightsFn};
+use hnc_shard::propagation::ForestCacheReader;
+use hnc_shard::{HierarchyView, ShardRing, TreeReader};
+
+use crate::ops::DebugPage;
 
 /// Decides which shard a root tree belongs to and whether this replica may write for it now.
 pub trait ShardOwnership: Send + Sync {
@@ -88,6 +95,115 @@ impl Ownership {
             Ownership::Shards(shards) => shards.is_leader(),
         }
     }
+}
+
+/// The leader's shard weights: the namespaces the tree index puts in each shard (`None` until the hierarchy is
+/// synced).
+pub fn shard_weights(tree: TreeReader, ring: ShardRing) -> WeightsFn {
+    Arc::new(move || {
+        let tree = tree.load();
+        if !tree.is_synced() {
+            return None;
+        }
+        let mut weights = vec![0u64; ring.shard_count() as usize];
+        for node in tree.nodes().filter(|n| tree.exists(n.name())) {
+            weights[ring.shard_of(&tree.root(node.name())) as usize] += 1;
+        }
+        Some(weights)
+    })
+}
+
+/// How often a replica counts the objects it caches per shard (the leader's weights). The counts ride on the
+/// membership lease's next renewal, so a shorter period costs one pass over the cache, not a write; it is
+/// short so that a leader elected soon after a start or a failover places shards by their real weight.
+const SHARD_OBJECTS_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reports, every [`SHARD_OBJECTS_PERIOD`], how many objects this replica caches per held shard.
+pub async fn publish_shard_objects(
+    coordinator: CoordinatorHandle,
+    tree: TreeReader,
+    cache: ForestCacheReader,
+    ring: ShardRing,
+) {
+    let mut tick = tokio::time::interval(SHARD_OBJECTS_PERIOD);
+    loop {
+        tick.tick().await;
+        let (tree, cache) = (tree.load(), cache.load());
+        let mut objects: BTreeMap<u32, u64> = BTreeMap::new();
+        for ty in cache.types() {
+            let Some(forest) = cache.forest(ty) else { continue };
+            for ns in forest.namespaces() {
+                let count = (ns.sources().len() + ns.copies().len()) as u64;
+                *objects.entry(ring.shard_of(&tree.root(ns.namespace()))).or_default() += count;
+            }
+        }
+        coordinator.publish_shard_objects(&objects);
+    }
+}
+
+/// `/debug/shards`: the coordinator's view of leadership, membership and the shards held.
+pub fn shards_page(coordinator: CoordinatorHandle) -> DebugPage {
+    Arc::new(move |_: &BTreeMap<String, String>| {
+        serde_json::to_value(coordinator.snapshot()).unwrap_or_default()
+    })
+}
+
+/// `/debug/namespace?name=NS`: what this replica believes about one namespace — its parent, its tree's root
+/// and shard, whether this replica may write for it now, and which objects of it the propagation cache holds.
+/// Comparing the page across replicas shows at once whether they agree on who owns a namespace.
+pub fn namespace_page(
+    tree: TreeReader,
+    cache: ForestCacheReader,
+    ring: ShardRing,
+    ownership: Ownership,
+) -> DebugPage {
+    Arc::new(move |query: &BTreeMap<String, String>| {
+        let Some(name) = query.get("name") else {
+            return serde_json::json!({"error": "give the namespace as ?name=NS"});
+        };
+        let tree = tree.load();
+        let root = tree.root(name);
+        let cache = cache.load();
+        let cached: BTreeMap<String, serde_json::Value> = cache
+            .types()
+            .filter_map(|ty| {
+                let objects = cache.forest(ty)?.namespace(name)?;
+                let hash = |h: &hnc_shard::propagation::ContentHash| format!("{:016x}", h.0[0]);
+                let sources: BTreeMap<&str, String> = objects
+                    .sources()
+                    .iter()
+                    .map(|s| (&*s.name, format!("rv {} hash {}", s.resource_version, hash(&s.content_hash))))
+                    .collect();
+                let copies: BTreeMap<&str, String> = objects
+                    .copies()
+                    .iter()
+                    .map(|c| {
+                        let from = &*c.inherited_from;
+                        (
+                            &*c.name,
+                            format!("from {from} rv {} hash {}", c.resource_version, hash(&c.content_hash)),
+                        )
+                    })
+                    .collect();
+                let ty = if ty.group.is_empty() {
+                    ty.kind.to_string()
+                } else {
+                    format!("{}.{}", ty.kind, ty.group)
+                };
+                Some((ty, serde_json::json!({"sources": sources, "copies": copies})))
+            })
+            .collect();
+        serde_json::json!({
+            "name": name,
+            "exists": tree.exists(name),
+            "parent": tree.parent(name).map(|p| p.to_string()),
+            "root": &*root,
+            "shard": ring.shard_of(&root),
+            "owned": ownership.owns(&*tree, name),
+            "treeGeneration": tree.generation(),
+            "cached": cached,
+        })
+    })
 }
 
 #[cfg(test)]

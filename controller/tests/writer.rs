@@ -12,7 +12,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use hnc_controller::writer::{Fence, ObjectRef, Outcome, WriteOp, WriteRequest, Writer, WriterConfig};
+use hnc_controller::writer::{
+    Fence, ObjectRef, Outcome, WriteOp, WriteRequest, Writer, WriterConfig, outcome_channel,
+};
 use kube::core::ApiResource;
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -92,10 +94,7 @@ fn allow_all() -> Fence {
     Arc::new(|_: &str| true)
 }
 
-async fn outcomes(
-    rx: &mut mpsc::UnboundedReceiver<hnc_controller::writer::Completed>,
-    n: usize,
-) -> Vec<Outcome> {
+async fn outcomes(rx: &mut mpsc::Receiver<hnc_controller::writer::Completed>, n: usize) -> Vec<Outcome> {
     let mut out = Vec::new();
     for _ in 0..n {
         out.push(tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap().outcome);
@@ -112,8 +111,9 @@ async fn throttling_is_retried_after_the_servers_delay_and_conflicts_are_reporte
         .unwrap()
         .extend([(429, status(429, "TooManyRequests", Some(1))), (500, status(500, "InternalError", None))]);
     let client = server(script.clone()).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (writer, _task) = Writer::start(client, fast_config(), allow_all(), Some(tx));
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(client, fast_config(), allow_all());
+    let writer = writer.reporting_to(tx);
 
     let started = std::time::Instant::now();
     writer.submit(request("x", WriteOp::update(cm("x"))));
@@ -137,8 +137,9 @@ async fn deleting_what_is_gone_succeeds_and_permanent_errors_are_not_retried() {
         (404, status(404, "NotFound", None)),
     ]);
     let client = server(script.clone()).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (writer, _task) = Writer::start(client, fast_config(), allow_all(), Some(tx));
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(client, fast_config(), allow_all());
+    let writer = writer.reporting_to(tx);
 
     writer.submit(request("x", WriteOp::Delete { resource_version: Some("1".into()) }));
     assert_eq!(outcomes(&mut rx, 1).await, vec![Outcome::Written]);
@@ -153,9 +154,10 @@ async fn deleting_what_is_gone_succeeds_and_permanent_errors_are_not_retried() {
 async fn the_fence_stops_writes_before_they_are_sent() {
     let script = Script::default();
     let client = server(script.clone()).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = outcome_channel();
     let fence: Fence = Arc::new(|scope: &str| scope != "not-mine");
-    let (writer, _task) = Writer::start(client, fast_config(), fence, Some(tx));
+    let (writer, _task) = Writer::start(client, fast_config(), fence);
+    let writer = writer.reporting_to(tx);
     writer.submit_batch(vec![
         request("not-mine", WriteOp::create(cm("not-mine"))),
         request("mine", WriteOp::create(cm("mine"))),
@@ -174,8 +176,9 @@ async fn writes_to_one_object_coalesce_behind_the_one_in_flight() {
     let script = Script::default();
     *script.delay.lock().unwrap() = Duration::from_millis(300);
     let client = server(script.clone()).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (writer, _task) = Writer::start(client, fast_config(), allow_all(), Some(tx));
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(client, fast_config(), allow_all());
+    let writer = writer.reporting_to(tx);
 
     writer.submit(request("x", WriteOp::update(cm("x"))));
     tokio::time::sleep(Duration::from_millis(100)).await; // the first is in flight now
@@ -194,8 +197,9 @@ async fn a_retry_after_pauses_every_new_attempt_not_just_the_throttled_one() {
     *script.delay.lock().unwrap() = Duration::from_millis(100);
     script.answers.lock().unwrap().push_back((429, status(429, "TooManyRequests", Some(1))));
     let client = server(script.clone()).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (writer, _task) = Writer::start(client, fast_config(), allow_all(), Some(tx));
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(client, fast_config(), allow_all());
+    let writer = writer.reporting_to(tx);
 
     // More writes than the first round of concurrency, so some are still queued when the 429 arrives.
     let n = 40;
@@ -219,9 +223,10 @@ async fn a_retry_after_pauses_every_new_attempt_not_just_the_throttled_one() {
 async fn a_qps_ceiling_is_a_hard_ceiling() {
     let script = Script::default();
     let client = server(script.clone()).await;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = outcome_channel();
     // 10/s with a burst of 15: 40 writes cannot take less than 2.5 s however fast the server is.
-    let (writer, _task) = Writer::start(client, WriterConfig::with_qps(10.0), allow_all(), Some(tx));
+    let (writer, _task) = Writer::start(client, WriterConfig::with_qps(10.0), allow_all());
+    let writer = writer.reporting_to(tx);
     let started = Instant::now();
     writer.submit_batch(
         (0..40).map(|i| request(&format!("x{i}"), WriteOp::create(cm(&format!("x{i}"))))).collect(),
@@ -259,8 +264,9 @@ async fn a_fresh_batch_is_not_written_after_the_backlog() {
         latency: Duration::from_millis(5),
         ..Default::default()
     });
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (writer, _task) = Writer::start(apisim_client(&sim).await, fast_config(), allow_all(), Some(tx));
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(apisim_client(&sim).await, fast_config(), allow_all());
+    let writer = writer.reporting_to(tx);
     writer.submit_batch((0..10_000).map(|i| create_in_default(&format!("backlog-{i}"), 0)).collect());
     writer.submit_batch((0..10).map(|i| create_in_default(&format!("fresh-{i}"), 1)).collect());
 
@@ -288,9 +294,9 @@ async fn the_default_finds_a_throttling_servers_capacity_without_overloading_it(
         queue_length: 16,
         ..hnc_apisim::LoadProfile::realistic()
     }));
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let (writer, _task) =
-        Writer::start(apisim_client(&sim).await, WriterConfig::adaptive(), allow_all(), Some(tx));
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(apisim_client(&sim).await, WriterConfig::adaptive(), allow_all());
+    let writer = writer.reporting_to(tx);
     let n = 3_000;
     let started = Instant::now();
     writer.submit_batch((0..n).map(|i| create_in_default(&format!("w-{i}"), 0)).collect());

@@ -22,7 +22,7 @@ use super::discovery::discover;
 use super::resolve::{ActiveType, Discovered, TypeCounts, resolve, status_resources};
 use crate::ownership::Ownership;
 use crate::watch::Change;
-use crate::writer::{Completed, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
+use crate::writer::{Completed, ObjectRef, Outcome, WriteOp, WriteRequest, Writer, outcome_channel};
 
 /// How often status is refreshed (upstream: 10 s). Counts change without an event reaching this reconciler,
 /// so this is how far the status may lag them; the summary is recomputed only when the tree changed.
@@ -46,8 +46,6 @@ pub enum ConfigEvent {
     CrdsChanged,
     /// Whether `hncconfigurations.hnc.x-k8s.io` is being deleted (then `config` is never recreated).
     ConfigCrdDeleting(bool),
-    /// A write of `config` finished.
-    Written(Completed),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -61,6 +59,8 @@ struct ObservedConfig {
 pub struct ConfigReconciler {
     client: Client,
     writer: Writer,
+    /// Outcomes of the writes of `config`, until [`ConfigReconciler::run`] takes them.
+    outcomes: Option<mpsc::Receiver<Completed>>,
     ownership: Ownership,
     tree: TreeReader,
     counts: CountsFn,
@@ -90,7 +90,8 @@ pub type Summary = Option<(&'static str, String)>;
 const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 impl ConfigReconciler {
-    /// A reconciler; `counts` reports what propagation knows per type.
+    /// A reconciler writing through `writer` (its outcomes come back to this reconciler); `counts` reports what
+    /// propagation knows per type.
     pub fn new(
         client: Client,
         writer: Writer,
@@ -98,9 +99,11 @@ impl ConfigReconciler {
         tree: TreeReader,
         counts: CountsFn,
     ) -> Self {
+        let (outcomes_tx, outcomes) = outcome_channel();
         ConfigReconciler {
             client,
-            writer,
+            writer: writer.reporting_to(outcomes_tx),
+            outcomes: Some(outcomes),
             ownership,
             tree,
             counts,
@@ -130,6 +133,7 @@ impl ConfigReconciler {
         mut ownership_changed: watch::Receiver<u64>,
         stop: CancellationToken,
     ) {
+        let mut outcomes = self.outcomes.take().expect("run is called once");
         let mut tick = tokio::time::interval(REFRESH_PERIOD);
         let mut ticks = 0u32;
         loop {
@@ -140,8 +144,8 @@ impl ConfigReconciler {
                     Some(ConfigEvent::Config(change)) => self.observe(change),
                     Some(ConfigEvent::CrdsChanged) => self.discovered = None,
                     Some(ConfigEvent::ConfigCrdDeleting(deleting)) => self.crd_deleting = deleting,
-                    Some(ConfigEvent::Written(done)) => self.written(&done),
                 },
+                Some(done) = outcomes.recv() => self.written(&done),
                 Ok(()) = ownership_changed.changed() => {}
                 _ = tokio::time::sleep(STATUS_MIN_INTERVAL / 4), if self.status_due => {}
                 _ = tick.tick() => {

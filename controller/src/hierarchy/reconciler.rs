@@ -6,7 +6,7 @@
 //!                                                          ▼
 //!                        dirty namespaces (owned) ──▶ targets (hnc-shard) ──diff──▶ Writer ──▶ API server
 //!                                                          │                             │
-//!                        propagation dirty subtrees ◀──────┘      outcomes (409, 404, …) ┘──▶ retry
+//!                        propagation dirty subtrees ◀──────┘  own outcomes (409, 404, …) ┘──▶ RetryQueue
 //! ```
 //!
 //! Nothing is judged before the initial lists of all three kinds are complete, so a restart never shows the
@@ -14,9 +14,8 @@
 //! conditional on the resourceVersion it was planned from; a write submitted but not yet echoed by the watch is
 //! remembered, so re-planning in that window does not write twice.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hnc_api::{HierarchyConfiguration, SubnamespaceAnchor};
 use hnc_shard::tree::{AnchorAction, TreeIndex, TreeSnapshot};
@@ -30,7 +29,10 @@ use super::diff;
 use super::ingest::{self, HierarchyEvent, HierarchyKind};
 use crate::ownership::Ownership;
 use crate::watch::{Change, RESYNC_PERIOD};
-use crate::writer::{Completed, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
+use crate::writer::{
+    Completed, ObjectRef, Outcome, PendingWrites, RetryQueue, WriteOp, WriteRequest, Writer, outcome_channel,
+    retry_delay,
+};
 
 /// The most watch events applied before the index is published and dirty namespaces reconciled (see the
 /// propagation engine's `MAX_EVENTS_PER_PLAN` for its counterpart).
@@ -68,6 +70,7 @@ pub enum PropagationDirty {
 
 /// A write submitted and not yet seen echoed: the resourceVersion it was planned from ("" = object absent) and
 /// the namespace to reconcile again if it fails.
+#[derive(Debug)]
 struct Pending {
     planned_from: String,
     owner: NsName,
@@ -79,7 +82,9 @@ pub struct HierarchyReconciler {
     writer: Writer,
     ownership: Ownership,
     resources: HierarchyResources,
-    pending: HashMap<ObjectRef, Pending>,
+    pending: PendingWrites<Pending>,
+    outcomes: Option<mpsc::Receiver<Completed>>,
+    retries: RetryQueue<NsName>,
     synced: BTreeSet<HierarchyKind>,
     dirty: BTreeSet<NsName>,
     all_dirty: bool,
@@ -89,19 +94,23 @@ pub struct HierarchyReconciler {
 }
 
 impl HierarchyReconciler {
-    /// A reconciler writing through `writer` for the trees `ownership` grants.
+    /// A reconciler writing through `writer` (its outcomes come back to this reconciler) for the trees
+    /// `ownership` grants.
     pub fn new(
         index: TreeIndex,
         writer: Writer,
         ownership: Ownership,
         propagation: Option<PropagationSink>,
     ) -> Self {
+        let (outcomes_tx, outcomes) = outcome_channel();
         HierarchyReconciler {
             index,
-            writer,
+            writer: writer.reporting_to(outcomes_tx),
             ownership,
             resources: HierarchyResources::default(),
-            pending: HashMap::new(),
+            pending: PendingWrites::new(),
+            outcomes: Some(outcomes),
+            retries: RetryQueue::new(),
             synced: BTreeSet::new(),
             dirty: BTreeSet::new(),
             all_dirty: false,
@@ -121,22 +130,28 @@ impl HierarchyReconciler {
         self.synced_tx.subscribe()
     }
 
-    /// Runs until `stop`: applies `events`, reconciles, follows the writer's `outcomes`; re-checks everything
-    /// when `ownership_changed` fires and every [`RESYNC_PERIOD`].
+    /// Runs until `stop`: applies `events`, reconciles, follows the outcomes of its writes; re-checks
+    /// everything when `ownership_changed` fires and every [`RESYNC_PERIOD`].
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<HierarchyEvent>,
-        mut outcomes: mpsc::UnboundedReceiver<Completed>,
         mut ownership_changed: watch::Receiver<u64>,
         stop: CancellationToken,
     ) {
-        let (retry_tx, mut retry_rx) = mpsc::unbounded_channel::<NsName>();
+        let mut outcomes = self.outcomes.take().expect("run is called once");
         let mut resync = tokio::time::interval(RESYNC_PERIOD);
         resync.tick().await;
         loop {
             tokio::select! {
                 biased;
                 _ = stop.cancelled() => return,
+                // Outcomes first: draining them is cheap, and the writer waits while the channel is full.
+                Some(done) = outcomes.recv() => {
+                    self.completed(done);
+                    while let Ok(done) = outcomes.try_recv() {
+                        self.completed(done);
+                    }
+                }
                 event = events.recv() => {
                     let Some(event) = event else { return };
                     self.apply(event);
@@ -147,13 +162,7 @@ impl HierarchyReconciler {
                         }
                     }
                 }
-                Some(done) = outcomes.recv() => {
-                    self.completed(done, &retry_tx);
-                    while let Ok(done) = outcomes.try_recv() {
-                        self.completed(done, &retry_tx);
-                    }
-                }
-                Some(ns) = retry_rx.recv() => { self.dirty.insert(ns); }
+                ns = self.retries.next() => { self.dirty.insert(ns); }
                 Ok(()) = ownership_changed.changed() => { self.all_dirty = true; }
                 _ = resync.tick() => { self.all_dirty = true; }
             }
@@ -254,9 +263,7 @@ impl HierarchyReconciler {
             return;
         }
         let key = ObjectRef::new(resource.clone(), namespace, name);
-        if self.pending.get(&key).is_some_and(|p| p.planned_from != resource_version) {
-            self.pending.remove(&key);
-        }
+        self.pending.remove_if(&key, |p| p.planned_from != resource_version);
     }
 
     fn kind_synced(&mut self, kind: HierarchyKind) {
@@ -273,32 +280,19 @@ impl HierarchyReconciler {
         }
     }
 
-    fn completed(&mut self, done: Completed, retry: &mpsc::UnboundedSender<NsName>) {
-        let delay = match &done.outcome {
-            Outcome::Written => {
-                // A write that changed nothing keeps its resourceVersion and is never echoed by the watch.
-                if let (Some(rv), Some(p)) = (&done.resource_version, self.pending.get(&done.target))
-                    && *rv == p.planned_from
-                {
-                    self.pending.remove(&done.target);
-                }
-                return;
+    fn completed(&mut self, done: Completed) {
+        if done.outcome == Outcome::Written {
+            // A write that changed nothing keeps its resourceVersion and is never echoed by the watch.
+            if let Some(rv) = &done.resource_version
+                && self.pending.outcome_of(&done).is_some_and(|p| p.planned_from == *rv)
+            {
+                self.pending.settle(&done);
             }
-            Outcome::Superseded => return,
-            // The state a conflict or a vanished object is judged from arrives through the watch; look again
-            // shortly in case it arrived before this outcome.
-            Outcome::Conflict | Outcome::Gone => Duration::from_millis(200),
-            // Not owned at write time (a re-parent moved the namespace, or the shard lease lapsed briefly): look
-            // again shortly; the reconcile skips it unless this replica owns the tree by then.
-            Outcome::Fenced => Duration::from_secs(1),
-            Outcome::Failed { .. } => Duration::from_secs(5),
-        };
-        let Some(pending) = self.pending.remove(&done.target) else { return };
-        let retry = retry.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = retry.send(pending.owner);
-        });
+            return;
+        }
+        let Some(delay) = retry_delay(&done.outcome) else { return };
+        let Some(pending) = self.pending.settle(&done) else { return };
+        self.retries.schedule(pending.owner, delay);
     }
 
     /// Publishes the index if it changed and reconciles every dirty namespace this replica owns.
@@ -383,8 +377,9 @@ impl HierarchyReconciler {
         if self.pending.get(&target).is_some_and(|p| p.planned_from == planned_from) {
             return;
         }
+        let mut request = WriteRequest::new(target, op, owner);
         self.pending
-            .insert(target.clone(), Pending { planned_from: planned_from.to_owned(), owner: owner.into() });
-        self.writer.submit(WriteRequest::new(target, op, owner));
+            .insert(&mut request, Pending { planned_from: planned_from.to_owned(), owner: owner.into() });
+        self.writer.submit(request);
     }
 }

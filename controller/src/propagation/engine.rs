@@ -8,7 +8,7 @@
 //!                    plan(tree snapshot, cache snapshot, modes, dirty) on the rayon pool
 //!                                                                       │ WriteBatch
 //!                                   Writer ◀── materialized copies ◀────┘
-//!                                      └── outcomes ──▶ record_written (or re-plan on conflict)
+//!                                      └── own outcomes ──▶ record_written (or re-plan via the RetryQueue)
 //! ```
 //!
 //! Planning waits until the hierarchy is synced and every watched type has delivered its initial list, so a
@@ -45,7 +45,10 @@ use crate::config::reconciler::ActiveTypes;
 use crate::hierarchy::reconciler::PropagationDirty;
 use crate::ownership::Ownership;
 use crate::watch::{Change, EVENT_BUFFER, RESYNC_PERIOD};
-use crate::writer::{Body, Completed, LatencyGroup, ObjectRef, Outcome, WriteOp, WriteRequest, Writer};
+use crate::writer::{
+    Body, Completed, LatencyGroup, ObjectRef, Outcome, PendingWrites, RetryQueue, WriteOp, WriteRequest,
+    Writer, outcome_channel, retry_delay,
+};
 
 /// Loads of at most this many namespaces list them one by one; larger ones list each type cluster-wide.
 const NAMESPACE_LISTS_UP_TO: usize = 64;
@@ -70,15 +73,6 @@ pub struct ObjectEvent {
     pub load: Option<u64>,
 }
 
-/// What the engine reacts to besides its watches.
-#[derive(Debug)]
-pub enum EngineInput {
-    /// From the hierarchy reconciler.
-    Hierarchy(PropagationDirty),
-    /// A write of a copy (or an Event) finished.
-    Written(Completed),
-}
-
 struct TypeWatch {
     resource: Arc<ApiResource>,
     mode: SyncMode,
@@ -99,16 +93,15 @@ pub struct PropagationEngine {
     tree: TreeReader,
     writer: Writer,
     ownership: Ownership,
-    /// Writes submitted and not yet finished, by object: the newest plan's write and its tag. An older write of
-    /// the same object may still be running (the writer parks the newer one behind it); its outcome carries an
-    /// older tag and is ignored, the newer write reports for itself.
-    in_flight: HashMap<ObjectRef, (u64, PlannedWrite)>,
-    next_tag: u64,
+    /// Writes submitted and not yet finished, by object (the newest plan's write): settled by their outcome,
+    /// which also records a written copy in the cache.
+    in_flight: PendingWrites<PlannedWrite>,
+    outcomes: Option<mpsc::Receiver<Completed>>,
     events: EventRecorder,
     object_tx: mpsc::Sender<ObjectEvent>,
     object_rx: Option<mpsc::Receiver<ObjectEvent>>,
-    retry_tx: mpsc::UnboundedSender<Dirty>,
-    retry_rx: Option<mpsc::UnboundedReceiver<Dirty>>,
+    /// Objects to plan again after a write that did not land.
+    retries: RetryQueue<Dirty>,
     /// Namespaces whose objects were dropped or evicted because another replica owns their tree.
     unloaded: HashSet<NsName>,
     /// Loads in progress, by id: the namespaces each lists. Writes into them and below them wait.
@@ -121,7 +114,8 @@ pub struct PropagationEngine {
 }
 
 impl PropagationEngine {
-    /// An engine writing through `writer` for the trees `ownership` grants.
+    /// An engine writing through `writer` (the outcomes of its copies come back to this engine; its Events are
+    /// not followed) for the trees `ownership` grants.
     pub fn new(
         client: Client,
         cache: ForestCache,
@@ -130,7 +124,7 @@ impl PropagationEngine {
         ownership: Ownership,
     ) -> Self {
         let (object_tx, object_rx) = mpsc::channel(EVENT_BUFFER);
-        let (retry_tx, retry_rx) = mpsc::unbounded_channel();
+        let (outcomes_tx, outcomes) = outcome_channel();
         PropagationEngine {
             client,
             sources: SourceNames::new(cache.rules().clone()),
@@ -139,15 +133,14 @@ impl PropagationEngine {
             dirty_since: None,
             watches: HashMap::new(),
             tree,
-            events: EventRecorder::new(writer.clone()),
-            writer,
+            events: EventRecorder::new(writer.unreported()),
+            writer: writer.reporting_to(outcomes_tx),
             ownership,
-            in_flight: HashMap::new(),
-            next_tag: 0,
+            in_flight: PendingWrites::new(),
+            outcomes: Some(outcomes),
             object_tx,
             object_rx: Some(object_rx),
-            retry_tx,
-            retry_rx: Some(retry_rx),
+            retries: RetryQueue::new(),
             unloaded: HashSet::new(),
             loads: HashMap::new(),
             next_load: 0,
@@ -172,16 +165,17 @@ impl PropagationEngine {
         self.sources.reader()
     }
 
-    /// Runs until `stop`. `ownership_changed` fires when this replica gains or loses shards.
+    /// Runs until `stop`, following the hierarchy reconciler's `hierarchy` changes. `ownership_changed` fires
+    /// when this replica gains or loses shards.
     pub async fn run(
         mut self,
-        mut inputs: mpsc::UnboundedReceiver<EngineInput>,
+        mut hierarchy: mpsc::UnboundedReceiver<PropagationDirty>,
         mut active: watch::Receiver<ActiveTypes>,
         mut ownership_changed: watch::Receiver<u64>,
         stop: CancellationToken,
     ) {
         let mut objects = self.object_rx.take().expect("run is called once");
-        let mut retries = self.retry_rx.take().expect("run is called once");
+        let mut outcomes = self.outcomes.take().expect("run is called once");
         let mut was_synced = false;
         let mut resync = tokio::time::interval(RESYNC_PERIOD);
         resync.tick().await;
@@ -194,10 +188,16 @@ impl PropagationEngine {
                     let types = active.borrow_and_update().clone();
                     self.configure(&types);
                 }
-                Some(input) = inputs.recv() => {
-                    self.input(input);
-                    while let Ok(input) = inputs.try_recv() {
-                        self.input(input);
+                Some(dirty) = hierarchy.recv() => {
+                    self.hierarchy_changed(dirty);
+                    while let Ok(dirty) = hierarchy.try_recv() {
+                        self.hierarchy_changed(dirty);
+                    }
+                }
+                Some(done) = outcomes.recv() => {
+                    self.completed(done);
+                    while let Ok(done) = outcomes.try_recv() {
+                        self.completed(done);
                     }
                 }
                 Some(event) = objects.recv() => {
@@ -209,7 +209,7 @@ impl PropagationEngine {
                         }
                     }
                 }
-                Some(dirty) = retries.recv() => self.mark(dirty),
+                dirty = self.retries.next() => self.mark(dirty),
                 Ok(()) = ownership_changed.changed() => self.follow_ownership(None),
                 _ = resync.tick() => self.mark(Dirty::All),
             }
@@ -282,16 +282,15 @@ impl PropagationEngine {
         }
     }
 
-    fn input(&mut self, input: EngineInput) {
-        match input {
-            EngineInput::Hierarchy(PropagationDirty::All) => self.mark(Dirty::All),
-            EngineInput::Hierarchy(PropagationDirty::Subtrees(roots)) => {
+    fn hierarchy_changed(&mut self, dirty: PropagationDirty) {
+        match dirty {
+            PropagationDirty::All => self.mark(Dirty::All),
+            PropagationDirty::Subtrees(roots) => {
                 self.follow_ownership(Some(&roots));
                 for namespace in roots {
                     self.mark(Dirty::Subtree { namespace });
                 }
             }
-            EngineInput::Written(done) => self.completed(done),
         }
     }
 
@@ -508,42 +507,24 @@ impl PropagationEngine {
     }
 
     fn completed(&mut self, done: Completed) {
-        if self.in_flight.get(&done.target).is_none_or(|(tag, _)| *tag != done.tag) {
-            // A newer write of this object was planned since; its own outcome decides what happens next.
-            return;
-        }
-        let Some((_, write)) = self.in_flight.remove(&done.target) else { return };
-        let redo = |delay: Duration, tx: mpsc::UnboundedSender<Dirty>, write: &PlannedWrite| {
-            let dirty = Dirty::Name {
-                ty: write.ty.clone(),
-                name: write.name.clone(),
-                namespace: write.namespace.clone(),
-            };
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(dirty);
-            });
-        };
-        match done.outcome {
+        // An outcome of an older write of an object planned again since is not settled: the newer write's own
+        // outcome decides what happens next.
+        let Some(write) = self.in_flight.settle(&done) else { return };
+        match &done.outcome {
             Outcome::Written => {
                 self.cache.record_written(&write, done.resource_version.as_deref().unwrap_or_default());
             }
-            // Only a newer plan supersedes a write, and the newer one holds the slot (see above).
-            Outcome::Superseded => {}
-            // The writer found the tree unowned at write time: a re-parent moved the namespace into a tree
-            // another replica (or nobody, yet) owns, or the shard lease lapsed for a moment. Plan it again
-            // shortly: if this replica owns the tree by then, the write is re-issued; if not, the plan skips it
-            // and the owner's own plan covers it.
-            Outcome::Fenced => redo(Duration::from_secs(1), self.retry_tx.clone(), &write),
-            // Fresh state arrives through the watch; plan again shortly in case it already has.
-            Outcome::Conflict | Outcome::Gone => {
-                redo(Duration::from_millis(200), self.retry_tx.clone(), &write)
-            }
             Outcome::Failed { message, .. } => {
                 let resource = self.resource_of(&write.ty);
-                self.events.write_failed(&write, resource, &message);
-                redo(Duration::from_secs(5), self.retry_tx.clone(), &write);
+                self.events.write_failed(&write, resource, message);
             }
+            // Only a newer plan supersedes a write, and the newer one holds the slot (see above).
+            Outcome::Superseded | Outcome::Fenced | Outcome::Conflict | Outcome::Gone => {}
+        }
+        // Fenced, a conflict, a vanished object or a failure: plan the object again shortly (see retry_delay).
+        if let Some(delay) = retry_delay(&done.outcome) {
+            let dirty = Dirty::Name { ty: write.ty, name: write.name, namespace: write.namespace };
+            self.retries.schedule(dirty, delay);
         }
     }
 
@@ -596,15 +577,13 @@ impl PropagationEngine {
                 continue;
             }
             let target = ObjectRef::new(resource.clone(), Some(&write.namespace), &write.name);
-            if self.in_flight.get(&target).is_some_and(|(_, w)| same_write(w, &write)) {
+            if self.in_flight.get(&target).is_some_and(|w| same_write(w, &write)) {
                 continue;
             }
             let op = to_writer_op(&write, &resource);
-            let mut request = WriteRequest::new(target.clone(), op, &write.namespace);
+            let mut request = WriteRequest::new(target, op, &write.namespace);
             request.latency = Some(latency.clone());
-            self.next_tag += 1;
-            request.tag = self.next_tag;
-            self.in_flight.insert(target, (self.next_tag, write));
+            self.in_flight.insert(&mut request, write);
             requests.push(request);
         }
         drop(latency);

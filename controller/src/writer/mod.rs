@@ -19,12 +19,19 @@
 //!   fresh state; `Recreate` (RoleBinding roleRef) deletes with a resourceVersion precondition, then creates;
 //! * the fence (ownership) check runs right before every attempt: a replica that lost a shard stops writing for it
 //!   at once, and the new owner's first plan covers whatever was dropped;
+//! * outcomes go back to whoever submitted the write: each handle may carry its own bounded outcome channel
+//!   ([`Writer::reporting_to`]), and every [`Completed`] is sent to the channel of the handle that submitted the
+//!   request; a handle without one submits fire-and-forget (see [`OUTCOME_BUFFER`] for why waiting for room in
+//!   a full channel cannot deadlock);
+//! * [`PendingWrites`]: a submitter's record of its writes sent and not yet settled, so that a re-plan in that
+//!   window does not write twice, and [`RetryQueue`]: one delay queue for the re-plans that outcomes schedule;
 //! * metrics: writes by verb/resource/outcome, write latency, batch sizes, queue depth, lanes, the concurrency
 //!   limit and writes in flight, the rate the writer allows itself, Retry-After pauses, and the propagation
 //!   latency from a source change to the last of its copies written ([`LatencyGroup`]).
 
 mod exec;
 mod limit;
+mod pending;
 mod queue;
 mod rate;
 
@@ -41,6 +48,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use limit::{ConcurrencyLimit, LimitConfig};
+pub use pending::{PendingWrites, RetryQueue, retry_delay};
 pub use queue::{FairQueue, Lane, Pushed};
 pub use rate::{AdaptiveRate, RateConfig, Signal};
 
@@ -324,8 +332,27 @@ pub fn writer_client(config: &kube::Config) -> Result<Client, kube::Error> {
 }
 
 /// Answers "may this replica write for the tree of this namespace now?" — called with a write's `scope` right
-/// before every attempt.
+/// before every attempt. (In a replica it asks the shard leases' own fences, through the ownership.)
 pub type Fence = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Room in a submitter's outcome channel ([`outcome_channel`]).
+///
+/// Bounded, so outcomes a submitter has not read yet (the propagation engine while it plans a large round)
+/// never pile up in a queue of their own: past this many, each stays with its write, which counts as in flight
+/// until its outcome is delivered — memory the write held anyway. The writer waits for room inside the task of
+/// that write, holding no send permit and no lock: other writes, of every flow, go on, and only a newer write
+/// of the same object stays parked behind it. A submitter never waits for the writer (submitting only locks the
+/// queue for a moment), so the wait ends when the submitter next drains its channel: no deadlock. The one
+/// outcome reported from inside a submission — [`Outcome::Superseded`], to the handle whose queued write was
+/// replaced, possibly the submitter itself — is never waited for: when the channel is full, a task of its own
+/// delivers it.
+pub const OUTCOME_BUFFER: usize = 1024;
+
+/// A channel for a submitter's outcomes, of [`OUTCOME_BUFFER`] capacity; give the sender to
+/// [`Writer::reporting_to`].
+pub fn outcome_channel() -> (mpsc::Sender<Completed>, mpsc::Receiver<Completed>) {
+    mpsc::channel(OUTCOME_BUFFER)
+}
 
 /// The flow of writers that were not given one.
 pub const DEFAULT_FLOW: &str = "default";
@@ -334,29 +361,35 @@ struct Inner {
     client: Client,
     config: WriterConfig,
     fence: Fence,
-    queue: Mutex<FairQueue<ObjectRef, WriteRequest, &'static str>>,
+    queue: Mutex<FairQueue<ObjectRef, Queued, &'static str>>,
     gate: Arc<Gate>,
     work: Notify,
     idle: Notify,
-    outcomes: Option<mpsc::UnboundedSender<Completed>>,
     stop: CancellationToken,
 }
 
-/// Handle to the running writer. Cloning shares it; [`Writer::with_flow`] shares it under another flow.
+/// A write waiting in the queue, with the channel its outcome goes to.
+struct Queued {
+    request: WriteRequest,
+    reply: Option<mpsc::Sender<Completed>>,
+}
+
+/// Handle to the running writer. Cloning shares it (flow and outcome channel included); [`Writer::with_flow`]
+/// shares it under another flow, [`Writer::reporting_to`] with another outcome channel.
 #[derive(Clone)]
 pub struct Writer {
     inner: Arc<Inner>,
     flow: &'static str,
+    outcomes: Option<mpsc::Sender<Completed>>,
 }
 
 impl Writer {
-    /// Starts the writer. `client` should come from [`writer_client`]. Finished writes are reported on
-    /// `outcomes` when given.
+    /// Starts the writer. `client` should come from [`writer_client`]. The handle returned submits into
+    /// [`DEFAULT_FLOW`] and reports no outcomes; see [`Writer::with_flow`] and [`Writer::reporting_to`].
     pub fn start(
         client: Client,
         config: WriterConfig,
         fence: Fence,
-        outcomes: Option<mpsc::UnboundedSender<Completed>>,
     ) -> (Writer, tokio::task::JoinHandle<()>) {
         let gate = Arc::new(Gate::new(&config));
         let inner = Arc::new(Inner {
@@ -367,19 +400,31 @@ impl Writer {
             gate,
             work: Notify::new(),
             idle: Notify::new(),
-            outcomes,
             stop: CancellationToken::new(),
         });
         inner.gate.publish();
         let handle = tokio::spawn(dispatch(inner.clone()));
-        (Writer { inner, flow: DEFAULT_FLOW }, handle)
+        (Writer { inner, flow: DEFAULT_FLOW, outcomes: None }, handle)
     }
 
     /// The same writer, submitting into `flow`: flows share throughput equally, whatever the number of
     /// submissions each makes (the hierarchy reconciler's thousands of one-write reconciles get one share, the
-    /// propagation engine's plan rounds another).
+    /// propagation engine's plan rounds another). A submitter of its own: it reports no outcomes until given a
+    /// channel with [`Writer::reporting_to`].
     pub fn with_flow(&self, flow: &'static str) -> Writer {
-        Writer { inner: self.inner.clone(), flow }
+        Writer { inner: self.inner.clone(), flow, outcomes: None }
+    }
+
+    /// The same writer and flow, reporting the outcome of every write submitted through the handle returned
+    /// (and its clones) on `outcomes` — from [`outcome_channel`], see [`OUTCOME_BUFFER`]. The receiver must be
+    /// drained for as long as writes are outstanding.
+    pub fn reporting_to(&self, outcomes: mpsc::Sender<Completed>) -> Writer {
+        Writer { inner: self.inner.clone(), flow: self.flow, outcomes: Some(outcomes) }
+    }
+
+    /// The same writer and flow, reporting no outcomes (fire-and-forget writes, such as Events).
+    pub fn unreported(&self) -> Writer {
+        Writer { inner: self.inner.clone(), flow: self.flow, outcomes: None }
     }
 
     /// Queues one write, as a lane of its own.
@@ -398,13 +443,17 @@ impl Writer {
             let mut queue = self.inner.queue.lock();
             let lane = queue.open_lane(self.flow);
             for request in batch {
-                let (_, old) = queue.push(request.target.clone(), request, lane);
+                let queued = Queued { request, reply: self.outcomes.clone() };
+                let (_, old) = queue.push(queued.request.target.clone(), queued, lane);
                 superseded.extend(old);
             }
             queue_gauges(&queue);
         }
         for old in superseded {
-            report(&self.inner, &old, Outcome::Superseded, None);
+            let done = record(&old.request, Outcome::Superseded, None);
+            if let Some(reply) = old.reply {
+                reply_without_waiting(reply, done);
+            }
         }
         self.inner.work.notify_one();
     }
@@ -425,7 +474,8 @@ impl Writer {
         self.inner.gate.state.lock().limit.limit()
     }
 
-    /// Resolves once nothing is queued or in flight.
+    /// Resolves once nothing is queued or in flight. A write counts as in flight until its outcome is in its
+    /// submitter's channel, so a caller waiting here must not leave a full channel of its own undrained.
     pub async fn idle(&self) {
         loop {
             let notified = self.inner.idle.notified();
@@ -444,7 +494,7 @@ impl Writer {
     }
 }
 
-fn queue_gauges(queue: &FairQueue<ObjectRef, WriteRequest, &'static str>) {
+fn queue_gauges(queue: &FairQueue<ObjectRef, Queued, &'static str>) {
     metrics::gauge!("hnc_write_queue_depth").set(queue.waiting() as f64);
     metrics::gauge!("hnc_write_lanes").set(queue.lanes() as f64);
 }
@@ -459,7 +509,7 @@ async fn dispatch(inner: Arc<Inner>) {
             permit = inner.gate.acquire() => permit,
             _ = inner.stop.cancelled() => return,
         };
-        let (key, request) = loop {
+        let (key, queued) = loop {
             let notified = inner.work.notified();
             let next = inner.queue.lock().pop();
             if let Some(next) = next {
@@ -470,13 +520,19 @@ async fn dispatch(inner: Arc<Inner>) {
                 _ = inner.stop.cancelled() => return,
             }
         };
-        writes.spawn(write(inner.clone(), key, request, permit));
+        writes.spawn(write(inner.clone(), key, queued, permit));
     }
 }
 
-async fn write(inner: Arc<Inner>, key: ObjectRef, request: WriteRequest, permit: Permit) {
+async fn write(inner: Arc<Inner>, key: ObjectRef, queued: Queued, permit: Permit) {
+    let Queued { request, reply } = queued;
+    // The send permit is returned when this ends, before the outcome is delivered (see OUTCOME_BUFFER).
     let (outcome, resource_version) = write_with_retries(&inner, &request, permit).await;
-    report(&inner, &request, outcome, resource_version);
+    let done = record(&request, outcome, resource_version);
+    if let Some(reply) = reply {
+        // Waits for room; a submitter gone is no one to tell.
+        let _ = reply.send(done).await;
+    }
     let idle = {
         let mut queue = inner.queue.lock();
         queue.done(&key);
@@ -489,7 +545,8 @@ async fn write(inner: Arc<Inner>, key: ObjectRef, request: WriteRequest, permit:
         inner.idle.notify_waiters();
     }
 }
-fn report(inner: &Inner, request: &WriteRequest, outcome: Outcome, resource_version: Option<String>) {
+/// Counts and logs a finished write, ends its latency group on failure, and returns its report.
+fn record(request: &WriteRequest, outcome: Outcome, resource_version: Option<String>) -> Completed {
     let verb = request.op.verb();
     metrics::counter!("hnc_writes_total", "verb" => verb, "resource" => request.target.resource_label(),
         "outcome" => outcome.label())
@@ -502,14 +559,22 @@ fn report(inner: &Inner, request: &WriteRequest, outcome: Outcome, resource_vers
             namespace = request.target.namespace.as_deref().unwrap_or(""), name = %request.target.name,
             code = code.unwrap_or(0), %message, "write failed");
     }
-    if let Some(tx) = &inner.outcomes {
-        let _ = tx.send(Completed {
-            target: request.target.clone(),
-            verb,
-            outcome,
-            resource_version,
-            tag: request.tag,
-        });
+    Completed { target: request.target.clone(), verb, outcome, resource_version, tag: request.tag }
+}
+
+/// Delivers an outcome from inside a submission, where waiting for room could wait on the caller itself: at
+/// once when there is room, otherwise from a task of its own (outside a runtime, with no task to wait in, it
+/// is dropped).
+fn reply_without_waiting(reply: mpsc::Sender<Completed>, done: Completed) {
+    match reply.try_send(done) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(done)) => {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = reply.send(done).await;
+                });
+            }
+        }
     }
 }
 

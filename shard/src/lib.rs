@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!  watch events ──▶ tree::TreeIndex (single writer) ──publish──▶ tree::TreeSnapshot (immutable, shared)
+//!                                                                   ├──▶ tree::plan::plan(snapshot, dirty) ──▶ HierarchyBatch
 //!                                                                   │ implements view::HierarchyView
 //!  watch events ──▶ forest::ForestCache (per shard) ─────────────┐  │
 //!                                                                ▼  ▼

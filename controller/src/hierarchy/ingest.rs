@@ -19,16 +19,8 @@ pub enum HierarchyEvent {
     DeletingCrds(hnc_shard::tree::DeletingCrds),
 }
 
-/// The kinds whose initial list must be complete before the hierarchy is judged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum HierarchyKind {
-    /// Namespaces.
-    Namespace,
-    /// HierarchyConfigurations.
-    Hierarchy,
-    /// SubnamespaceAnchors.
-    Anchor,
-}
+/// The kinds whose initial list must be complete before the hierarchy is judged: the three hierarchy kinds.
+pub use hnc_shard::tree::HierarchyKind;
 
 /// The name and observation of a Namespace.
 pub fn namespace(ns: &Namespace) -> Option<(String, ObservedNamespace)> {

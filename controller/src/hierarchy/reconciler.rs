@@ -4,29 +4,36 @@
 //!  watches (Namespace, HC, anchor) ──HierarchyEvent──▶ apply to TreeIndex ──▶ publish snapshot (webhooks, planner)
 //!                                                          │ Affected
 //!                                                          ▼
-//!                        dirty namespaces (owned) ──▶ targets (hnc-shard) ──diff──▶ Writer ──▶ API server
-//!                                                          │                             │
-//!                        propagation dirty subtrees ◀──────┘  own outcomes (409, 404, …) ┘──▶ RetryQueue
+//!   dirty namespaces ──▶ hnc_shard::tree::plan::plan(snapshot, dirty, owned) ──HierarchyBatch──┐
+//!          ▲               (pure; on a blocking thread, in parallel, for large rounds)        │
+//!          │                                                                                  ▼
+//!          │                  PendingWrites: skip what is already on its way ──▶ Writer ──▶ API server
+//!          │                                                                       │
+//!          └── RetryQueue ◀── own outcomes (409, 404, fenced, failed) ◀─────────────┘
+//!
+//!   propagation dirty subtrees ◀── Affected
 //! ```
 //!
-//! Nothing is judged before the initial lists of all three kinds are complete, so a restart never shows the
-//! spurious `ParentMissing` upstream shows while its caches fill. Writes happen only on real differences, each
-//! conditional on the resourceVersion it was planned from; a write submitted but not yet echoed by the watch is
-//! remembered, so re-planning in that window does not write twice.
+//! This module is the I/O shell around the planner: it applies watch events, publishes snapshots, decides what
+//! is dirty, and submits what the planner returns. Nothing is judged before the initial lists of all three
+//! kinds are complete, so a restart never shows the spurious `ParentMissing` upstream shows while its caches
+//! fill. Writes happen only on real differences, each conditional on the resourceVersion it was planned from; a
+//! write submitted but not yet echoed by the watch stays in [`PendingWrites`], so re-planning in that window
+//! does not write twice.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use hnc_api::{HierarchyConfiguration, SubnamespaceAnchor};
-use hnc_shard::tree::{AnchorAction, TreeIndex, TreeSnapshot};
+use hnc_shard::tree::plan::{PARALLEL_FROM, plan};
+use hnc_shard::tree::{HierarchyKind, HierarchyOp, HierarchyWrite, TreeIndex};
 use hnc_shard::{NsName, TreeReader};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::ApiResource;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::diff;
-use super::ingest::{self, HierarchyEvent, HierarchyKind};
+use super::ingest::{self, HierarchyEvent};
 use crate::ownership::Ownership;
 use crate::watch::{Change, RESYNC_PERIOD};
 use crate::writer::{
@@ -52,6 +59,17 @@ impl Default for HierarchyResources {
             namespace: Arc::new(ApiResource::erase::<Namespace>(&())),
             hierarchy: Arc::new(ApiResource::erase::<HierarchyConfiguration>(&())),
             anchor: Arc::new(ApiResource::erase::<SubnamespaceAnchor>(&())),
+        }
+    }
+}
+
+impl HierarchyResources {
+    /// The resource of `kind`.
+    pub fn of(&self, kind: HierarchyKind) -> &Arc<ApiResource> {
+        match kind {
+            HierarchyKind::Namespace => &self.namespace,
+            HierarchyKind::Hierarchy => &self.hierarchy,
+            HierarchyKind::Anchor => &self.anchor,
         }
     }
 }
@@ -166,7 +184,7 @@ impl HierarchyReconciler {
                 Ok(()) = ownership_changed.changed() => { self.all_dirty = true; }
                 _ = resync.tick() => { self.all_dirty = true; }
             }
-            self.flush();
+            self.flush().await;
         }
     }
 
@@ -176,18 +194,13 @@ impl HierarchyReconciler {
             HierarchyEvent::Namespace(change) => match change {
                 Change::Apply(ns) => match ingest::namespace(&ns) {
                     Some((name, observed)) => {
-                        self.echoed(
-                            &self.resources.namespace.clone(),
-                            None,
-                            &name,
-                            &observed.resource_version,
-                        );
+                        self.echoed(HierarchyKind::Namespace, None, &name, &observed.resource_version);
                         self.index.apply_namespace(&name, observed)
                     }
                     None => return,
                 },
                 Change::Delete((_, name)) => {
-                    self.echoed(&self.resources.namespace.clone(), None, &name, "");
+                    self.echoed(HierarchyKind::Namespace, None, &name, "");
                     self.index.delete_namespace(&name)
                 }
                 Change::Synced => return self.kind_synced(HierarchyKind::Namespace),
@@ -197,7 +210,7 @@ impl HierarchyReconciler {
                     Some((ns, observed)) => {
                         let rv = observed.resource_version.clone();
                         self.echoed(
-                            &self.resources.hierarchy.clone(),
+                            HierarchyKind::Hierarchy,
                             Some(&ns),
                             hnc_api::keys::names::HIERARCHY,
                             &rv,
@@ -207,7 +220,7 @@ impl HierarchyReconciler {
                     None => return,
                 },
                 Change::Delete((ns, name)) if name == hnc_api::keys::names::HIERARCHY => {
-                    self.echoed(&self.resources.hierarchy.clone(), Some(&ns), &name, "");
+                    self.echoed(HierarchyKind::Hierarchy, Some(&ns), &name, "");
                     self.index.delete_hierarchy(&ns)
                 }
                 Change::Delete(_) => return,
@@ -217,13 +230,13 @@ impl HierarchyReconciler {
                 Change::Apply(anchor) => match ingest::anchor(&anchor) {
                     Some(((ns, name), observed)) => {
                         let rv = observed.resource_version.clone();
-                        self.echoed(&self.resources.anchor.clone(), Some(&ns), &name, &rv);
+                        self.echoed(HierarchyKind::Anchor, Some(&ns), &name, &rv);
                         self.index.apply_anchor(&ns, &name, observed)
                     }
                     None => return,
                 },
                 Change::Delete((ns, name)) => {
-                    self.echoed(&self.resources.anchor.clone(), Some(&ns), &name, "");
+                    self.echoed(HierarchyKind::Anchor, Some(&ns), &name, "");
                     self.index.delete_anchor(&ns, &name)
                 }
                 Change::Synced => return self.kind_synced(HierarchyKind::Anchor),
@@ -252,17 +265,11 @@ impl HierarchyReconciler {
 
     /// The watch showed `resource_version` for an object: a pending write planned from an older version is no
     /// longer pending.
-    fn echoed(
-        &mut self,
-        resource: &Arc<ApiResource>,
-        namespace: Option<&str>,
-        name: &str,
-        resource_version: &str,
-    ) {
+    fn echoed(&mut self, kind: HierarchyKind, namespace: Option<&str>, name: &str, resource_version: &str) {
         if self.pending.is_empty() {
             return;
         }
-        let key = ObjectRef::new(resource.clone(), namespace, name);
+        let key = ObjectRef::new(self.resources.of(kind).clone(), namespace, name);
         self.pending.remove_if(&key, |p| p.planned_from != resource_version);
     }
 
@@ -295,8 +302,10 @@ impl HierarchyReconciler {
         self.retries.schedule(pending.owner, delay);
     }
 
-    /// Publishes the index if it changed and reconciles every dirty namespace this replica owns.
-    pub fn flush(&mut self) {
+    /// Publishes the index if it changed, plans every dirty namespace this replica owns and submits the writes
+    /// not already on their way. Rounds of at least [`PARALLEL_FROM`] namespaces are planned on a blocking
+    /// thread (in parallel), so a full resync of a large forest never holds up an async worker.
+    pub async fn flush(&mut self) {
         if !self.changed && self.dirty.is_empty() && !self.all_dirty {
             return;
         }
@@ -317,69 +326,51 @@ impl HierarchyReconciler {
         };
         let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
         let now = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        for ns in dirty {
-            if self.ownership.owns(&*snapshot, &ns) {
-                metrics::counter!("hnc_reconcilers_hierconfig_total").increment(1);
-                self.reconcile(&snapshot, &ns, &now);
+        let batch = if dirty.len() >= PARALLEL_FROM {
+            let ownership = self.ownership.clone();
+            let planning = tokio::task::spawn_blocking(move || {
+                plan(&snapshot, &dirty, &|ns: &str| ownership.owns(&*snapshot, ns), &now)
+            });
+            match planning.await {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "hierarchy planning failed; reconciling everything again");
+                    self.all_dirty = true;
+                    return;
+                }
             }
+        } else {
+            plan(&snapshot, &dirty, &|ns: &str| self.ownership.owns(&*snapshot, ns), &now)
+        };
+        metrics::counter!("hnc_reconcilers_hierconfig_total").increment(batch.reconciled as u64);
+        for write in batch.writes {
+            match (write.kind, &write.op) {
+                (HierarchyKind::Namespace, HierarchyOp::MergePatch(_)) => {
+                    metrics::counter!("hnc_reconcilers_hierconfig_namespace_writes_total").increment(1);
+                }
+                (HierarchyKind::Hierarchy, _) => {
+                    metrics::counter!("hnc_reconcilers_hierconfig_hierconfig_writes_total").increment(1);
+                }
+                _ => {}
+            }
+            self.submit(write);
         }
     }
 
-    fn reconcile(&mut self, snapshot: &TreeSnapshot, ns: &NsName, now: &str) {
-        let Some(node) = snapshot.node(ns) else { return };
-        let Some(observed_ns) = node.namespace() else { return };
-        if let Some(target) = snapshot.namespace_target(ns)
-            && let Some(op) = diff::namespace_patch(observed_ns, &target)
-        {
-            metrics::counter!("hnc_reconcilers_hierconfig_namespace_writes_total").increment(1);
-            let target = ObjectRef::new(self.resources.namespace.clone(), None, ns);
-            self.submit(target, op, &observed_ns.resource_version, ns);
-        }
-        if let Some(target) = snapshot.hierarchy_target(ns) {
-            let observed = node.hierarchy();
-            if let Some(op) = diff::hierarchy_write(ns, observed, &target, observed_ns.deleting, now) {
-                metrics::counter!("hnc_reconcilers_hierconfig_hierconfig_writes_total").increment(1);
-                let rv = observed.map(|h| h.resource_version.as_str()).unwrap_or("");
-                let target = ObjectRef::new(
-                    self.resources.hierarchy.clone(),
-                    Some(ns),
-                    hnc_api::keys::names::HIERARCHY,
-                );
-                self.submit(target, op, rv, ns);
-            }
-        }
-        for (child, action) in snapshot.anchor_actions(ns) {
-            let Some(anchor) = node.anchor(&child) else { continue };
-            match action {
-                AnchorAction::Ensure { target, create_namespace } => {
-                    if create_namespace {
-                        let sub = ObjectRef::new(self.resources.namespace.clone(), None, &child);
-                        self.submit(sub, diff::subnamespace(ns, &child), "", ns);
-                    }
-                    if let Some(op) = diff::anchor_write(anchor, &target) {
-                        let target = ObjectRef::new(self.resources.anchor.clone(), Some(ns), &child);
-                        self.submit(target, op, &anchor.resource_version, ns);
-                    }
-                }
-                AnchorAction::DeleteSubnamespace => {
-                    let Some(sub) = snapshot.node(&child).and_then(|n| n.namespace()) else { continue };
-                    let target = ObjectRef::new(self.resources.namespace.clone(), None, &child);
-                    let op = WriteOp::Delete { resource_version: None };
-                    self.submit(target, op, &sub.resource_version, ns);
-                }
-                AnchorAction::Wait => {}
-            }
-        }
-    }
-
-    /// Submits a write planned from `planned_from` unless the same write is already on its way.
-    fn submit(&mut self, target: ObjectRef, op: WriteOp, planned_from: &str, owner: &str) {
+    /// Submits a planned write unless the same write (planned from the same version) is already on its way.
+    fn submit(&mut self, write: HierarchyWrite) {
+        let HierarchyWrite { kind, namespace, name, op, planned_from, owner } = write;
+        let target = ObjectRef::new(self.resources.of(kind).clone(), namespace.as_deref(), &name);
         if self.pending.get(&target).is_some_and(|p| p.planned_from == planned_from) {
             return;
         }
-        let mut request = WriteRequest::new(target, op, owner);
-        self.pending
-            .insert(&mut request, Pending { planned_from: planned_from.to_owned(), owner: owner.into() });
+        let op = match op {
+            HierarchyOp::Create(object) => WriteOp::create(object),
+            HierarchyOp::MergePatch(patch) => WriteOp::MergePatch(patch),
+            HierarchyOp::Delete => WriteOp::Delete { resource_version: None },
+        };
+        let mut request = WriteRequest::new(target, op, &owner);
+        self.pending.insert(&mut request, Pending { planned_from, owner });
         self.writer.submit(request);
     }
 }

@@ -4,20 +4,27 @@
 //! * [`index`] — [`TreeIndex`] (the writer), [`TreeSnapshot`] (what readers get), structural queries;
 //! * [`desired`] — conditions, tree labels and the contents HNC wants for Namespaces, HierarchyConfigurations
 //!   and anchors, derived from a snapshot;
+//! * [`diff`] — observed object + what it should say → the smallest write, or none;
+//! * [`plan`] — the hierarchy planner: (snapshot, dirty namespaces, ownership) → the writes, like the
+//!   propagation planner for objects;
 //! * [`observed`] — the compact form of the three hierarchy objects the index holds;
 //! * [`policy`] — which namespaces, labels and annotations HNC manages.
 
 pub mod desired;
+pub mod diff;
 pub mod index;
 mod memo;
 pub mod observed;
+pub mod plan;
 pub mod policy;
 
 use std::sync::Arc;
 
 pub use desired::{AnchorAction, AnchorTarget, HierarchyTarget, NamespaceTarget, SpecRewrite};
+pub use diff::HierarchyOp;
 pub use index::{Affected, DeletingCrds, NsNode, TreeIndex, TreeReader, TreeSnapshot};
 pub use observed::{ObservedAnchor, ObservedHierarchy, ObservedNamespace};
+pub use plan::{HierarchyBatch, HierarchyKind, HierarchyWrite};
 pub use policy::{AnchoredRegex, NamespacePolicy};
 
 use crate::view::{HierarchyView, Labels, NsName};

@@ -1,25 +1,44 @@
 //! From "what HNC wants" to the smallest write that gets there — or none.
 //!
 //! Pure functions: observed objects (as last seen through watches) and targets (computed from the tree index
-//! snapshot) in, an optional [`WriteOp`] out. An unchanged cluster yields no writes at all, which is what makes a
-//! warm restart write-free. Every write is conditional on the observed `resourceVersion`; a 409 sends the
-//! namespace back to be re-planned from fresh state.
+//! snapshot, see [`desired`](super::desired)) in, an optional [`HierarchyOp`] out. An unchanged cluster yields
+//! no writes at all, which is what makes a warm restart write-free. Every patch is conditional on the observed
+//! `resourceVersion`; a 409 sends the namespace back to be re-planned from fresh state.
 
 use std::collections::BTreeMap;
 
 use hnc_api::condition::carry_transition_times;
 use hnc_api::keys::{annotations, finalizers, names};
 use hnc_api::{HierarchyConfigurationSpec, HierarchyConfigurationStatus};
-use hnc_shard::tree::{
-    AnchorTarget, HierarchyTarget, NamespaceTarget, ObservedAnchor, ObservedHierarchy, ObservedNamespace,
-    SpecRewrite,
-};
 use serde_json::{Map, Value, json};
 
-use crate::writer::WriteOp;
+use super::desired::{AnchorTarget, HierarchyTarget, NamespaceTarget, SpecRewrite};
+use super::observed::{ObservedAnchor, ObservedHierarchy, ObservedNamespace};
+
+/// A write to one hierarchy object (a Namespace, a HierarchyConfiguration or a SubnamespaceAnchor).
+#[derive(Clone, Debug, PartialEq)]
+pub enum HierarchyOp {
+    /// Create the object (complete JSON, with apiVersion, kind and metadata).
+    Create(Value),
+    /// JSON merge patch, conditional on the `metadata.resourceVersion` it carries.
+    MergePatch(Value),
+    /// Delete the object, whatever its version.
+    Delete,
+}
+
+impl HierarchyOp {
+    /// The API verb, as used in metrics.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            HierarchyOp::Create(_) => "create",
+            HierarchyOp::MergePatch(_) => "patch",
+            HierarchyOp::Delete => "delete",
+        }
+    }
+}
 
 /// The merge patch bringing an anchor's state and finalizer to `target`, if anything differs.
-pub fn anchor_write(observed: &ObservedAnchor, target: &AnchorTarget) -> Option<WriteOp> {
+pub fn anchor_write(observed: &ObservedAnchor, target: &AnchorTarget) -> Option<HierarchyOp> {
     let has = observed.has_finalizer();
     let state_differs = target.state.is_some_and(|s| observed.state.as_deref() != Some(s.as_str()));
     if has == target.finalizer && !state_differs {
@@ -40,13 +59,13 @@ pub fn anchor_write(observed: &ObservedAnchor, target: &AnchorTarget) -> Option<
     if let (true, Some(state)) = (state_differs, target.state) {
         patch.insert("status".into(), json!({ "status": state.as_str() }));
     }
-    Some(WriteOp::MergePatch(Value::Object(patch)))
+    Some(HierarchyOp::MergePatch(Value::Object(patch)))
 }
 
 /// The Namespace an anchor `parent/child` asks for: only the `subnamespace-of` annotation (labels follow from
 /// the mutating webhook and the hierarchy reconciler, as upstream).
-pub fn subnamespace(parent: &str, child: &str) -> WriteOp {
-    WriteOp::create(json!({
+pub fn subnamespace(parent: &str, child: &str) -> HierarchyOp {
+    HierarchyOp::Create(json!({
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": { "name": child, "annotations": { annotations::SUBNAMESPACE_OF: parent } },
@@ -54,7 +73,7 @@ pub fn subnamespace(parent: &str, child: &str) -> WriteOp {
 }
 
 /// The merge patch bringing a Namespace's labels/annotations to `target`, if anything differs.
-pub fn namespace_patch(observed: &ObservedNamespace, target: &NamespaceTarget) -> Option<WriteOp> {
+pub fn namespace_patch(observed: &ObservedNamespace, target: &NamespaceTarget) -> Option<HierarchyOp> {
     let labels = map_delta(&observed.labels, &target.set_labels, &target.remove_labels);
     let annotations = map_delta(&observed.annotations, &target.set_annotations, &target.remove_annotations);
     if labels.is_empty() && annotations.is_empty() {
@@ -68,7 +87,7 @@ pub fn namespace_patch(observed: &ObservedNamespace, target: &NamespaceTarget) -
     if !annotations.is_empty() {
         metadata.insert("annotations".into(), Value::Object(annotations));
     }
-    Some(WriteOp::MergePatch(json!({ "metadata": metadata })))
+    Some(HierarchyOp::MergePatch(json!({ "metadata": metadata })))
 }
 
 fn map_delta(
@@ -98,7 +117,7 @@ pub fn hierarchy_write(
     target: &HierarchyTarget,
     namespace_deleting: bool,
     now: &str,
-) -> Option<WriteOp> {
+) -> Option<HierarchyOp> {
     let mut conditions = target.conditions.clone();
     for c in conditions.iter_mut().filter(|c| c.last_transition_time.is_empty()) {
         c.last_transition_time = now.to_owned();
@@ -122,7 +141,7 @@ pub fn hierarchy_write(
         if target.has_subnamespace_finalizer {
             object["metadata"]["finalizers"] = json!([finalizers::HAS_SUBNAMESPACE]);
         }
-        return Some(WriteOp::create(object));
+        return Some(HierarchyOp::Create(object));
     };
 
     carry_transition_times(&mut conditions, &observed.status.conditions);
@@ -146,8 +165,8 @@ pub fn hierarchy_write(
         if spec != observed.spec {
             let mut fields = Map::new();
             fields.insert("parent".into(), json!(spec.parent));
-            fields.insert("labels".into(), list_or_null(&spec.labels));
-            fields.insert("annotations".into(), list_or_null(&spec.annotations));
+            fields.insert("labels".into(), list_or_null(json!(spec.labels)));
+            fields.insert("annotations".into(), list_or_null(json!(spec.annotations)));
             patch.insert("spec".into(), Value::Object(fields));
         }
     }
@@ -156,7 +175,10 @@ pub fn hierarchy_write(
     if status != observed.status {
         patch.insert(
             "status".into(),
-            json!({ "children": list_or_null(&status.children), "conditions": list_or_null(&status.conditions) }),
+            json!({
+                "children": list_or_null(json!(status.children)),
+                "conditions": list_or_null(json!(status.conditions)),
+            }),
         );
     }
 
@@ -164,7 +186,7 @@ pub fn hierarchy_write(
         return None;
     }
     patch.insert("metadata".into(), Value::Object(metadata));
-    Some(WriteOp::MergePatch(Value::Object(patch)))
+    Some(HierarchyOp::MergePatch(Value::Object(patch)))
 }
 
 fn apply_rewrite(spec: &mut HierarchyConfigurationSpec, rewrite: &SpecRewrite) {
@@ -174,8 +196,8 @@ fn apply_rewrite(spec: &mut HierarchyConfigurationSpec, rewrite: &SpecRewrite) {
 }
 
 /// Empty lists are omitted upstream (`omitempty`); in a merge patch that means deleting the field.
-fn list_or_null<T: serde::Serialize>(list: &[T]) -> Value {
-    if list.is_empty() { Value::Null } else { json!(list) }
+fn list_or_null(list: Value) -> Value {
+    if list.as_array().is_some_and(Vec::is_empty) { Value::Null } else { list }
 }
 
 #[cfg(test)]
@@ -222,7 +244,7 @@ mod tests {
             remove_labels: vec!["old.tree.hnc.x-k8s.io/depth".into()],
             ..Default::default()
         };
-        let Some(WriteOp::MergePatch(patch)) = namespace_patch(&observed, &target) else { panic!() };
+        let Some(HierarchyOp::MergePatch(patch)) = namespace_patch(&observed, &target) else { panic!() };
         assert_eq!(
             patch,
             json!({"metadata": {"resourceVersion": "7", "labels": {
@@ -241,7 +263,7 @@ mod tests {
     fn anchor_state_and_finalizer() {
         let observed = ObservedAnchor { resource_version: "4".into(), ..Default::default() };
         let ok = AnchorTarget { state: Some(AnchorState::Ok), finalizer: true };
-        let Some(WriteOp::MergePatch(patch)) = anchor_write(&observed, &ok) else { panic!() };
+        let Some(HierarchyOp::MergePatch(patch)) = anchor_write(&observed, &ok) else { panic!() };
         assert_eq!(
             patch,
             json!({"metadata": {"resourceVersion": "4", "finalizers": ["hnc.x-k8s.io"]}, "status": {"status": "Ok"}})
@@ -254,14 +276,13 @@ mod tests {
         };
         assert!(anchor_write(&settled, &ok).is_none());
         let release = AnchorTarget { state: Some(AnchorState::Ok), finalizer: false };
-        let Some(WriteOp::MergePatch(patch)) = anchor_write(&settled, &release) else { panic!() };
+        let Some(HierarchyOp::MergePatch(patch)) = anchor_write(&settled, &release) else { panic!() };
         assert_eq!(patch, json!({"metadata": {"resourceVersion": "5", "finalizers": []}}));
     }
 
     #[test]
     fn subnamespace_carries_only_its_parent() {
-        let WriteOp::Create(obj) = subnamespace("p", "c") else { panic!() };
-        let obj = obj.build();
+        let HierarchyOp::Create(obj) = subnamespace("p", "c") else { panic!() };
         assert_eq!(
             obj["metadata"],
             json!({"name": "c", "annotations": {"hnc.x-k8s.io/subnamespace-of": "p"}})
@@ -281,8 +302,9 @@ mod tests {
             has_subnamespace_finalizer: true,
             ..Default::default()
         };
-        let Some(WriteOp::Create(obj)) = hierarchy_write("p", None, &target, false, NOW) else { panic!() };
-        let obj = obj.build();
+        let Some(HierarchyOp::Create(obj)) = hierarchy_write("p", None, &target, false, NOW) else {
+            panic!()
+        };
         assert_eq!(
             obj["metadata"],
             json!({"name": "hierarchy", "namespace": "p", "finalizers": ["hnc.x-k8s.io/hasSubnamespace"]})
@@ -319,7 +341,7 @@ mod tests {
         };
         let target =
             HierarchyTarget { should_exist: true, children: vec!["kid".into()], ..Default::default() };
-        let Some(WriteOp::MergePatch(patch)) = hierarchy_write("n", Some(&observed), &target, false, NOW)
+        let Some(HierarchyOp::MergePatch(patch)) = hierarchy_write("n", Some(&observed), &target, false, NOW)
         else {
             panic!()
         };
@@ -343,7 +365,7 @@ mod tests {
             has_subnamespace_finalizer: true,
             ..Default::default()
         };
-        let Some(WriteOp::MergePatch(patch)) = hierarchy_write("c", Some(&observed), &target, false, NOW)
+        let Some(HierarchyOp::MergePatch(patch)) = hierarchy_write("c", Some(&observed), &target, false, NOW)
         else {
             panic!()
         };

@@ -93,12 +93,15 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
         let (client, config) = startup::connect(&flags, CONNECT_TIMEOUT).await?;
         startup::check_crds(&client, flags.enable_hrq).await?;
         startup::check_namespace(&client, &flags.namespace).await?;
-        ready.set("api-server", true);
+        // Signals are handled, and the replica's own readiness gates registered, before the replica can be
+        // ready: a supervisor that stops a replica as soon as it is ready gets a clean shutdown.
+        let signalled = shutdown_signal()?;
         let mut replica = Replica::start(&flags, client, &config, &ready, &debug)?;
+        ready.set("api-server", true);
         let outcome = tokio::select! {
-            signal = shutdown_signal() => {
+            () = signalled => {
                 tracing::info!("termination signal received, shutting down");
-                signal
+                Ok(())
             }
             lost = replica.fatal() => Err(lost),
         };
@@ -110,14 +113,15 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
     outcome
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Handles SIGTERM and SIGINT from now on; the future returned resolves on the first of them.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

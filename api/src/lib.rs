@@ -3,7 +3,9 @@
 //! * [`hierarchy`], [`anchor`], [`config`], [`hrq`] — one module per custom resource kind;
 //! * [`condition`] — the condition shape HNC uses and every condition type and reason;
 //! * [`keys`] — every label, annotation, finalizer and fixed object name HNC reads or writes;
-//! * [`crd`] — rendering of the CustomResourceDefinitions (used by the `crdgen` binary and tests).
+//! * [`crd`] — rendering of the CustomResourceDefinitions (used by the `crdgen` binary and tests);
+//! * [`validation`] — Kubernetes' name rules (DNS-1123 names, label keys and values) in the API server's words;
+//! * [`label_selector`] — Kubernetes' label-selector grammar, parsed and matched.
 //!
 //! No other crate spells an HNC label, annotation, finalizer, condition type or reason as a string literal.
 
@@ -14,7 +16,9 @@ pub mod crd;
 pub mod hierarchy;
 pub mod hrq;
 pub mod keys;
+pub mod label_selector;
 mod schema;
+pub mod validation;
 
 pub use anchor::{SubnamespaceAnchor, SubnamespaceAnchorSpec, SubnamespaceAnchorStatus};
 pub use condition::Condition;

@@ -39,7 +39,6 @@ mod schema;
 mod selector;
 mod server;
 mod store;
-mod validation;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

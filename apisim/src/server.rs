@@ -686,7 +686,7 @@ type Backlogged = (&'static str, Arc<Value>, u64);
 fn watch(shared: &Arc<Shared>, target: &Target, query: &HashMap<String, String>) -> Response {
     let labels = match LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or("")) {
         Ok(l) => l,
-        Err(e) => return error_response(&ApiError::bad_request(e)),
+        Err(e) => return error_response(&ApiError::bad_request(e.to_string())),
     };
     let fields = match FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or("")) {
         Ok(f) => f,

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use hnc_api::validation;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -16,7 +17,6 @@ use crate::managed::{self, Writer};
 use crate::resources::{self, ResourceType};
 use crate::schema;
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::validation;
 
 /// `(group, plural)`.
 pub type TypeKey = (String, String);
@@ -718,13 +718,13 @@ impl Store {
                     message: "Required value: name or generateName is required".into(),
                 });
             } else {
-                let name_check = match (t.group.as_str(), t.plural.as_str()) {
-                    ("", "namespaces") => validation::dns1123_label(&name),
+                let name_errors = match (t.group.as_str(), t.plural.as_str()) {
+                    ("", "namespaces") => validation::dns1123_label_errors(&name),
                     // RBAC objects only need to be valid path segments (e.g. `system:basic-user`).
-                    ("rbac.authorization.k8s.io", _) => validation::path_segment(&name),
-                    _ => validation::dns1123_subdomain(&name),
+                    ("rbac.authorization.k8s.io", _) => validation::path_segment_errors(&name),
+                    _ => validation::dns1123_subdomain_errors(&name),
                 };
-                if let Err(e) = name_check {
+                for e in name_errors {
                     causes.push(Cause::invalid("metadata.name", format!("Invalid value: \"{name}\": {e}")));
                 }
             }
@@ -732,16 +732,17 @@ impl Store {
         if let Some(meta) = obj.get("metadata").and_then(Value::as_object) {
             for field in ["labels", "annotations"] {
                 for (k, v) in meta.get(field).and_then(Value::as_object).into_iter().flatten() {
-                    if let Err(e) = validation::qualified_name(k) {
+                    for e in validation::qualified_name_errors(k) {
                         causes.push(Cause::invalid(
                             &format!("metadata.{field}"),
                             format!("Invalid value: \"{k}\": {e}"),
                         ));
                     }
-                    if field == "labels"
-                        && let Err(e) = validation::label_value(v.as_str().unwrap_or(""))
-                    {
-                        causes.push(Cause::invalid("metadata.labels", format!("Invalid value: {v}: {e}")));
+                    if field == "labels" {
+                        for e in validation::label_value_errors(v.as_str().unwrap_or("")) {
+                            causes
+                                .push(Cause::invalid("metadata.labels", format!("Invalid value: {v}: {e}")));
+                        }
                     }
                 }
             }

@@ -28,11 +28,11 @@ use futures::future::BoxFuture;
 use hnc_api::SyncMode;
 use hnc_controller::config::reconciler::ActiveTypes;
 use hnc_controller::config::resolve::{ActiveType, Discovered, DiscoveredResource};
-use hnc_controller::webhook::certs::{self, ServingNames};
-use hnc_controller::webhook::config::DiscoverySource;
+use hnc_controller::singletons::certs::{self, ServingNames};
+use hnc_controller::webhook::hncconfig::DiscoverySource;
 use hnc_controller::webhook::server_checks::{NamespaceState, ServerChecks};
 use hnc_controller::webhook::tls::{self, ReloadableCert};
-use hnc_controller::webhook::{Context, registration, server, sources};
+use hnc_controller::webhook::{Context, paths, server, sources};
 use hnc_shard::TreeIndex;
 use hnc_shard::propagation::{PropagationRules, SourceNames, TypeKey};
 use hnc_shard::tree::{NamespacePolicy, ObservedAnchor, ObservedHierarchy, ObservedNamespace};
@@ -258,7 +258,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
             let old = namespace(&grandchildren[g], None, "prod");
             (
                 "namespace mutate",
-                registration::MUTATE_NAMESPACE,
+                paths::MUTATE_NAMESPACE,
                 review(("", "v1", "Namespace"), "namespaces", "UPDATE", None, &grandchildren[g], new, old),
             )
         }
@@ -267,7 +267,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
                 (namespace(&children[c], Some(&root), "dev"), namespace(&children[c], Some(&root), "prod"));
             (
                 "namespace validate",
-                registration::VALIDATE_NAMESPACE,
+                paths::VALIDATE_NAMESPACE,
                 review(("", "v1", "Namespace"), "namespaces", "UPDATE", None, &children[c], new, old),
             )
         }
@@ -276,7 +276,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
             let (new, old) = (hc(&grandchildren[g], parent, true), hc(&grandchildren[g], parent, false));
             (
                 "hierarchy (unchanged parent)",
-                registration::VALIDATE_HIERARCHY,
+                paths::VALIDATE_HIERARCHY,
                 hierarchy_update(&grandchildren[g], new, old),
             )
         }
@@ -285,7 +285,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
             let (new, old) = (hc(&grandchildren[g], to, false), hc(&grandchildren[g], from, false));
             (
                 "hierarchy (re-parent)",
-                registration::VALIDATE_HIERARCHY,
+                paths::VALIDATE_HIERARCHY,
                 hierarchy_update(&grandchildren[g], new, old),
             )
         }
@@ -304,7 +304,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
             );
             (
                 "object create",
-                registration::VALIDATE_OBJECTS,
+                paths::VALIDATE_OBJECTS,
                 review(rbac, "roles", "CREATE", Some(&ns), &name, object, Value::Null),
             )
         }
@@ -322,7 +322,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
             };
             (
                 "object update (copy)",
-                registration::VALIDATE_OBJECTS,
+                paths::VALIDATE_OBJECTS,
                 review(
                     rbac,
                     "roles",
@@ -339,7 +339,7 @@ fn next_request(rng: &mut impl Rng, trees: usize) -> (&'static str, &'static str
             let anchor = json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "SubnamespaceAnchor", "metadata": {"name": name, "namespace": root}});
             (
                 "anchor create",
-                registration::VALIDATE_ANCHOR,
+                paths::VALIDATE_ANCHOR,
                 review(
                     ("hnc.x-k8s.io", "v1alpha2", "SubnamespaceAnchor"),
                     "subnamespaceanchors",

@@ -1,16 +1,45 @@
 //! `--embedded`: an in-process API server (apisim) with HNC's CRDs installed, for trying HNC without a cluster.
+//!
+//! Built with the cargo feature `embedded` (on by default). The deployment build turns it off
+//! (`--no-default-features`), so the production binary carries no test double; `--embedded` is then refused
+//! at startup with [`NOT_BUILT`].
 
 use std::path::PathBuf;
 
+#[cfg(feature = "embedded")]
 use hnc_apisim::{ApiSim, Config};
 
 use crate::flags::Flags;
+
+/// True when this binary was built with the `embedded` feature and can run `--embedded`.
+pub const AVAILABLE: bool = cfg!(feature = "embedded");
+
+/// Why `--embedded` is refused by a binary built without the `embedded` feature.
+pub const NOT_BUILT: &str = "--embedded is not available: this hnc-controller was built without the `embedded` \
+     feature (as the deployment build is, to leave the embedded API server out); build it with the default \
+     features to use it, e.g. `cargo run -p hnc-controller -- --embedded`";
+
+/// The embedded API server; dropping it stops the server.
+#[cfg(feature = "embedded")]
+pub type Server = ApiSim;
+
+/// The embedded API server, which a build without the `embedded` feature cannot have.
+#[cfg(not(feature = "embedded"))]
+#[derive(Debug)]
+pub enum Server {}
+
+/// Without the `embedded` feature: always the [`NOT_BUILT`] error.
+#[cfg(not(feature = "embedded"))]
+pub async fn start(_flags: &Flags) -> anyhow::Result<(Server, PathBuf)> {
+    anyhow::bail!(NOT_BUILT)
+}
 
 /// Starts apisim on 127.0.0.1, installs the CRDs generated from `hnc-api`'s types, creates HNC's namespace
 /// (`--namespace`, where the webhook certificate lives) and writes the admin kubeconfig to
 /// `--embedded-kubeconfig`. Returns the server and the kubeconfig the controller itself uses: a service account
 /// of HNC's namespace, so that its own writes pass its webhooks as upstream's do.
-pub async fn start(flags: &Flags) -> anyhow::Result<(ApiSim, PathBuf)> {
+#[cfg(feature = "embedded")]
+pub async fn start(flags: &Flags) -> anyhow::Result<(Server, PathBuf)> {
     let port = flags.embedded_port;
     let sim = match ApiSim::start(Config { https_port: port, ..Default::default() }).await {
         Ok(sim) => sim,
@@ -60,6 +89,7 @@ pub async fn start(flags: &Flags) -> anyhow::Result<(ApiSim, PathBuf)> {
     Ok((sim, controller_kubeconfig))
 }
 
+#[cfg(feature = "embedded")]
 fn is_addr_in_use(error: &anyhow::Error) -> bool {
     error
         .chain()

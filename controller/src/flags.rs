@@ -21,6 +21,7 @@ pub struct Flags {
 
     /// Run against an embedded API server (apisim) on 127.0.0.1 instead of a cluster: no cluster needed. The
     /// HNC CRDs are installed and an admin kubeconfig is written to --embedded-kubeconfig for kubectl.
+    /// Needs a binary built with the `embedded` cargo feature (on by default; off in the deployment build).
     #[arg(long, conflicts_with = "kubeconfig")]
     pub embedded: bool,
 
@@ -172,6 +173,9 @@ pub struct Flags {
 impl Flags {
     /// Cross-flag checks clap cannot express.
     pub fn validate(&self) -> Result<(), String> {
+        if self.embedded && !crate::embedded::AVAILABLE {
+            return Err(crate::embedded::NOT_BUILT.to_owned());
+        }
         if self.renew_deadline >= self.lease_duration {
             return Err(format!(
                 "--renew-deadline ({:?}) must be shorter than --lease-duration ({:?})",
@@ -307,6 +311,17 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Flags, clap::Error> {
         Flags::try_parse_from(std::iter::once("hnc-controller").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn embedded_is_refused_only_without_the_feature() {
+        let flags = parse(&["--embedded"]).unwrap();
+        if cfg!(feature = "embedded") {
+            assert_eq!(flags.validate(), Ok(()));
+        } else {
+            let error = flags.validate().unwrap_err();
+            assert!(error.contains("built without the `embedded` feature"), "{error}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod ownership;
 pub mod propagation;
 pub mod replica;
 pub mod run;
+pub mod singletons;
 pub mod startup;
 pub mod telemetry;
 pub mod watch;

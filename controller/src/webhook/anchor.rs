@@ -5,10 +5,11 @@
 
 use hnc_api::SubnamespaceAnchor;
 use hnc_api::anchor::AnchorState;
+use hnc_api::validation::dns1123_label_errors;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
-use super::fields::{FieldError, dns1123_label_errors, managed_metadata_errors};
+use super::fields::{FieldError, managed_metadata_errors};
 use super::review::{Handler, allow, deny};
 use super::{Context, decode};
 

@@ -1,11 +1,11 @@
-//! Field errors for 422 `Invalid` denials, rendered as the API server renders `field.ErrorList`s, and the
-//! Kubernetes name rules the validators check (DNS-1123 labels, qualified names, label values) with the API
-//! server's wording. Also the check shared by the HierarchyConfiguration and anchor validators: the managed
-//! labels and annotations a spec may set (spec §8.5 step 4).
+//! Field errors for 422 `Invalid` denials, rendered as the API server renders `field.ErrorList`s (the name
+//! rules they report are [`hnc_api::validation`]'s). Also the check shared by the HierarchyConfiguration and
+//! anchor validators: the managed labels and annotations a spec may set (spec §8.5 step 4).
 
 use std::fmt;
 
 use hnc_api::MetaKvp;
+use hnc_api::validation::{label_value_errors, qualified_name_errors};
 use hnc_shard::tree::NamespacePolicy;
 
 /// What is wrong with a field.
@@ -97,104 +97,6 @@ pub fn aggregate(errors: &[FieldError]) -> String {
     }
 }
 
-const DNS1123_LABEL_RULE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or \
-     '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for \
-     validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-
-const DNS1123_SUBDOMAIN_RULE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric \
-     characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex \
-     used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-
-const QUALIFIED_NAME_RULE: &str = "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and \
-     must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used \
-     for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' \
-     (e.g. 'example.com/MyName')";
-
-const LABEL_VALUE_RULE: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', \
-     '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or \
-     '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-
-fn lower_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-fn dns1123_label_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && lower_alnum(b[0])
-        && lower_alnum(b[b.len() - 1])
-        && b.iter().all(|&c| lower_alnum(c) || c == b'-')
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
-fn qualified_word_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    let alnum = |c: u8| c.is_ascii_alphanumeric();
-    !b.is_empty()
-        && alnum(b[0])
-        && alnum(b[b.len() - 1])
-        && b.iter().all(|&c| alnum(c) || matches!(c, b'-' | b'_' | b'.'))
-}
-
-/// Why `s` is not a DNS-1123 label (a namespace name), in the API server's words; empty when it is one.
-pub fn dns1123_label_errors(s: &str) -> Vec<String> {
-    let mut errors = Vec::new();
-    if s.len() > 63 {
-        errors.push("must be no more than 63 characters".to_owned());
-    }
-    if !dns1123_label_ok(s) {
-        errors.push(DNS1123_LABEL_RULE.to_owned());
-    }
-    errors
-}
-
-/// Why `key` is not a qualified name (a label or annotation key); empty when it is one.
-pub fn qualified_name_errors(key: &str) -> Vec<String> {
-    let mut errors = Vec::new();
-    let parts: Vec<&str> = key.split('/').collect();
-    let name = match parts[..] {
-        [name] => name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                errors.push("prefix part must be non-empty".to_owned());
-            } else {
-                if prefix.len() > 253 {
-                    errors.push("prefix part must be no more than 253 characters".to_owned());
-                }
-                if !prefix.split('.').all(dns1123_label_ok) {
-                    errors.push(format!("prefix part {DNS1123_SUBDOMAIN_RULE}"));
-                }
-            }
-            name
-        }
-        _ => {
-            errors.push(QUALIFIED_NAME_RULE.to_owned());
-            return errors;
-        }
-    };
-    if name.is_empty() {
-        errors.push("name part must be non-empty".to_owned());
-    } else if name.len() > 63 {
-        errors.push("name part must be no more than 63 characters".to_owned());
-    }
-    if !name.is_empty() && !qualified_word_ok(name) {
-        errors.push(format!("name part {QUALIFIED_NAME_RULE}"));
-    }
-    errors
-}
-
-/// Why `value` is not a valid label value; empty when it is one.
-pub fn label_value_errors(value: &str) -> Vec<String> {
-    let mut errors = Vec::new();
-    if value.len() > 63 {
-        errors.push("must be no more than 63 characters".to_owned());
-    }
-    if !value.is_empty() && !qualified_word_ok(value) {
-        errors.push(LABEL_VALUE_RULE.to_owned());
-    }
-    errors
-}
-
 /// Checks the managed labels and annotations of a HierarchyConfiguration or anchor spec: keys must be
 /// qualified names matching a `--managed-namespace-label`/`--managed-namespace-annotation` pattern, label
 /// values valid. Annotation values are not restricted.
@@ -246,21 +148,6 @@ mod tests {
 
     fn kvp(key: &str, value: &str) -> MetaKvp {
         MetaKvp { key: key.into(), value: value.into() }
-    }
-
-    #[test]
-    fn names_follow_the_api_server_rules() {
-        assert!(dns1123_label_errors("team-a").is_empty());
-        assert_eq!(dns1123_label_errors("team.a").len(), 1);
-        assert_eq!(dns1123_label_errors(&"a".repeat(64)).len(), 1);
-        assert!(dns1123_label_errors("").iter().any(|e| e.contains("RFC 1123 label")));
-        assert!(qualified_name_errors("example.com/team").is_empty());
-        assert!(qualified_name_errors("Team_1.x").is_empty());
-        assert!(qualified_name_errors("/x")[0].contains("prefix part must be non-empty"));
-        assert!(qualified_name_errors("a/b/c")[0].contains("qualified name"));
-        assert!(qualified_name_errors("Example.com/x")[0].starts_with("prefix part a lowercase RFC 1123"));
-        assert!(label_value_errors("").is_empty());
-        assert!(label_value_errors("-x")[0].starts_with("a valid label"));
     }
 
     #[test]

@@ -1,36 +1,36 @@
 //! Admission webhooks (spec §8): every validator and the namespace mutator, answered on every replica from
-//! the read-replicated indexes, over HTTPS with a certificate HNC can manage itself.
+//! the read-replicated indexes, over HTTPS with a certificate reloaded without restart.
 //!
 //! ```text
 //!  API server ──HTTPS──▶ server (rustls, ReloadableCert) ──▶ one Handler per path ──▶ TreeSnapshot,
 //!                                  ▲                              │                     SourceIndex,
 //!  Secret hnc-webhook-server-cert ─┘ (every replica reloads)      │ SubjectAccessReview  active types
-//!     ▲ leader issues and rotates                                 ▼ (re-parenting only)
-//!  Validating/MutatingWebhookConfiguration ◀── leader: URLs or service, caBundle, objects rules
+//!                                                                 ▼ (re-parenting only)
 //! ```
 //!
-//! * [`namespace`], [`hierarchy`], [`anchor`], [`config`], [`objects`] — one validator per kind (and the
+//! This module is admission only. The certificate, its Secret and the webhook configurations are cluster
+//! singletons the leader alone writes: they live in [`crate::singletons`], which [`start`] wires in.
+//!
+//! * [`namespace`], [`hierarchy`], [`anchor`], [`hncconfig`], [`objects`] — one validator per kind (and the
 //!   mutator), each a [`review::Handler`];
 //! * [`sources`] — the source-object question the conflict checks ask, behind a trait;
 //! * [`server_checks`] — SubjectAccessReviews and the rare uncached namespace reads;
 //! * [`fields`] — field errors and Kubernetes name rules for 422 denials;
 //! * [`review`] — AdmissionReview plumbing, denials shaped like upstream's, decision metrics;
-//! * [`certs`], [`tls`], [`secret`] — the PKI, HTTPS with hot reload, and the certificate Secret's upkeep;
-//! * [`registration`] — the webhook configurations and their upkeep by the leader;
+//! * [`tls`] — HTTPS with a certificate swapped in without restart;
+//! * [`paths`] — the paths served, which the webhook configurations point at;
 //! * [`server`] — the router, the listener and [`start`], the entry point the replica calls.
 //!
 //! HierarchicalResourceQuota webhooks (§8.9) are not served yet: they depend on the HRQ reconcilers.
 
 pub mod anchor;
-pub mod certs;
-pub mod config;
 pub mod fields;
 pub mod hierarchy;
+pub mod hncconfig;
 pub mod namespace;
 pub mod objects;
-pub mod registration;
+pub mod paths;
 pub mod review;
-pub mod secret;
 pub mod server;
 pub mod server_checks;
 pub mod sources;

@@ -25,20 +25,20 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::anchor::AnchorValidator;
-use super::config::{CachedDiscovery, ConfigValidator, DiscoverySource};
 use super::hierarchy::HierarchyValidator;
+use super::hncconfig::{CachedDiscovery, ConfigValidator, DiscoverySource};
 use super::namespace::{NamespaceMutator, NamespaceValidator};
 use super::objects::ObjectsValidator;
-use super::registration::{self, Endpoint, Scope, Upkeep, url_has_port, url_host};
 use super::review::{Handler, serve};
-use super::secret::{self, READY_GATE};
 use super::server_checks::ApiServerChecks;
 use super::tls::{self, ReloadableCert};
-use super::{Context, sources};
+use super::{Context, paths, sources};
 use crate::config::reconciler::ActiveTypes;
 use crate::flags::Flags;
 use crate::ops::Readiness;
 use crate::ownership::Ownership;
+use crate::singletons::registration::{Endpoint, Scope, Upkeep, url_has_port, url_host};
+use crate::singletons::secret::{self, READY_GATE};
 use crate::writer::Writer;
 
 /// Everything [`start`] needs from the replica.
@@ -67,12 +67,12 @@ pub fn router(ctx: Context, discovery: Arc<dyn DiscoverySource>) -> Router {
         router.route(path, post(serve::<H>).with_state(Arc::new(handler)))
     }
     let mut router = Router::new();
-    router = route(router, registration::MUTATE_NAMESPACE, NamespaceMutator::new(ctx.clone()));
-    router = route(router, registration::VALIDATE_NAMESPACE, NamespaceValidator::new(ctx.clone()));
-    router = route(router, registration::VALIDATE_HIERARCHY, HierarchyValidator::new(ctx.clone()));
-    router = route(router, registration::VALIDATE_ANCHOR, AnchorValidator::new(ctx.clone()));
-    router = route(router, registration::VALIDATE_CONFIG, ConfigValidator::new(ctx.clone(), discovery));
-    route(router, registration::VALIDATE_OBJECTS, ObjectsValidator::new(ctx))
+    router = route(router, paths::MUTATE_NAMESPACE, NamespaceMutator::new(ctx.clone()));
+    router = route(router, paths::VALIDATE_NAMESPACE, NamespaceValidator::new(ctx.clone()));
+    router = route(router, paths::VALIDATE_HIERARCHY, HierarchyValidator::new(ctx.clone()));
+    router = route(router, paths::VALIDATE_ANCHOR, AnchorValidator::new(ctx.clone()));
+    router = route(router, paths::VALIDATE_CONFIG, ConfigValidator::new(ctx.clone(), discovery));
+    route(router, paths::VALIDATE_OBJECTS, ObjectsValidator::new(ctx))
 }
 
 /// Where the webhooks are registered, and the address to listen on.
@@ -176,7 +176,7 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::certs::{self, ServingNames};
+    use crate::singletons::certs::{self, ServingNames};
     use crate::webhook::testing::Forest;
     use serde_json::json;
 
@@ -225,14 +225,10 @@ mod tests {
         let tree_labelled = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x",
             "labels": {"hnc.x-k8s.io/included-namespace": "true", "x.tree.hnc.x-k8s.io/depth": "0"}}});
         let cases = [
+            (paths::MUTATE_NAMESPACE, review("Namespace", "", "namespaces", tree_labelled.clone()), true),
+            (paths::VALIDATE_NAMESPACE, review("Namespace", "", "namespaces", tree_labelled), false),
             (
-                registration::MUTATE_NAMESPACE,
-                review("Namespace", "", "namespaces", tree_labelled.clone()),
-                true,
-            ),
-            (registration::VALIDATE_NAMESPACE, review("Namespace", "", "namespaces", tree_labelled), false),
-            (
-                registration::VALIDATE_ANCHOR,
+                paths::VALIDATE_ANCHOR,
                 review(
                     "SubnamespaceAnchor",
                     "hnc.x-k8s.io",
@@ -242,7 +238,7 @@ mod tests {
                 false,
             ),
             (
-                registration::VALIDATE_HIERARCHY,
+                paths::VALIDATE_HIERARCHY,
                 review(
                     "HierarchyConfiguration",
                     "hnc.x-k8s.io",
@@ -252,7 +248,7 @@ mod tests {
                 false,
             ),
             (
-                registration::VALIDATE_CONFIG,
+                paths::VALIDATE_CONFIG,
                 review(
                     "HNCConfiguration",
                     "hnc.x-k8s.io",
@@ -262,7 +258,7 @@ mod tests {
                 true,
             ),
             (
-                registration::VALIDATE_OBJECTS,
+                paths::VALIDATE_OBJECTS,
                 review(
                     "Role",
                     "rbac.authorization.k8s.io",
@@ -279,7 +275,7 @@ mod tests {
             assert_eq!(answer["response"]["allowed"], allowed, "{path}: {answer}");
         }
         let garbage: serde_json::Value = client
-            .post(format!("{base}{}", registration::VALIDATE_NAMESPACE))
+            .post(format!("{base}{}", paths::VALIDATE_NAMESPACE))
             .body("{}")
             .send()
             .await

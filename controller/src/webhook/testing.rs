@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::Context;
-use super::config::DiscoverySource;
+use super::hncconfig::DiscoverySource;
 use super::server_checks::{NamespaceState, ServerChecks};
 use crate::config::resolve::{ActiveType, Discovered, DiscoveredResource};
 

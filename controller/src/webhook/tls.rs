@@ -115,7 +115,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::webhook::certs::{self, ServingNames};
+    use crate::singletons::certs::{self, ServingNames};
     use axum::routing::get;
 
     fn loopback() -> ServingNames {

@@ -36,25 +36,16 @@ use tokio_util::sync::CancellationToken;
 
 use super::certs::ServingNames;
 use super::secret::{self, SecretState};
-use super::tls::ReloadableCert;
 use crate::config::reconciler::ActiveTypes;
 use crate::config::resolve::ActiveType;
 use crate::ownership::Ownership;
 use crate::watch::{Change, feed};
+use crate::webhook::paths::{
+    MUTATE_NAMESPACE, VALIDATE_ANCHOR, VALIDATE_CONFIG, VALIDATE_HIERARCHY, VALIDATE_NAMESPACE,
+    VALIDATE_OBJECTS,
+};
+use crate::webhook::tls::ReloadableCert;
 use crate::writer::{ObjectRef, WriteOp, WriteRequest, Writer};
-
-/// Path of the namespace mutator.
-pub const MUTATE_NAMESPACE: &str = "/mutate-namespace";
-/// Path of the namespace validator.
-pub const VALIDATE_NAMESPACE: &str = "/validate-v1-namespace";
-/// Path of the HierarchyConfiguration validator.
-pub const VALIDATE_HIERARCHY: &str = "/validate-hnc-x-k8s-io-v1alpha2-hierarchyconfigurations";
-/// Path of the SubnamespaceAnchor validator.
-pub const VALIDATE_ANCHOR: &str = "/validate-hnc-x-k8s-io-v1alpha2-subnamespaceanchors";
-/// Path of the HNCConfiguration validator.
-pub const VALIDATE_CONFIG: &str = "/validate-hnc-x-k8s-io-v1alpha2-hncconfigurations";
-/// Path of the objects validator.
-pub const VALIDATE_OBJECTS: &str = "/validate-objects";
 
 /// How often certificates and configurations are re-checked without another reason; also how soon a replica
 /// that becomes the leader takes over (the checks compare in memory; they cost no API call).

@@ -20,9 +20,9 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
 use super::certs::{self, CertBundle, CertError, Renewal, ServingNames, TLS_CERT_KEY, TLS_KEY_KEY};
-use super::tls::ReloadableCert;
 use crate::ops::Readiness;
 use crate::watch::{Change, feed};
+use crate::webhook::tls::ReloadableCert;
 use crate::writer::{ObjectRef, WriteOp, WriteRequest};
 
 /// The readiness gate that stays closed until a serving certificate is loaded.

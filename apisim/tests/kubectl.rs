@@ -308,22 +308,53 @@ async fn conformance(version: &str) {
     ]);
     assert_eq!(k.ok(&["get", "configmap", "settings", "-o", "jsonpath={.data.mode}"]), "d");
 
-    // watch sees a change made while it runs
+    // watch sees a change made while it runs: the label is set once the watch has shown the existing object,
+    // so the change cannot land before the watch starts however slow the machine is
     let mut watch = Command::new(&k.binary)
         .arg("--kubeconfig")
         .arg(&k.kubeconfig)
-        .args(["get", "configmaps", "--watch", "--output-watch-events", "-o", "json", "--request-timeout=4s"])
+        .args([
+            "get",
+            "configmaps",
+            "--watch",
+            "--output-watch-events",
+            "-o",
+            "json",
+            "--request-timeout=30s",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (mut stdout, seen) = (watch.stdout.take().unwrap(), seen.clone());
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let shows = |what: &[&str]| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if what.iter().all(|w| seen.lock().unwrap().contains(w)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    };
+    assert!(shows(&["\"ADDED\"", "\"settings\""]), "{}", seen.lock().unwrap());
     k.ok(&["label", "configmap", "settings", "watched=yes"]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let modified =
+        shows(&["\"MODIFIED\"", "\"watched\": \"yes\""]) || shows(&["\"MODIFIED\"", "\"watched\":\"yes\""]);
     let _ = watch.kill();
-    let out = watch.wait_with_output().unwrap();
-    let events = String::from_utf8_lossy(&out.stdout);
-    assert!(events.contains("\"MODIFIED\"") && events.contains("\"watched\":\"yes\""), "{events}");
+    let _ = watch.wait();
+    let _ = reader.join();
+    assert!(modified, "{}", seen.lock().unwrap());
 
     // a CRD and its custom resources, including the schema being enforced
     k.ok(&["apply", "-f", tmp.path().join("crd.yaml").to_str().unwrap()]);

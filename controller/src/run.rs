@@ -40,6 +40,9 @@ pub fn main(flags: Flags) -> ExitCode {
 
 /// Runs until a termination signal, or returns the error that stopped it.
 pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
+    // Signals are handled from the first moment: one that arrives while the process starts (the embedded server
+    // coming up, the API server being reached) stops it as cleanly as one that arrives later.
+    let mut stop = ShutdownSignal::listen()?;
     // Kept alive for the whole run: dropping it stops the embedded API server.
     let _embedded = match flags.embedded {
         true => {
@@ -90,16 +93,25 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
     .await?;
 
     let outcome = async {
-        let (client, config) = startup::connect(&flags, CONNECT_TIMEOUT).await?;
-        startup::check_crds(&client, flags.enable_hrq).await?;
-        startup::check_namespace(&client, &flags.namespace).await?;
-        // Signals are handled, and the replica's own readiness gates registered, before the replica can be
-        // ready: a supervisor that stops a replica as soon as it is ready gets a clean shutdown.
-        let signalled = shutdown_signal()?;
-        let mut replica = Replica::start(&flags, client, &config, &ready, &debug)?;
-        ready.set("api-server", true);
+        let starting = async {
+            let (client, config) = startup::connect(&flags, CONNECT_TIMEOUT).await?;
+            startup::check_crds(&client, flags.enable_hrq).await?;
+            startup::check_namespace(&client, &flags.namespace).await?;
+            // The replica's own readiness gates are registered before the api-server gate opens, so /readyz
+            // never answers 200 for a replica that has not started.
+            let replica = Replica::start(&flags, client, &config, &ready, &debug)?;
+            ready.set("api-server", true);
+            anyhow::Ok(replica)
+        };
+        let mut replica = tokio::select! {
+            replica = starting => replica?,
+            () = stop.recv() => {
+                tracing::info!("termination signal received while starting, shutting down");
+                return Ok(());
+            }
+        };
         let outcome = tokio::select! {
-            () = signalled => {
+            () = stop.recv() => {
                 tracing::info!("termination signal received, shutting down");
                 Ok(())
             }
@@ -113,15 +125,23 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
     outcome
 }
 
-/// Handles SIGTERM and SIGINT from now on; the future returned resolves on the first of them.
-fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
+/// SIGTERM and SIGINT, handled (instead of killing the process) from [`ShutdownSignal::listen`] on.
+struct ShutdownSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn listen() -> anyhow::Result<ShutdownSignal> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignal { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    /// Resolves once either signal has arrived since [`ShutdownSignal::listen`].
+    async fn recv(&mut self) {
         tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
-    })
+    }
 }

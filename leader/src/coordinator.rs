@@ -108,22 +108,21 @@ impl CoordinatorConfig {
 
     fn validate(&self) -> Result<(), CoordinatorError> {
         let bad = |why: String| Err(CoordinatorError::Config(why));
-        // Object names are DNS subdomains: lowercase alphanumerics, '-' and '.', alphanumeric at both ends.
-        let dns_subdomain = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 253
-                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-                && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-        };
+        // Lease and ConfigMap names are DNS subdomains, checked by the workspace's one name validator.
         let names = [
             self.leader_lease.clone(),
             self.assignment_config_map.clone(),
             self.replica_lease(&self.identity),
             self.shard_lease(self.shard_count.saturating_sub(1)),
         ];
-        if let Some(name) = names.iter().find(|n| !dns_subdomain(n)) {
-            return bad(format!("{name:?} is not a valid object name (check identity and lease_prefix)"));
+        for name in &names {
+            let problems = hnc_api::validation::dns1123_subdomain_errors(name);
+            if !problems.is_empty() {
+                return bad(format!(
+                    "{name:?} is not a valid object name (check identity and lease_prefix): {}",
+                    problems.join("; ")
+                ));
+            }
         }
         if self.shard_count == 0 {
             return bad("shard_count must be at least 1".into());
@@ -558,6 +557,7 @@ mod tests {
         };
         assert!(refused(|c| c.identity = String::new()));
         assert!(refused(|c| c.identity = "Pod_1".into()));
+        assert!(refused(|c| c.identity = "pod..1".into()));
         assert!(refused(|c| c.shard_count = 0));
         assert!(refused(|c| c.renew_deadline = c.lease_duration));
         assert!(refused(|c| c.retry_period = c.renew_deadline));

@@ -68,13 +68,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(|_: &str| true),
     );
     let writer = writer.reporting_to(tx);
-    let resource = Arc::new(ApiResource {
-        group: String::new(),
-        version: "v1".into(),
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        plural: "configmaps".into(),
-    });
+    let resource = Arc::new(ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()));
     let create = |name: String, tag: u64| {
         let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}});
         let mut r = WriteRequest::new(

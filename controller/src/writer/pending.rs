@@ -151,13 +151,7 @@ mod tests {
     use crate::writer::WriteOp;
 
     fn request(name: &str) -> WriteRequest {
-        let resource = Arc::new(ApiResource {
-            group: String::new(),
-            version: "v1".into(),
-            api_version: "v1".into(),
-            kind: "ConfigMap".into(),
-            plural: "configmaps".into(),
-        });
+        let resource = Arc::new(ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()));
         let target = ObjectRef::new(resource, Some("a"), name);
         WriteRequest::new(target, WriteOp::Delete { resource_version: None }, "a")
     }

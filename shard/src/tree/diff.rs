@@ -313,16 +313,21 @@ mod tests {
         assert!(hierarchy_write("p", None, &target, true, NOW).is_none(), "not in a terminating namespace");
     }
 
-    #[test]
-    fn unchanged_conditions_keep_their_time_and_cause_no_write() {
-        let observed = ObservedHierarchy {
+    /// A stored HierarchyConfiguration with one condition set in 2020 and no children.
+    fn halted_since_2020() -> ObservedHierarchy {
+        ObservedHierarchy {
             resource_version: "3".into(),
             status: HierarchyConfigurationStatus {
                 children: vec![],
                 conditions: vec![halted("2020-01-01T00:00:00Z")],
             },
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn unchanged_conditions_keep_their_time_and_cause_no_write() {
+        let observed = halted_since_2020();
         let mut cond = halted("");
         cond.last_transition_time.clear();
         let target = HierarchyTarget { should_exist: true, conditions: vec![cond], ..Default::default() };
@@ -331,14 +336,7 @@ mod tests {
 
     #[test]
     fn cleared_condition_and_new_child_are_written_once() {
-        let observed = ObservedHierarchy {
-            resource_version: "3".into(),
-            status: HierarchyConfigurationStatus {
-                children: vec![],
-                conditions: vec![halted("2020-01-01T00:00:00Z")],
-            },
-            ..Default::default()
-        };
+        let observed = halted_since_2020();
         let target =
             HierarchyTarget { should_exist: true, children: vec!["kid".into()], ..Default::default() };
         let Some(HierarchyOp::MergePatch(patch)) = hierarchy_write("n", Some(&observed), &target, false, NOW)

@@ -190,6 +190,18 @@ impl ApiError {
         e
     }
 
+    /// 504 for a request not served by its deadline, as kube-apiserver's handlers answer it (`finisher`:
+    /// `NewTimeoutError("request did not complete within requested timeout - context deadline exceeded", 0)`).
+    pub fn timeout() -> Self {
+        let mut e = Self::new(
+            504,
+            "Timeout",
+            "Timeout: request did not complete within requested timeout - context deadline exceeded".into(),
+        );
+        e.details = Some(json!({}));
+        e
+    }
+
     /// Any code, for injected faults.
     pub fn injected(code: u16, retry_after: Option<u32>) -> Self {
         let reason = match code {

@@ -203,8 +203,10 @@ impl Faults {
     }
 
     /// Under a load profile, a mutating request waits for a seat and then for its commit; the seat is held
-    /// until the returned guard is dropped (after the request is served). `Err` is the 429 to answer.
-    pub(crate) async fn seat(&self, verb: &str) -> Result<Option<Seat>, Response> {
+    /// until the returned guard is dropped (after the request is served). `Err` is the 429 to answer, also when
+    /// the request's `deadline` passes while it waits (API Priority and Fairness rejects a queued request whose
+    /// context ends).
+    pub(crate) async fn seat(&self, verb: &str, deadline: Option<Instant>) -> Result<Option<Seat>, Response> {
         if !matches!(verb, "POST" | "PUT" | "PATCH" | "DELETE") {
             return Ok(None);
         }
@@ -218,7 +220,10 @@ impl Faults {
                     None
                 } else {
                     a.peak_waiting.fetch_max(waiting, Ordering::Relaxed);
-                    tokio::time::timeout(a.profile.queue_timeout, a.seats.clone().acquire_owned())
+                    let wait = deadline.map_or(a.profile.queue_timeout, |d| {
+                        a.profile.queue_timeout.min(d.saturating_duration_since(Instant::now()))
+                    });
+                    tokio::time::timeout(wait, a.seats.clone().acquire_owned())
                         .await
                         .ok()
                         .and_then(Result::ok)

@@ -160,6 +160,16 @@ pub(crate) async fn handle(
         count(&shared, verb, &target.t.plural, response.status().as_u16());
         return response;
     }
+    // kube-apiserver's request deadline (`WithRequestDeadline`): `?timeout=` (a Go duration) for anything but a
+    // watch, capped by `--request-timeout` (60 s); a request still unserved at its deadline is answered 504 and
+    // not applied.
+    let deadline = match request_deadline(verb, &query) {
+        Ok(deadline) => deadline,
+        Err(e) => {
+            count(&shared, verb, &target.t.plural, e.code);
+            return error_response(&e);
+        }
+    };
     if verb != "WATCH"
         && let Some(retry_after) = shared.faults.throttle(&user.name)
     {
@@ -170,10 +180,12 @@ pub(crate) async fn handle(
     }
     let (latency, fault) = shared.faults.decide(verb, &target.t.plural, &user.name);
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        // A slow request is still cut at its deadline, as the server's request context is.
+        let until = Instant::now() + latency;
+        tokio::time::sleep_until(deadline.map_or(until, |d| until.min(d)).into()).await;
     }
     // The load profile (faults.rs): a write's seat and commit; the seat is held until this function returns.
-    let _seat = match shared.faults.seat(verb).await {
+    let _seat = match shared.faults.seat(verb, deadline).await {
         Ok(seat) => seat,
         Err(throttled) => {
             count(&shared, verb, &target.t.plural, 429);
@@ -184,6 +196,8 @@ pub(crate) async fn handle(
     let (body, refused) = crate::protobuf::json_request_body(&target.t, verb, &headers, body);
     let response = if let Some(e) = refused {
         error_response(&e)
+    } else if deadline.is_some_and(|d| Instant::now() >= d) {
+        error_response(&ApiError::timeout())
     } else if let Some((code, retry_after)) = fault {
         let mut r = error_response(&ApiError::injected(code, retry_after));
         if let Some(secs) = retry_after {
@@ -215,6 +229,60 @@ pub(crate) async fn handle(
         });
     }
     response
+}
+
+/// kube-apiserver's default `--request-timeout`, the most any request may ask for.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// When a request must be served by: `timeout` capped by [`REQUEST_TIMEOUT`], from now. Watches have none
+/// (they are long-running and end by `timeoutSeconds`). An unparseable `timeout` is a 400, as on the real server.
+fn request_deadline(verb: &str, query: &HashMap<String, String>) -> Result<Option<Instant>, ApiError> {
+    if verb == "WATCH" {
+        return Ok(None);
+    }
+    let timeout = match query.get("timeout").filter(|t| !t.is_empty()) {
+        None => REQUEST_TIMEOUT,
+        Some(text) => match go_duration(text) {
+            Some(timeout) => timeout.min(REQUEST_TIMEOUT),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "invalid timeout specified in the request URL: {text:?}"
+                )));
+            }
+        },
+    };
+    Ok(Some(Instant::now() + timeout))
+}
+
+/// Go's `time.ParseDuration` for non-negative durations: a sequence of decimal numbers with units `ns`, `us`
+/// (or `µs`), `ms`, `s`, `m`, `h` — `300ms`, `1.5s`, `2h45m`; `0` alone is zero.
+pub(crate) fn go_duration(text: &str) -> Option<Duration> {
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * seconds;
+    }
+    Duration::try_from_secs_f64(total).ok()
 }
 
 fn count(shared: &Shared, verb: &str, resource: &str, code: u16) {
@@ -934,4 +1002,26 @@ pub(crate) fn json_response(code: u16, body: Value) -> Response {
 
 pub(crate) fn error_response(e: &ApiError) -> Response {
     json_response(e.code, e.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_as_go_durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration("4000ms"), Some(ms(4000)));
+        assert_eq!(go_duration("1.5s"), Some(ms(1500)));
+        assert_eq!(go_duration("2m30s"), Some(Duration::from_secs(150)));
+        assert_eq!(go_duration("0"), Some(Duration::ZERO));
+        for bad in ["", "10", "s", "1x", "-1s", "1e400h", "1..5s"] {
+            assert_eq!(go_duration(bad), None, "{bad:?}");
+        }
+        let query = |t: &str| HashMap::from([("timeout".to_owned(), t.to_owned())]);
+        assert!(request_deadline("WATCH", &query("1s")).unwrap().is_none());
+        let capped = request_deadline("PUT", &query("1h")).unwrap().unwrap();
+        assert!(capped <= Instant::now() + REQUEST_TIMEOUT);
+        assert_eq!(request_deadline("PUT", &query("soon")).unwrap_err().code, 400);
+    }
 }

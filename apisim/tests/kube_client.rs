@@ -334,3 +334,42 @@ async fn faults_can_target_one_user() {
     sim.faults().clear();
     b.create(&PostParams::default(), &cm("from-b")).await.unwrap();
 }
+
+/// kube-apiserver's request deadline: a write still unserved when its `?timeout=` runs out is answered 504
+/// and never applied; without the parameter (or within it) the same slow write is applied.
+#[tokio::test]
+async fn a_write_past_its_timeout_is_answered_504_and_not_applied() {
+    use hnc_apisim::FaultRule;
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let client = client(&sim).await;
+    sim.faults().add(FaultRule {
+        verb: Some("POST".into()),
+        resource: Some("configmaps".into()),
+        latency: Duration::from_millis(400),
+        ..Default::default()
+    });
+    let post = |name: &str, timeout: &str| {
+        let body = serde_json::to_vec(&cm(name)).unwrap();
+        axum::http::Request::post(format!("/api/v1/namespaces/default/configmaps{timeout}"))
+            .body(body)
+            .unwrap()
+    };
+    let late = client.request::<ConfigMap>(post("late", "?timeout=100ms")).await.unwrap_err();
+    match late {
+        kube::Error::Api(s) => {
+            assert_eq!((s.code, s.reason.as_str()), (504, "Timeout"));
+            assert_eq!(
+                s.message,
+                "Timeout: request did not complete within requested timeout - context deadline exceeded"
+            );
+        }
+        other => panic!("{other}"),
+    }
+    // The delayed request is over: it was dropped, not left to land later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    assert_eq!(code(api.get("late").await.unwrap_err()), 404);
+    client.request::<ConfigMap>(post("in-time", "?timeout=2s")).await.unwrap();
+    client.request::<ConfigMap>(post("no-timeout", "")).await.unwrap();
+    assert_eq!(code(client.request::<ConfigMap>(post("bad", "?timeout=soon")).await.unwrap_err()), 400);
+}

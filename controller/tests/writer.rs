@@ -141,7 +141,7 @@ async fn deleting_what_is_gone_succeeds_and_permanent_errors_are_not_retried() {
     let (writer, _task) = Writer::start(client, fast_config(), allow_all());
     let writer = writer.reporting_to(tx);
 
-    writer.submit(request("x", WriteOp::Delete { resource_version: Some("1".into()) }));
+    writer.submit(request("x", WriteOp::Delete { resource_version: Some("1".into()), uid: None }));
     assert_eq!(outcomes(&mut rx, 1).await, vec![Outcome::Written]);
     writer.submit(request("y", WriteOp::create(cm("y"))));
     assert!(matches!(outcomes(&mut rx, 1).await[0], Outcome::Failed { code: Some(403), .. }));
@@ -332,4 +332,81 @@ async fn the_default_finds_a_throttling_servers_capacity_without_overloading_it(
         "{rate:.0} writes/s, {mean_waiting:.1} waiting, limit {}, {stats:?}",
         writer.concurrency_limit()
     );
+}
+
+fn namespaces() -> Arc<ApiResource> {
+    Arc::new(ApiResource::erase::<k8s_openapi::api::core::v1::Namespace>(&()))
+}
+
+/// A namespace deleted and created again under the same name is another object: a delete planned against the
+/// first (carrying its uid) is refused by the API server with a Conflict, and the second namespace stays.
+#[tokio::test]
+async fn a_delete_planned_against_one_namespace_never_removes_its_namesake() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let sim = hnc_apisim::ApiSim::start(Default::default()).await.unwrap();
+    let client = apisim_client(&sim).await;
+    let api = kube::Api::<Namespace>::all(client.clone());
+    let create = || sim.create("", "namespaces", "", json!({"metadata": {"name": "reborn"}})).unwrap();
+    let first = create()["metadata"]["uid"].as_str().unwrap().to_owned();
+    api.delete("reborn", &Default::default()).await.unwrap();
+    let deleted = Instant::now();
+    while api.get_opt("reborn").await.unwrap().is_some() {
+        assert!(deleted.elapsed() < Duration::from_secs(10), "the first namespace finishes terminating");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = create()["metadata"]["uid"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(client, fast_config(), allow_all());
+    let writer = writer.reporting_to(tx);
+    let delete = |uid: &str| {
+        let op = WriteOp::Delete { resource_version: None, uid: Some(uid.to_owned()) };
+        WriteRequest::new(ObjectRef::new(namespaces(), None, "reborn"), op, "reborn")
+    };
+    writer.submit(delete(&first));
+    assert_eq!(outcomes(&mut rx, 1).await, [Outcome::Conflict]);
+    let still = api.get("reborn").await.unwrap();
+    assert_eq!(still.metadata.uid.as_deref(), Some(second.as_str()));
+    assert!(still.metadata.deletion_timestamp.is_none());
+    writer.submit(delete(&second));
+    assert_eq!(outcomes(&mut rx, 1).await, [Outcome::Written]);
+}
+
+/// The write window: every request tells the server how long it may take (`?timeout=`), so a write delayed at
+/// the server past the window is answered 504 there and never applied — it cannot land after another replica
+/// took the tree over — and the writer stops waiting at the same moment, then retries.
+#[tokio::test]
+async fn a_write_delayed_past_the_window_is_never_applied() {
+    let sim = hnc_apisim::ApiSim::start(Default::default()).await.unwrap();
+    sim.faults().add(hnc_apisim::FaultRule {
+        verb: Some("POST".into()),
+        resource: Some("configmaps".into()),
+        latency: Duration::from_millis(1500),
+        ..Default::default()
+    });
+    let mut config = fast_config();
+    config.attempt_timeout = Duration::from_millis(300);
+    config.max_attempts = 2;
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(apisim_client(&sim).await, config, allow_all());
+    let writer = writer.reporting_to(tx);
+    let started = Instant::now();
+    writer.submit(create_in_default("slow", 0));
+    let got = outcomes(&mut rx, 1).await;
+    assert!(matches!(got[0], Outcome::Failed { code: Some(504), .. }), "{got:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the writer gave up at the window, not the answer"
+    );
+    // Both attempts reached the server and were answered 504 there at their deadline, not applied later.
+    let timed_out = || sim.writes().into_iter().filter(|w| w.name == "slow" && w.code == 504).count();
+    while timed_out() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", sim.writes());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let api =
+        kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(apisim_client(&sim).await, "default");
+    assert!(api.get_opt("slow").await.unwrap().is_none());
+    assert!(sim.writes().iter().all(|w| w.name != "slow" || w.code == 504), "{:?}", sim.writes());
 }

@@ -353,7 +353,7 @@ fn effect_of(snapshot: &TreeSnapshot, w: &HierarchyWrite) -> Effect {
             assert_eq!(meta["namespace"].as_str(), namespace);
             json!({"created": comparable(w.kind, object)})
         }
-        HierarchyOp::Delete => json!("deleted"),
+        HierarchyOp::Delete { .. } => json!("deleted"),
     };
     Effect {
         kind: w.kind,
@@ -628,8 +628,10 @@ fn a_subnamespace_is_created_before_its_anchor_is_written_and_deleted_with_it() 
     let create = writes.iter().find(|w| w.kind == HierarchyKind::Namespace && &*w.name == "c").unwrap();
     assert_eq!((create.namespace.as_deref(), &*create.owner), (None, "p"), "fenced by the parent's tree");
 
-    // The anchor is being deleted: its subnamespace goes, whatever its version.
-    let mut sub = ObservedNamespace { resource_version: "9".into(), ..Default::default() };
+    // The anchor is being deleted: its subnamespace goes, whatever its version — but only that namespace, not
+    // one created again under its name (a uid precondition).
+    let mut sub =
+        ObservedNamespace { uid: "uid-c".into(), resource_version: "9".into(), ..Default::default() };
     sub.annotations.insert(annotations::SUBNAMESPACE_OF.into(), "p".into());
     index.apply_namespace("c", sub);
     index.apply_anchor(
@@ -646,12 +648,13 @@ fn a_subnamespace_is_created_before_its_anchor_is_written_and_deleted_with_it() 
     let snapshot = synced(&mut index);
     let delete = reconcile(&snapshot, &"p".into(), NOW)
         .into_iter()
-        .find(|w| w.op == HierarchyOp::Delete)
+        .find(|w| matches!(w.op, HierarchyOp::Delete { .. }))
         .expect("the subnamespace is deleted");
     assert_eq!(
         (delete.kind, &*delete.name, delete.planned_from.as_str()),
         (HierarchyKind::Namespace, "c", "9")
     );
+    assert_eq!(delete.op, HierarchyOp::Delete { uid: "uid-c".into() });
 }
 
 #[test]
@@ -690,7 +693,7 @@ fn a_converged_forest_plans_nothing() {
                 match op {
                     HierarchyOp::Create(created) => object = created.clone(),
                     HierarchyOp::MergePatch(patch) => merge(&mut object, patch),
-                    HierarchyOp::Delete => unreachable!(),
+                    HierarchyOp::Delete { .. } => unreachable!(),
                 }
                 let status = object.get("status").cloned().unwrap_or(json!({}));
                 let hc = ObservedHierarchy {

@@ -28,6 +28,7 @@ pub fn namespace(ns: &Namespace) -> Option<(String, ObservedNamespace)> {
     Some((
         meta.name.clone()?,
         ObservedNamespace {
+            uid: meta.uid.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
             labels: meta.labels.clone().unwrap_or_default(),
             annotations: meta.annotations.clone().unwrap_or_default(),

@@ -367,7 +367,9 @@ impl HierarchyReconciler {
         let op = match op {
             HierarchyOp::Create(object) => WriteOp::create(object),
             HierarchyOp::MergePatch(patch) => WriteOp::MergePatch(patch),
-            HierarchyOp::Delete => WriteOp::Delete { resource_version: None },
+            HierarchyOp::Delete { uid } => {
+                WriteOp::Delete { resource_version: None, uid: Some(uid).filter(|u| !u.is_empty()) }
+            }
         };
         let mut request = WriteRequest::new(target, op, &owner);
         self.pending.insert(&mut request, Pending { planned_from, owner });

@@ -633,7 +633,7 @@ fn to_writer_op(write: &PlannedWrite, resource: &ApiResource) -> WriteOp {
             WriteOp::Recreate { resource_version: Some(resource_version.to_string()), object: body() }
         }
         CopyOp::Delete { resource_version } => {
-            WriteOp::Delete { resource_version: Some(resource_version.to_string()) }
+            WriteOp::Delete { resource_version: Some(resource_version.to_string()), uid: None }
         }
     }
 }

@@ -143,13 +143,17 @@ pub enum WriteOp {
     Update(Body),
     /// JSON merge patch; include `metadata.resourceVersion` to make it conditional.
     MergePatch(serde_json::Value),
-    /// Delete, optionally only if the object is still at `resource_version`.
+    /// Delete, only if the object is still at `resource_version` and still the object with `uid` (each
+    /// precondition when given). A failed precondition is a 409: the caller re-plans from what it observes.
     Delete {
-        /// Precondition; `None` deletes whatever is there.
+        /// Version precondition; it also pins the object, since a re-created object has another version.
         resource_version: Option<String>,
+        /// Uid precondition, for deletes that must not depend on the version (a namespace's labels change
+        /// under other writers, its identity does not).
+        uid: Option<String>,
     },
     /// Delete (conditional on the given version) and create anew — for changes to immutable fields such as a
-    /// RoleBinding's `roleRef`.
+    /// RoleBinding's `roleRef`. The fence is checked again between the two requests.
     Recreate {
         /// Version the delete is conditional on.
         resource_version: Option<String>,
@@ -297,6 +301,18 @@ pub struct WriterConfig {
     pub base_backoff: Duration,
     /// Largest retry delay.
     pub max_backoff: Duration,
+    /// The write window: each request of an attempt is committed within this time of the fence check that let
+    /// it through, or not at all (see `exec`). Must be shorter than `lease duration − renew deadline`;
+    /// [`write_window`] derives it from the Lease timing.
+    pub attempt_timeout: Duration,
+}
+
+/// The write window for a Lease timing: four fifths of `lease duration − renew deadline` (4 s at the default
+/// 15 s / 10 s). A fence stays open at most `renew deadline` after the renewal that opened it, and no other
+/// replica takes the Lease over before `lease duration` after that renewal; a write let through at the last
+/// moment is settled at the server before then, with a fifth of the gap to spare for the request's travel.
+pub fn write_window(lease_duration: Duration, renew_deadline: Duration) -> Duration {
+    lease_duration.saturating_sub(renew_deadline).mul_f64(0.8)
 }
 
 impl WriterConfig {
@@ -308,6 +324,7 @@ impl WriterConfig {
             max_attempts: 8,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            attempt_timeout: write_window(Duration::from_secs(15), Duration::from_secs(10)),
         }
     }
 
@@ -501,12 +518,18 @@ fn queue_gauges(queue: &FairQueue<ObjectRef, Queued, &'static str>) {
 
 /// Takes a send permit, then the next write in fair order, and starts it; the permit is taken first so that the
 /// queue chooses what to send at the moment something can be sent.
+///
+/// A write task that panics takes the dispatcher down with it (the panic is resumed here): its object would stay
+/// "in flight" for ever, so the writer fails as a whole and the replica stops holding work (`crate::tasks`).
 async fn dispatch(inner: Arc<Inner>) {
     let mut writes = JoinSet::new();
     loop {
-        while writes.try_join_next().is_some() {}
         let permit = tokio::select! {
             permit = inner.gate.acquire() => permit,
+            Some(ended) = writes.join_next() => {
+                resume_panic(ended);
+                continue;
+            }
             _ = inner.stop.cancelled() => return,
         };
         let (key, queued) = loop {
@@ -517,10 +540,19 @@ async fn dispatch(inner: Arc<Inner>) {
             }
             tokio::select! {
                 _ = notified => {}
+                Some(ended) = writes.join_next() => resume_panic(ended),
                 _ = inner.stop.cancelled() => return,
             }
         };
         writes.spawn(write(inner.clone(), key, queued, permit));
+    }
+}
+
+fn resume_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = ended
+        && error.is_panic()
+    {
+        std::panic::resume_unwind(error.into_panic());
     }
 }
 
@@ -601,7 +633,10 @@ async fn write_with_retries(
             return (Outcome::Fenced, None);
         }
         let (sent, in_flight) = inner.gate.sending();
-        let result = exec::execute(&inner.client, &request.target, &request.op).await;
+        let fence = || (inner.fence)(&request.scope);
+        let result =
+            exec::execute(&inner.client, &request.target, &request.op, inner.config.attempt_timeout, fence)
+                .await;
         let elapsed = sent.elapsed();
         metrics::histogram!("hnc_write_duration_seconds", "verb" => request.op.verb())
             .record(elapsed.as_secs_f64());

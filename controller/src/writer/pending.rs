@@ -153,7 +153,7 @@ mod tests {
     fn request(name: &str) -> WriteRequest {
         let resource = Arc::new(ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&()));
         let target = ObjectRef::new(resource, Some("a"), name);
-        WriteRequest::new(target, WriteOp::Delete { resource_version: None }, "a")
+        WriteRequest::new(target, WriteOp::Delete { resource_version: None, uid: None }, "a")
     }
 
     fn completed(request: &WriteRequest, outcome: Outcome) -> Completed {

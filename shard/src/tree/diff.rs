@@ -22,8 +22,12 @@ pub enum HierarchyOp {
     Create(Value),
     /// JSON merge patch, conditional on the `metadata.resourceVersion` it carries.
     MergePatch(Value),
-    /// Delete the object, whatever its version.
-    Delete,
+    /// Delete the object whatever its version, but only if it is still the object with this `metadata.uid`
+    /// (a uid precondition; empty when the uid was not observed, which only hand-made test states do).
+    Delete {
+        /// The uid the delete is conditional on.
+        uid: String,
+    },
 }
 
 impl HierarchyOp {
@@ -32,7 +36,7 @@ impl HierarchyOp {
         match self {
             HierarchyOp::Create(_) => "create",
             HierarchyOp::MergePatch(_) => "patch",
-            HierarchyOp::Delete => "delete",
+            HierarchyOp::Delete { .. } => "delete",
         }
     }
 }

@@ -10,6 +10,9 @@ use hnc_api::{HierarchyConfigurationSpec, HierarchyConfigurationStatus, MetaKvp}
 /// A Namespace as last observed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObservedNamespace {
+    /// `metadata.uid`: which namespace of this name it is. A namespace deleted and created again under the same
+    /// name is another object, and a delete planned against the first must not remove the second.
+    pub uid: String,
     /// `metadata.resourceVersion`.
     pub resource_version: String,
     /// `metadata.labels`.

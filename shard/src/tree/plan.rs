@@ -134,7 +134,7 @@ pub fn reconcile(snapshot: &TreeSnapshot, ns: &NsName, now: &str) -> Vec<Hierarc
                     HierarchyKind::Namespace,
                     None,
                     &child,
-                    HierarchyOp::Delete,
+                    HierarchyOp::Delete { uid: sub.uid.clone() },
                     &sub.resource_version,
                 ));
             }

@@ -13,6 +13,7 @@ pub mod replica;
 pub mod run;
 pub mod singletons;
 pub mod startup;
+pub mod tasks;
 pub mod telemetry;
 pub mod watch;
 pub mod webhook;

@@ -12,6 +12,9 @@
 //!         └────── its own outcome channel ◀───────┘
 //! ```
 //!
+//! Every long-running part is a named core task ([`CoreTasks`]): if one ends or panics, [`Replica::fatal`]
+//! resolves and the replica stops holding work (see [`crate::tasks`]).
+//!
 //! Each reconciler makes its own writer handle ([`Writer::reporting_to`]), so every outcome goes straight back
 //! to whoever submitted the write; this module only wires. What replicas report about shards (the leader's
 //! weights, `/debug/shards`, `/debug/namespace`) lives in [`crate::ownership`].
@@ -38,8 +41,12 @@ use crate::hierarchy::reconciler::HierarchyReconciler;
 use crate::ops::{DebugPages, Readiness};
 use crate::ownership::{self, Ownership, ShardedOwnership};
 use crate::propagation::engine::PropagationEngine;
+use crate::tasks::CoreTasks;
 use crate::watch::{EVENT_BUFFER, SpecOptional, feed, feed_spec_optional};
 use crate::writer::{self, Fence, Writer, WriterConfig};
+
+/// The readiness gate a replica holds open while all its core tasks run.
+pub const READY_GATE: &str = "replica";
 
 /// The running parts of a replica.
 pub struct Replica {
@@ -50,8 +57,11 @@ pub struct Replica {
     /// The writer every API write goes through.
     pub writer: Writer,
     stop: CancellationToken,
-    tasks: JoinSet<()>,
+    core: CoreTasks,
+    /// Tasks that end by themselves (readiness gates waiting for a first sync).
+    helpers: JoinSet<()>,
     coordinator: Option<(CoordinatorHandle, CoordinatorTask)>,
+    ready: Readiness,
 }
 
 type CoordinatorTask = tokio::task::JoinHandle<Result<(), hnc_leader::CoordinatorError>>;
@@ -67,7 +77,10 @@ impl Replica {
         debug: &DebugPages,
     ) -> anyhow::Result<Replica> {
         let stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
+        let mut core = CoreTasks::default();
+        let mut helpers = JoinSet::new();
+        #[cfg(feature = "fault-injection")]
+        debug.register("fault", core.fault_page());
         let index = TreeIndex::new(flags.namespace_policy());
         let tree = index.reader();
         let ring = ShardRing::new(flags.shards, DEFAULT_VIRTUAL_NODES);
@@ -79,7 +92,7 @@ impl Replica {
             let (coordinator, task) = start_coordinator(flags, client.clone(), tree.clone(), ring.clone())?;
             debug.register("shards", ownership::shards_page(coordinator.clone()));
             let (mut held, mut leading) = (coordinator.held_shards(), coordinator.leadership());
-            tasks.spawn(async move {
+            core.spawn("ownership-notifier", async move {
                 loop {
                     tokio::select! {
                         changed = held.changed() => if changed.is_err() { return },
@@ -98,41 +111,54 @@ impl Replica {
             let (tree, ownership) = (tree.clone(), ownership.clone());
             Arc::new(move |scope: &str| ownership.owns(&*tree.load(), scope))
         };
-        let (writer, writer_task) = Writer::start(
-            writer::writer_client(config)?,
-            WriterConfig::from_flag(flags.apiserver_qps_throttle),
-            fence,
-        );
-        tasks.spawn(async move {
-            let _ = writer_task.await;
+        let writer_config = WriterConfig {
+            attempt_timeout: writer::write_window(flags.lease_duration, flags.renew_deadline),
+            ..WriterConfig::from_flag(flags.apiserver_qps_throttle)
+        };
+        let (writer, writer_task) = Writer::start(writer::writer_client(config)?, writer_config, fence);
+        core.spawn("writer", async move {
+            if let Err(error) = writer_task.await
+                && error.is_panic()
+            {
+                std::panic::resume_unwind(error.into_panic());
+            }
         });
         let (config_tx, config_rx) = mpsc::channel::<ConfigEvent>(256);
 
         // Hierarchy: three watches feed the reconciler that owns the tree index.
         let (events_tx, events_rx) = mpsc::channel(EVENT_BUFFER);
         let watch_config = watcher::Config::default();
-        tasks.spawn(feed(
-            Api::<Namespace>::all(client.clone()),
-            watch_config.clone(),
-            events_tx.clone(),
-            "namespaces".to_owned(),
-            HierarchyEvent::Namespace,
-        ));
-        tasks.spawn(feed_spec_optional(
-            Api::<SpecOptional<HierarchyConfiguration>>::all(client.clone()),
-            watch_config.clone(),
-            events_tx.clone(),
-            "hierarchyconfigurations".to_owned(),
-            HierarchyEvent::Hierarchy,
-        ));
-        tasks.spawn(feed_spec_optional(
-            Api::<SpecOptional<SubnamespaceAnchor>>::all(client.clone()),
-            watch_config.clone(),
-            events_tx.clone(),
-            "subnamespaceanchors".to_owned(),
-            HierarchyEvent::Anchor,
-        ));
-        tasks.spawn(crate::crds::watch_crds(client.clone(), config_tx.clone(), events_tx));
+        core.spawn(
+            "namespace-watch",
+            feed(
+                Api::<Namespace>::all(client.clone()),
+                watch_config.clone(),
+                events_tx.clone(),
+                "namespaces".to_owned(),
+                HierarchyEvent::Namespace,
+            ),
+        );
+        core.spawn(
+            "hierarchyconfiguration-watch",
+            feed_spec_optional(
+                Api::<SpecOptional<HierarchyConfiguration>>::all(client.clone()),
+                watch_config.clone(),
+                events_tx.clone(),
+                "hierarchyconfigurations".to_owned(),
+                HierarchyEvent::Hierarchy,
+            ),
+        );
+        core.spawn(
+            "subnamespaceanchor-watch",
+            feed_spec_optional(
+                Api::<SpecOptional<SubnamespaceAnchor>>::all(client.clone()),
+                watch_config.clone(),
+                events_tx.clone(),
+                "subnamespaceanchors".to_owned(),
+                HierarchyEvent::Anchor,
+            ),
+        );
+        core.spawn("crd-watch", crate::crds::watch_crds(client.clone(), config_tx.clone(), events_tx));
         // Hierarchy changes propagation must follow go straight to the engine.
         let (propagation_tx, propagation_rx) = mpsc::unbounded_channel();
         let reconciler = HierarchyReconciler::new(
@@ -144,12 +170,12 @@ impl Replica {
         let mut synced = reconciler.synced();
         ready.register("hierarchy");
         let gate = ready.clone();
-        tasks.spawn(async move {
+        helpers.spawn(async move {
             if synced.wait_for(|s| *s).await.is_ok() {
                 gate.set("hierarchy", true);
             }
         });
-        tasks.spawn(reconciler.run(events_rx, ownership_rx.clone(), stop.clone()));
+        core.spawn("hierarchy-reconciler", reconciler.run(events_rx, ownership_rx.clone(), stop.clone()));
 
         // Propagation: the engine owns the forest cache; the config reconciler tells it what to propagate.
         let rules = PropagationRules {
@@ -170,12 +196,10 @@ impl Replica {
             ownership::namespace_page(tree.clone(), cache.clone(), ring.clone(), ownership.clone()),
         );
         if let Some((coordinator, _)) = &coordinator {
-            tasks.spawn(ownership::publish_shard_objects(
-                coordinator.clone(),
-                tree.clone(),
-                cache.clone(),
-                ring,
-            ));
+            core.spawn(
+                "shard-publisher",
+                ownership::publish_shard_objects(coordinator.clone(), tree.clone(), cache.clone(), ring),
+            );
         }
         let counts: CountsFn = {
             let cache = cache.clone();
@@ -194,6 +218,7 @@ impl Replica {
 
         // ---- Admission webhooks (crate::webhook): served unless --no-webhooks; the leader keeps the
         // certificate Secret and the webhook configurations current. ----
+        let mut webhook_tasks = JoinSet::new();
         crate::webhook::start(
             crate::webhook::Inputs {
                 flags,
@@ -205,35 +230,53 @@ impl Replica {
                 writer: writer.clone(),
                 ready,
             },
-            &mut tasks,
+            &mut webhook_tasks,
             &stop,
         )?;
+        core.spawn_group("webhooks", webhook_tasks);
         // ---- end of admission webhooks ----
 
-        tasks.spawn(feed_spec_optional(
-            Api::<SpecOptional<HNCConfiguration>>::all(client),
-            watch_config.fields(&format!("metadata.name={}", hnc_api::keys::names::CONFIG)),
-            config_tx,
-            "hncconfigurations".to_owned(),
-            ConfigEvent::Config,
-        ));
-        tasks.spawn(config_reconciler.run(config_rx, ownership_rx.clone(), stop.clone()));
-        tasks.spawn(engine.run(propagation_rx, active, ownership_rx, stop.clone()));
-        Ok(Replica { tree, cache, writer, stop, tasks, coordinator })
+        core.spawn(
+            "hncconfiguration-watch",
+            feed_spec_optional(
+                Api::<SpecOptional<HNCConfiguration>>::all(client),
+                watch_config.fields(&format!("metadata.name={}", hnc_api::keys::names::CONFIG)),
+                config_tx,
+                "hncconfigurations".to_owned(),
+                ConfigEvent::Config,
+            ),
+        );
+        core.spawn("config-reconciler", config_reconciler.run(config_rx, ownership_rx.clone(), stop.clone()));
+        core.spawn("propagation-engine", engine.run(propagation_rx, active, ownership_rx, stop.clone()));
+        ready.set(READY_GATE, true);
+        Ok(Replica { tree, cache, writer, stop, core, helpers, coordinator, ready: ready.clone() })
     }
 
-    /// Resolves when this replica must stop: it lost the API server for longer than a lease duration (its fences
-    /// are already closed). Never resolves for a replica without a coordinator.
+    /// Resolves when this replica must stop: a core task ended or panicked, or it lost the API server for longer
+    /// than a lease duration (its fences are already closed). Closes the readiness gate [`READY_GATE`] at once;
+    /// the caller then [shuts the replica down](Replica::shutdown), which releases its Leases.
     pub async fn fatal(&mut self) -> anyhow::Error {
-        let Some((coordinator, task)) = &mut self.coordinator else { return std::future::pending().await };
-        tokio::select! {
-            _ = coordinator.api_lost() => anyhow::anyhow!("lost the API server for longer than the lease duration"),
-            result = task => match result {
-                Ok(Ok(())) => anyhow::anyhow!("the shard coordinator stopped"),
-                Ok(Err(error)) => anyhow::anyhow!("shard coordination failed: {error}"),
-                Err(error) => anyhow::anyhow!("shard coordination crashed: {error}"),
-            },
-        }
+        let coordination = async {
+            let Some((coordinator, task)) = &mut self.coordinator else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = coordinator.api_lost() => {
+                    anyhow::anyhow!("lost the API server for longer than the lease duration")
+                }
+                result = task => match result {
+                    Ok(Ok(())) => anyhow::anyhow!("the shard coordinator stopped"),
+                    Ok(Err(error)) => anyhow::anyhow!("shard coordination failed: {error}"),
+                    Err(error) => anyhow::anyhow!("shard coordination crashed: {error}"),
+                },
+            }
+        };
+        let error = tokio::select! {
+            error = coordination => error,
+            error = self.core.ended() => error,
+        };
+        self.ready.set(READY_GATE, false);
+        error
     }
 
     /// Stops every task: reconcilers first, then the writer after its in-flight writes, then hands the shards
@@ -241,8 +284,9 @@ impl Replica {
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         self.writer.shutdown();
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
+        self.helpers.abort_all();
+        self.core.shutdown().await;
+        while self.helpers.join_next().await.is_some() {}
         if let Some((coordinator, task)) = self.coordinator.take() {
             coordinator.shutdown().await;
             let _ = task.await;

@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod cluster;
+pub mod forest;
 
 use anyhow::{Context, bail};
 use cluster::run_id;
@@ -118,6 +119,35 @@ impl TestEnv {
         if let Some(mut replica) = self.replicas[index].take() {
             let _ = replica.child.kill();
             let _ = replica.child.wait();
+        }
+    }
+
+    /// Suspends a replica with SIGSTOP: it keeps its connections but does nothing until resumed.
+    pub fn pause_replica(&self, index: usize) -> anyhow::Result<()> {
+        self.replica(index).signal("STOP")
+    }
+
+    /// Resumes a replica suspended by [`TestEnv::pause_replica`] (SIGCONT).
+    pub fn resume_replica(&self, index: usize) -> anyhow::Result<()> {
+        self.replica(index).signal("CONT")
+    }
+
+    /// Waits for a replica to exit by itself; its exit status, or an error after `timeout`.
+    pub async fn wait_exit(
+        &mut self,
+        index: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let replica = self.replicas[index].as_mut().context("replica already stopped")?;
+            if let Some(status) = replica.child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("replica {} still running after {timeout:?}:\n{}", replica.id, replica.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -295,6 +325,15 @@ impl Replica {
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status =
+            Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status()?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed: {status}", self.id);
+        }
+        Ok(())
     }
 
     fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {

@@ -6,13 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use hnc_e2e::forest::{assignment, forest_names, load_forest, propagated, put_role};
 use hnc_e2e::{TestEnv, eventually};
-use hnc_leader::{ASSIGNMENT_KEY, PublishedAssignment};
+use hnc_leader::PublishedAssignment;
 use hnc_shard::ShardRing;
 use hnc_shard::ring::DEFAULT_VIRTUAL_NODES;
-use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
-use kube::api::{ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::rbac::v1::Role;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -33,30 +32,6 @@ const CONVERGE: Duration = Duration::from_secs(90);
 /// watch has shown it the move (milliseconds here; a second of margin for a loaded CI machine).
 const HANDOVER_WINDOW: Duration = Duration::from_secs(1);
 
-/// `trees` roots, each with two children: `t<i>`, `t<i>-a`, `t<i>-b`.
-fn forest_names(env: &TestEnv, trees: usize) -> Vec<[String; 3]> {
-    (0..trees)
-        .map(|t| [env.ns(&format!("t{t}")), env.ns(&format!("t{t}-a")), env.ns(&format!("t{t}-b"))])
-        .collect()
-}
-
-fn load_forest(env: &TestEnv, trees: &[[String; 3]]) -> anyhow::Result<()> {
-    let sim = env.sim().expect("apisim");
-    for [root, a, b] in trees {
-        for ns in [root, a, b] {
-            sim.create("", "namespaces", "", serde_json::json!({"metadata": {"name": ns}}))
-                .map_err(|e| anyhow::anyhow!(e.message))?;
-        }
-        for child in [a, b] {
-            let hc = serde_json::json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
-                "metadata": {"name": "hierarchy", "namespace": child}, "spec": {"parent": root}});
-            sim.create("hnc.x-k8s.io", "hierarchyconfigurations", child, hc)
-                .map_err(|e| anyhow::anyhow!(e.message))?;
-        }
-    }
-    Ok(())
-}
-
 async fn start_replicas(env: &mut TestEnv, ids: &[&str]) -> anyhow::Result<Vec<usize>> {
     let mut started = Vec::new();
     for id in ids {
@@ -66,70 +41,6 @@ async fn start_replicas(env: &mut TestEnv, ids: &[&str]) -> anyhow::Result<Vec<u
         env.replica(*r).wait_ready(CONVERGE).await?;
     }
     Ok(started)
-}
-
-fn role(name: &str, verb: &str) -> Role {
-    Role {
-        metadata: ObjectMeta { name: Some(name.to_owned()), ..Default::default() },
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec![String::new()]),
-            resources: Some(vec!["pods".into()]),
-            verbs: vec![verb.to_owned()],
-            ..Default::default()
-        }]),
-    }
-}
-
-/// Creates or updates role `name` in `ns` with `verb`.
-async fn put_role(env: &TestEnv, ns: &str, name: &str, verb: &str) -> anyhow::Result<()> {
-    let api = Api::<Role>::namespaced(env.client.clone(), ns);
-    match api.get_opt(name).await? {
-        Some(mut existing) => {
-            existing.rules = role(name, verb).rules;
-            api.replace(name, &PostParams::default(), &existing).await?;
-        }
-        None => {
-            api.create(&PostParams::default(), &role(name, verb)).await?;
-        }
-    }
-    Ok(())
-}
-
-/// A role as seen: where it was copied from (`None` for a source) and its verbs.
-type RoleSeen = (Option<String>, Vec<String>);
-
-/// True when every source role of every root is copied, with its content, into both children.
-async fn propagated(env: &TestEnv, trees: &[[String; 3]]) -> Option<()> {
-    let all = Api::<Role>::all(env.client.clone()).list(&ListParams::default()).await.ok()?;
-    let mut by_ns: BTreeMap<String, BTreeMap<String, RoleSeen>> = BTreeMap::new();
-    for r in all {
-        let ns = r.namespace().unwrap_or_default();
-        let verbs = r.rules.clone().unwrap_or_default().into_iter().flat_map(|rule| rule.verbs).collect();
-        let from = r.labels().get("hnc.x-k8s.io/inherited-from").cloned();
-        by_ns.entry(ns).or_default().insert(r.name_any(), (from, verbs));
-    }
-    for [root, a, b] in trees {
-        let sources: Vec<_> =
-            by_ns.get(root).into_iter().flatten().filter(|(_, (from, _))| from.is_none()).collect();
-        for child in [a, b] {
-            let copies = by_ns.get(child)?;
-            for (name, (_, verbs)) in &sources {
-                let (from, copied) = copies.get(*name)?;
-                if from.as_deref() != Some(root.as_str()) || copied != verbs {
-                    return None;
-                }
-            }
-        }
-    }
-    Some(())
-}
-
-async fn assignment(env: &TestEnv) -> Option<PublishedAssignment> {
-    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), hnc_e2e::HNC_NAMESPACE)
-        .get_opt("hnc-shard-assignment")
-        .await
-        .ok()??;
-    serde_json::from_str(cm.data?.get(ASSIGNMENT_KEY)?).ok()
 }
 
 /// The replica the published assignment gives `root`'s tree to.

@@ -1,0 +1,147 @@
+//! What a replica does when part of it fails or it is suspended mid-write (design invariants 1 and 4):
+//!
+//! * a core task that panics makes the replica stop holding work — it exits non-zero and releases its Leases —
+//!   so its trees get a new writer instead of stalling behind a replica that still renews its Leases;
+//! * a holder suspended (SIGSTOP) while its writes are delayed at the API server never has one of them
+//!   accepted after the replica that took its trees over has written: every write carries the write window as
+//!   the server's `timeout`, shorter than `lease duration − renew deadline`.
+//!
+//! apisim only: these scenarios inject faults into processes and into the API server.
+
+use std::time::{Duration, Instant};
+
+use hnc_apisim::FaultRule;
+use hnc_e2e::forest::{forest_names, load_forest, propagated, put_role};
+use hnc_e2e::{TestEnv, eventually};
+use k8s_openapi::api::rbac::v1::Role;
+use kube::Api;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_hnc-e2e-controller");
+/// Short leases, in the same relations as the defaults: the write window is 0.8 × (3 s − 2 s) = 800 ms.
+const LEASE: Duration = Duration::from_secs(3);
+const ARGS: [&str; 6] = [
+    "--no-webhooks",
+    "--apiserver-qps-throttle=500",
+    "--shards=16",
+    "--lease-duration=3s",
+    "--renew-deadline=2s",
+    "--retry-period=500ms",
+];
+const CONVERGE: Duration = Duration::from_secs(90);
+
+fn user(id: &str) -> String {
+    format!("system:serviceaccount:hnc-system:{id}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_core_task_panics_hands_its_trees_over() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    if env.is_real_cluster() {
+        eprintln!("skipped on a real cluster: injects faults into the controller's processes");
+        return Ok(());
+    }
+    let trees = forest_names(&env, 8);
+    load_forest(&env, &trees)?;
+    // The first replica takes every tree; the second joins once it has.
+    let first = env.start_replica("p1", &ARGS).await?;
+    env.replica(first).wait_ready(CONVERGE).await?;
+    for [root, ..] in &trees {
+        put_role(&env, root, "before", "get").await?;
+    }
+    eventually(CONVERGE, "propagation by p1", || propagated(&env, &trees)).await?;
+    let second = env.start_replica("p2", &ARGS).await?;
+    env.replica(second).wait_ready(CONVERGE).await?;
+
+    let (code, body) = env.replica(first).get_health("/debug/fault?panic=propagation-engine").await?;
+    assert_eq!(code, 200, "{body}");
+    let injected = Instant::now();
+    let status = env.wait_exit(first, CONVERGE).await?;
+    let exited = injected.elapsed();
+    assert!(!status.success(), "a replica that cannot work exits non-zero: {status}");
+    let log = env.replica(first).log_text();
+    assert!(log.contains("core task propagation-engine panicked"), "the log says why:\n{log}");
+
+    // Every tree, whichever replica held it, is maintained again.
+    for [root, ..] in &trees {
+        put_role(&env, root, "after", "list").await?;
+    }
+    eventually(CONVERGE, "propagation after p1's engine failed", || propagated(&env, &trees)).await?;
+    eprintln!(
+        "p1 exited {exited:?} after its engine panicked; every tree converged {:?} after (lease {LEASE:?})",
+        injected.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_write_of_a_suspended_holder_lands_after_its_successor_has_written() -> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    if env.is_real_cluster() {
+        eprintln!("skipped on a real cluster: suspends processes and delays the API server");
+        return Ok(());
+    }
+    let trees = forest_names(&env, 8);
+    load_forest(&env, &trees)?;
+    let old = env.start_replica("s1", &ARGS).await?;
+    env.replica(old).wait_ready(CONVERGE).await?;
+    for [root, ..] in &trees {
+        put_role(&env, root, "base", "get").await?;
+    }
+    eventually(CONVERGE, "propagation by s1", || propagated(&env, &trees)).await?;
+
+    // s1's creates of Roles now take 10 s at the server — far longer than the lease. A new source in every root
+    // makes s1 send them; then s1 is suspended with the requests in the server's hands.
+    env.sim().expect("apisim").faults().add(FaultRule {
+        verb: Some("POST".into()),
+        resource: Some("roles".into()),
+        user: Some(user("s1")),
+        latency: Duration::from_secs(10),
+        ..Default::default()
+    });
+    let sent_before = env.sim().expect("apisim").write_count();
+    for [root, ..] in &trees {
+        put_role(&env, root, "doomed", "watch").await?;
+    }
+    // s1 has sent its creates once the server holds them: they show in its request counts only when answered,
+    // so wait for s1's writer to report them in flight instead.
+    eventually(CONVERGE, "s1 sending its creates", || async {
+        let metrics = env.replica(old).get_metrics().await.ok()?;
+        (hnc_e2e::metric_sum(&metrics, "hnc_write_in_flight") > 0.0).then_some(())
+    })
+    .await?;
+    env.pause_replica(old)?;
+    let paused = Instant::now();
+    // The sources s1 was copying go away, and another source changes: whoever holds the trees next must delete
+    // nothing (no copy exists) and update every "base" copy.
+    for [root, ..] in &trees {
+        Api::<Role>::namespaced(env.client.clone(), root).delete("doomed", &Default::default()).await?;
+        put_role(&env, root, "base", "list").await?;
+    }
+    let new = env.start_replica("s2", &ARGS).await?;
+    env.replica(new).wait_ready(CONVERGE).await?;
+    eventually(CONVERGE, "propagation by s2 while s1 is suspended", || propagated(&env, &trees)).await?;
+    // Past the delayed requests' 10 s: had any been applied, a "doomed" copy would exist now (and s2 would be
+    // deleting it again).
+    let delayed_until = paused + Duration::from_secs(11);
+    tokio::time::sleep(delayed_until.saturating_duration_since(Instant::now())).await;
+    eventually(CONVERGE, "convergence after the delayed requests ended", || propagated(&env, &trees)).await?;
+
+    let writes = env.sim().expect("apisim").writes_from(sent_before);
+    let accepted = |w: &&hnc_apisim::WriteRecord| (200..300).contains(&w.code) && w.resource == "roles";
+    let successor_first = writes
+        .iter()
+        .filter(accepted)
+        .filter(|w| w.user == user("s2"))
+        .map(|w| w.at)
+        .min()
+        .expect("s2 wrote copies");
+    let late: Vec<_> =
+        writes.iter().filter(accepted).filter(|w| w.user == user("s1") && w.at > successor_first).collect();
+    assert!(late.is_empty(), "writes of the suspended holder accepted after its successor wrote: {late:?}");
+    let dropped =
+        writes.iter().filter(|w| w.user == user("s1") && w.resource == "roles" && w.code == 504).count();
+    assert!(dropped > 0, "s1's delayed creates reached the server and were dropped at their deadline");
+    eprintln!("{dropped} delayed creates of the suspended holder were answered 504 and not applied");
+    env.kill_replica(old);
+    Ok(())
+}

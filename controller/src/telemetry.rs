@@ -59,5 +59,10 @@ fn describe_metrics() {
         "hnc_webhook_rejected_requests_total",
         "Webhook requests answered with an error by a limit: body_too_large (413), timeout (503)."
     );
+    metrics::describe_counter!(
+        "hnc_webhook_server_check_failures_total",
+        "SubjectAccessReviews (check=access_review) and namespace reads (check=namespace) made by a webhook that \
+         timed out or failed; the request was denied."
+    );
     metrics::gauge!("hnc_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

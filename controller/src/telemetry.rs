@@ -45,5 +45,24 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 fn describe_metrics() {
     metrics::describe_gauge!("hnc_build_info", "Always 1; labelled with the controller version.");
     metrics::describe_gauge!("hnc_ready", "1 when every readiness gate is open.");
+    metrics::describe_gauge!("hnc_webhook_connections", "Webhook server connections open now.");
+    metrics::describe_counter!(
+        "hnc_webhook_connections_closed_total",
+        "Webhook connections the server closed at a limit: handshake_timeout, handshake_evicted (too many \
+         handshakes in progress, the oldest is closed), header_timeout."
+    );
+    metrics::describe_counter!(
+        "hnc_webhook_accept_errors_total",
+        "Failed accepts on the webhook port (e.g. out of file descriptors), each followed by a pause."
+    );
+    metrics::describe_counter!(
+        "hnc_webhook_rejected_requests_total",
+        "Webhook requests answered with an error by a limit: body_too_large (413), timeout (503)."
+    );
+    metrics::describe_counter!(
+        "hnc_webhook_server_check_failures_total",
+        "SubjectAccessReviews (check=access_review) and namespace reads (check=namespace) made by a webhook that \
+         timed out or failed; the request was denied."
+    );
     metrics::gauge!("hnc_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

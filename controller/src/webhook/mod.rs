@@ -17,7 +17,9 @@
 //! * [`server_checks`] — SubjectAccessReviews and the rare uncached namespace reads;
 //! * [`fields`] — field errors and Kubernetes name rules for 422 denials;
 //! * [`review`] — AdmissionReview plumbing, denials shaped like upstream's, decision metrics;
-//! * [`tls`] — HTTPS with a certificate swapped in without restart;
+//! * [`tls`] — HTTPS with a certificate swapped in without restart, the accept loop and each connection;
+//! * [`limits`] — what one client may cost the server: connections, handshakes, header reads, request time
+//!   and size, and the time an API call made for a request may take;
 //! * [`paths`] — the paths served, which the webhook configurations point at;
 //! * [`server`] — the router, the listener and [`start`], the entry point the replica calls.
 //!
@@ -27,6 +29,7 @@ pub mod anchor;
 pub mod fields;
 pub mod hierarchy;
 pub mod hncconfig;
+pub mod limits;
 pub mod namespace;
 pub mod objects;
 pub mod paths;

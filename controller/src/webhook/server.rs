@@ -3,7 +3,8 @@
 //! * binds `--webhook-server-port` (0 picks a free port) on 127.0.0.1 when `--webhook-url-base` names a
 //!   loopback host, on every interface otherwise, and logs the bound address (`webhook_addr`);
 //! * serves upstream's paths (spec §8.1) over rustls with the certificate the Secret holds, reloaded without
-//!   restart; readiness gate [`secret::READY_GATE`] stays closed until one is loaded;
+//!   restart; readiness gate [`secret::READY_GATE`] stays closed until one is loaded; every stage of a
+//!   connection is bounded ([`super::limits`]);
 //! * on the leader (never on `--webhooks-only` replicas, which write nothing) keeps the certificate Secret
 //!   (`--enable-internal-cert-management`) and the webhook configurations current.
 //!

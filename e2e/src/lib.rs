@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod cluster;
+pub mod tools;
 
 use anyhow::{Context, bail};
 use cluster::run_id;

@@ -11,6 +11,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+#[path = "../../e2e/src/tools.rs"]
+mod tools;
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance")
 }
@@ -49,6 +52,7 @@ fn write_records(path: &Path, records: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apisim_answers_the_recorded_script_as_kube_apiserver_did() {
+    let Some(python3) = tools::python3() else { return };
     let sim =
         hnc_apisim::ApiSim::start(hnc_apisim::Config { namespace_controller: false, ..Default::default() })
             .await
@@ -62,13 +66,14 @@ async fn apisim_answers_the_recorded_script_as_kube_apiserver_did() {
     let script = dir().join("kube-transcript.py");
     let run = {
         let played = played.clone();
+        let python3 = python3.clone();
         tokio::task::spawn_blocking(move || {
-            Command::new("python3")
+            Command::new(python3)
                 .arg(&script)
                 .args(["--server", &server, "--token", &token, "--out"])
                 .arg(&played)
                 .output()
-                .expect("python3 runs (CI installs it)")
+                .expect("python3 runs")
         })
         .await
         .expect("the script finishes")
@@ -88,7 +93,7 @@ async fn apisim_answers_the_recorded_script_as_kube_apiserver_did() {
     let (expected_path, actual_path) = (out.path().join("expected.jsonl"), out.path().join("actual.jsonl"));
     write_records(&expected_path, &expected);
     write_records(&actual_path, &actual);
-    let compare = Command::new("python3")
+    let compare = Command::new(&python3)
         .arg(dir().join("kube-transcript.py"))
         .arg("--compare")
         .args([&expected_path, &actual_path])

@@ -7,15 +7,11 @@ use std::process::Command;
 use std::time::Duration;
 
 mod support;
+#[path = "../../e2e/src/tools.rs"]
+mod tools;
 
 use hnc_apisim::{ApiSim, Config};
 use serde_json::json;
-
-fn kubectl_dir() -> Option<PathBuf> {
-    let which = Command::new("sh").args(["-c", "readlink -f \"$(command -v kubectl)\""]).output().ok()?;
-    let path = PathBuf::from(String::from_utf8(which.stdout).ok()?.trim());
-    path.parent().map(Path::to_path_buf)
-}
 
 struct Kubectl {
     binary: PathBuf,
@@ -264,15 +260,7 @@ spec:
 ";
 
 async fn conformance(version: &str) {
-    let Some(dir) = kubectl_dir() else {
-        eprintln!("skipped: no kubectl on PATH");
-        return;
-    };
-    let binary = dir.join(format!("kubectl.{version}"));
-    if !binary.exists() {
-        eprintln!("skipped: {} not found", binary.display());
-        return;
-    }
+    let Some(binary) = tools::versioned_kubectl(version) else { return };
     let sim = ApiSim::start(Config::default()).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let kubeconfig = tmp.path().join("kubeconfig");

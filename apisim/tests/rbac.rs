@@ -8,6 +8,9 @@ use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
+#[path = "../../e2e/src/tools.rs"]
+mod tools;
+
 async fn client(sim: &ApiSim, token: &str) -> Client {
     let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig_yaml(token)).unwrap();
     Client::try_from(
@@ -141,17 +144,7 @@ async fn requests_of_non_admin_users_are_authorized() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_auth_can_i_as_another_user() {
-    let which = std::process::Command::new("sh")
-        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
-        .output()
-        .unwrap();
-    let dir = std::path::PathBuf::from(String::from_utf8(which.stdout).unwrap().trim())
-        .parent()
-        .map(|p| p.to_owned());
-    let Some(binary) = dir.map(|d| d.join("kubectl.1.33")).filter(|b| b.exists()) else {
-        eprintln!("skipped: kubectl.1.33 not found");
-        return;
-    };
+    let Some(binary) = tools::versioned_kubectl("1.33") else { return };
     let sim = ApiSim::start(Config::default()).await.unwrap();
     let crds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
     hnc_apisim::install_crds_from_dir(&sim, &crds).await.unwrap();

@@ -181,7 +181,13 @@ async fn writes_to_one_object_coalesce_behind_the_one_in_flight() {
     let writer = writer.reporting_to(tx);
 
     writer.submit(request("x", WriteOp::update(cm("x"))));
-    tokio::time::sleep(Duration::from_millis(100)).await; // the first is in flight now
+    // In flight: the server has the first and answers it only after its 300 ms delay.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while script.seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the first write never reached the server");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(script.log.lock().unwrap().is_empty(), "the first write is still unanswered");
     writer.submit(request("x", WriteOp::update(cm("x"))));
     writer.submit(request("x", WriteOp::update(cm("x"))));
     writer.idle().await;

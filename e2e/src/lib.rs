@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 mod cluster;
 pub mod forest;
+pub mod tools;
 
 use anyhow::{Context, bail};
 use cluster::run_id;

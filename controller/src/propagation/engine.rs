@@ -522,9 +522,14 @@ impl PropagationEngine {
             Outcome::Superseded | Outcome::Fenced | Outcome::Conflict | Outcome::Gone => {}
         }
         // Fenced, a conflict, a vanished object or a failure: plan the object again shortly (see retry_delay).
+        let dirty = Dirty::Name { ty: write.ty, name: write.name, namespace: write.namespace };
         if let Some(delay) = retry_delay(&done.outcome) {
-            let dirty = Dirty::Name { ty: write.ty, name: write.name, namespace: write.namespace };
             self.retries.schedule(dirty, delay);
+        } else if done.outcome == Outcome::Written {
+            // A change that arrived while the write was on its way was planned from the object as it was before
+            // (a source deleted before its copy's create landed found no copy to delete), and the write's echo
+            // matches what is recorded now, so it plans nothing: plan the object again from what it is now.
+            self.mark(dirty);
         }
     }
 

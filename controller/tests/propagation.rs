@@ -1,0 +1,178 @@
+//! The propagation engine against apisim through the real binary, with apisim slowing the controller's writes
+//! so that a change arrives while a copy's write is on its way.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hnc_apisim::{ApiSim, Config, FaultRule};
+use k8s_openapi::api::rbac::v1::Role;
+use kube::api::{Api, DeleteParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
+
+const CONTROLLER_USER: &str = "system:serviceaccount:hnc-system:hnc";
+
+struct Controller {
+    child: Child,
+    metrics: String,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Controller {
+    /// Starts the controller as [`CONTROLLER_USER`] and reads its metrics address from its JSON log.
+    fn start(sim: &ApiSim, dir: &std::path::Path) -> Controller {
+        sim.add_user("hnc-token", CONTROLLER_USER, &["system:serviceaccounts", "system:masters"]);
+        let kubeconfig = dir.join("kubeconfig-hnc");
+        sim.write_kubeconfig(&kubeconfig, "hnc-token").unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hnc-controller"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--no-webhooks", "--metrics-addr=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
+            .env_remove("KUBECONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let metrics = loop {
+            let line = lines.next().expect("controller exited before listening").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "ops server listening" {
+                break v["metrics_addr"].as_str().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Controller { child, metrics }
+    }
+
+    /// The sum of metric `name` over its label sets (0 when not reported).
+    async fn metric(&self, name: &str) -> f64 {
+        let Ok(response) = reqwest::get(format!("http://{}/metrics", self.metrics)).await else { return 0.0 };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn role(ns: &str, name: &str) -> serde_json::Value {
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": name, "namespace": ns}, "rules": []})
+}
+
+/// A source deleted while the create of its copy is on its way: the copy lands after the engine has seen the
+/// deletion, and must then be deleted too (not left until the next full resync, ten minutes later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_source_is_deleted_while_it_is_being_created_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    for (_, crd) in hnc_api::crd::all() {
+        sim.create(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+            serde_json::to_value(&crd).unwrap(),
+        )
+        .unwrap();
+    }
+    for ns in ["hnc-system", "parent", "child"] {
+        sim.create("", "namespaces", "", json!({"metadata": {"name": ns}})).unwrap();
+    }
+    sim.create(
+        "hnc.x-k8s.io",
+        "hierarchyconfigurations",
+        "child",
+        json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+            "metadata": {"name": "hierarchy", "namespace": "child"}, "spec": {"parent": "parent"}}),
+    )
+    .unwrap();
+    let admin = {
+        let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token())).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        kube::Client::try_from(config).unwrap()
+    };
+    let (sources, copies) =
+        (Api::<Role>::namespaced(admin.clone(), "parent"), Api::<Role>::namespaced(admin, "child"));
+    let controller = Controller::start(&sim, dir.path());
+
+    // Propagation works: a first source is copied.
+    sim.create("rbac.authorization.k8s.io", "roles", "parent", role("parent", "first")).unwrap();
+    eventually("the first copy", Duration::from_secs(60), || async {
+        copies.get_opt("first").await.ok().flatten().is_some()
+    })
+    .await;
+
+    // The controller's creates of Roles now take 2 s to be answered.
+    sim.faults().add(FaultRule {
+        verb: Some("POST".into()),
+        resource: Some("roles".into()),
+        user: Some(CONTROLLER_USER.into()),
+        latency: Duration::from_secs(2),
+        ..Default::default()
+    });
+    // Whether the create's answer or its watch event reaches the controller first is a race; the first is the
+    // one that left the copy behind. Several copies make it all but certain that one of them meets it.
+    let names: Vec<String> = (0..4).map(|i| format!("r{i}")).collect();
+    let planned = controller.metric("hnc_planned_writes_total").await;
+    for name in &names {
+        sim.create("rbac.authorization.k8s.io", "roles", "parent", role("parent", name)).unwrap();
+    }
+    eventually("the copies' creates to be submitted", Duration::from_secs(30), || async {
+        controller.metric("hnc_planned_writes_total").await >= planned + names.len() as f64
+    })
+    .await;
+    for name in &names {
+        sources.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+
+    // The copies are created (the deletions reached the controller while the creates were on their way) and
+    // deleted.
+    let writes_of = |sim: &ApiSim, user: &str, verb: &str, ns: &str, name: &str| {
+        sim.writes().iter().position(|w| {
+            w.user == user && w.verb == verb && w.namespace == ns && w.name == name && w.code < 300
+        })
+    };
+    for name in &names {
+        eventually(&format!("child/{name} to be created"), Duration::from_secs(30), || async {
+            writes_of(&sim, CONTROLLER_USER, "POST", "child", name).is_some()
+        })
+        .await;
+        assert!(
+            writes_of(&sim, "admin", "DELETE", "parent", name)
+                < writes_of(&sim, CONTROLLER_USER, "POST", "child", name),
+            "the source {name} was deleted before its copy's create was answered"
+        );
+    }
+    for name in &names {
+        eventually(&format!("child/{name} to be deleted again"), Duration::from_secs(30), || async {
+            copies.get_opt(name).await.ok().flatten().is_none()
+        })
+        .await;
+        assert!(
+            writes_of(&sim, CONTROLLER_USER, "DELETE", "child", name).is_some(),
+            "the controller deleted it"
+        );
+    }
+    sim.shutdown().await;
+}

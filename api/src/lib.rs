@@ -5,7 +5,8 @@
 //! * [`keys`] — every label, annotation, finalizer and fixed object name HNC reads or writes;
 //! * [`crd`] — rendering of the CustomResourceDefinitions (used by the `crdgen` binary and tests);
 //! * [`validation`] — Kubernetes' name rules (DNS-1123 names, label keys and values) in the API server's words;
-//! * [`label_selector`] — Kubernetes' label-selector grammar, parsed and matched.
+//! * [`label_selector`] — Kubernetes' label-selector grammar, parsed and matched;
+//! * [`duration`] — Go's duration syntax (`?timeout=`, `--request-timeout`).
 //!
 //! No other crate spells an HNC label, annotation, finalizer, condition type or reason as a string literal.
 
@@ -13,6 +14,7 @@ pub mod anchor;
 pub mod condition;
 pub mod config;
 pub mod crd;
+pub mod duration;
 pub mod hierarchy;
 pub mod hrq;
 pub mod keys;

@@ -242,7 +242,7 @@ fn request_deadline(verb: &str, query: &HashMap<String, String>) -> Result<Optio
     }
     let timeout = match query.get("timeout").filter(|t| !t.is_empty()) {
         None => REQUEST_TIMEOUT,
-        Some(text) => match go_duration(text) {
+        Some(text) => match hnc_api::duration::parse_go(text) {
             Some(timeout) => timeout.min(REQUEST_TIMEOUT),
             None => {
                 return Err(ApiError::bad_request(format!(
@@ -252,37 +252,6 @@ fn request_deadline(verb: &str, query: &HashMap<String, String>) -> Result<Optio
         },
     };
     Ok(Some(Instant::now() + timeout))
-}
-
-/// Go's `time.ParseDuration` for non-negative durations: a sequence of decimal numbers with units `ns`, `us`
-/// (or `µs`), `ms`, `s`, `m`, `h` — `300ms`, `1.5s`, `2h45m`; `0` alone is zero.
-pub(crate) fn go_duration(text: &str) -> Option<Duration> {
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * seconds;
-    }
-    Duration::try_from_secs_f64(total).ok()
 }
 
 fn count(shared: &Shared, verb: &str, resource: &str, code: u16) {
@@ -1009,15 +978,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timeouts_parse_as_go_durations() {
-        let ms = Duration::from_millis;
-        assert_eq!(go_duration("4000ms"), Some(ms(4000)));
-        assert_eq!(go_duration("1.5s"), Some(ms(1500)));
-        assert_eq!(go_duration("2m30s"), Some(Duration::from_secs(150)));
-        assert_eq!(go_duration("0"), Some(Duration::ZERO));
-        for bad in ["", "10", "s", "1x", "-1s", "1e400h", "1..5s"] {
-            assert_eq!(go_duration(bad), None, "{bad:?}");
-        }
+    fn requests_get_their_timeout_capped_and_watches_none() {
         let query = |t: &str| HashMap::from([("timeout".to_owned(), t.to_owned())]);
         assert!(request_deadline("WATCH", &query("1s")).unwrap().is_none());
         let capped = request_deadline("PUT", &query("1h")).unwrap().unwrap();

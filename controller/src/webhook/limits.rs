@@ -123,7 +123,7 @@ pub fn bound_requests(router: Router, limits: &Limits) -> Router {
 /// and makes the deadline known to the API calls made on its behalf ([`server_check_budget`]).
 async fn bound_request(State(limits): State<Arc<Limits>>, request: Request, next: Next) -> Response {
     let asked = request.uri().query().and_then(|query| {
-        query.split('&').find_map(|pair| pair.strip_prefix("timeout=")).and_then(parse_go_duration)
+        query.split('&').find_map(|pair| pair.strip_prefix("timeout=")).and_then(hnc_api::duration::parse_go)
     });
     let budget = asked.map_or(limits.request_timeout_cap, |asked| asked.min(limits.request_timeout_cap));
     let deadline = Instant::now() + budget;
@@ -154,48 +154,9 @@ pub fn server_check_budget(cap: Duration) -> Duration {
     }
 }
 
-/// Parses a Go `time.Duration` as the API server writes it in `?timeout=` (`10s`, `1m0s`, `1.5s`, `500ms`).
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text;
-    let mut total = Duration::ZERO;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" | "μs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * seconds).ok()?;
-    }
-    Some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations_as_the_api_server_writes_them() {
-        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_go_duration("1m0s"), Some(Duration::from_secs(60)));
-        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1h2m3s"), Some(Duration::from_secs(3723)));
-        for bad in ["", "10", "s", "10x", "-1s", "1..5s"] {
-            assert_eq!(parse_go_duration(bad), None, "{bad:?}");
-        }
-    }
 
     #[tokio::test]
     async fn a_server_check_gets_half_the_time_left_and_at_most_its_cap() {

@@ -114,10 +114,15 @@ struct Admission {
 #[derive(Debug)]
 pub(crate) struct Seat(#[allow(dead_code)] OwnedSemaphorePermit);
 
+/// Names a rule added with [`Faults::add`], to remove it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleId(u64);
+
 /// The fault injection handle.
 #[derive(Debug)]
 pub struct Faults {
-    rules: RwLock<Vec<FaultRule>>,
+    rules: RwLock<Vec<(RuleId, FaultRule)>>,
+    next_rule: AtomicU64,
     limits: parking_lot::Mutex<std::collections::HashMap<String, UserLimit>>,
     drop_watches: broadcast::Sender<()>,
     profile: RwLock<Option<Arc<Admission>>>,
@@ -127,6 +132,7 @@ impl Default for Faults {
     fn default() -> Self {
         Faults {
             rules: RwLock::new(Vec::new()),
+            next_rule: AtomicU64::new(0),
             limits: Default::default(),
             drop_watches: broadcast::channel(16).0,
             profile: RwLock::new(None),
@@ -135,9 +141,16 @@ impl Default for Faults {
 }
 
 impl Faults {
-    /// Adds a rule.
-    pub fn add(&self, rule: FaultRule) {
-        self.rules.write().push(rule);
+    /// Adds a rule; the id removes it again.
+    pub fn add(&self, rule: FaultRule) -> RuleId {
+        let id = RuleId(self.next_rule.fetch_add(1, Ordering::Relaxed));
+        self.rules.write().push((id, rule));
+        id
+    }
+
+    /// Removes the rule `id` (no effect if it is gone already).
+    pub fn remove(&self, id: RuleId) {
+        self.rules.write().retain(|(r, _)| *r != id);
     }
 
     /// Removes every rule.
@@ -261,7 +274,7 @@ impl Faults {
         let rules = self.rules.read();
         let mut latency = Duration::ZERO;
         let mut error = None;
-        for rule in rules.iter() {
+        for (_, rule) in rules.iter() {
             if rule.verb.as_deref().is_some_and(|v| v != verb)
                 || rule.resource.as_deref().is_some_and(|r| r != resource)
                 || rule.user.as_deref().is_some_and(|u| u != user)
@@ -284,4 +297,29 @@ fn too_many_requests() -> Response {
     let mut response = crate::server::error_response(&ApiError::throttled(1));
     response.headers_mut().insert("Retry-After", axum::http::HeaderValue::from_static("1"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_removed_rule_stops_applying_and_the_others_stay() {
+        let faults = Faults::default();
+        let slow = faults.add(FaultRule { latency: Duration::from_millis(5), ..Default::default() });
+        let failing = faults.add(FaultRule {
+            verb: Some("POST".into()),
+            error: Some(429),
+            error_rate: 1.0,
+            retry_after: Some(1),
+            ..Default::default()
+        });
+        assert_ne!(slow, failing);
+        assert_eq!(faults.decide("POST", "roles", "u"), (Duration::from_millis(5), Some((429, Some(1)))));
+        faults.remove(failing);
+        assert_eq!(faults.decide("POST", "roles", "u"), (Duration::from_millis(5), None));
+        faults.remove(failing);
+        faults.remove(slow);
+        assert_eq!(faults.decide("POST", "roles", "u"), (Duration::ZERO, None));
+    }
 }

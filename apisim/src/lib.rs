@@ -53,7 +53,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
-pub use faults::{FaultRule, Faults, LoadProfile, ProfileStats};
+pub use faults::{FaultRule, Faults, LoadProfile, ProfileStats, RuleId};
 pub use server::{User, WriteRecord};
 
 /// How to run the server.
@@ -92,6 +92,16 @@ pub struct ApiSim {
     http: SocketAddr,
     ca_pem: String,
     admin_token: String,
+    tls: Arc<rustls::ServerConfig>,
+    /// The runtime it was started on, which serves it after a restart too (whoever asks for the restart).
+    runtime: tokio::runtime::Handle,
+    /// The listeners' tasks and what stops them; locked across a whole restart or shutdown.
+    serving: tokio::sync::Mutex<Serving>,
+}
+
+/// The listening half of a running server: the accept loops and every connection they started end when `stop`
+/// is cancelled.
+struct Serving {
     stop: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -115,25 +125,66 @@ impl ApiSim {
             requests: Mutex::new(Default::default()),
             writes: Mutex::new(Vec::new()),
             bookmark_interval: config.bookmark_interval,
+            down: Default::default(),
         });
-        let router = axum::Router::new().fallback(server::handle).with_state(shared.clone());
-        let stop = CancellationToken::new();
         let (ca_pem, tls) = tls_config()?;
-
         let https_listener = TcpListener::bind(("127.0.0.1", config.https_port)).await?;
         let http_listener = TcpListener::bind(("127.0.0.1", config.http_port)).await?;
         let (https, http) = (https_listener.local_addr()?, http_listener.local_addr()?);
-        let mut tasks = Vec::new();
-        {
-            let (router, stop) = (router.clone(), stop.clone());
-            tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(http_listener, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-            }));
+        let runtime = tokio::runtime::Handle::current();
+        let serving = listen(&runtime, &shared, &tls, https_listener, http_listener);
+        Ok(ApiSim {
+            runtime,
+            shared,
+            https,
+            http,
+            ca_pem,
+            admin_token,
+            tls,
+            serving: tokio::sync::Mutex::new(serving),
+        })
+    }
+
+    /// Restarts the server the way kube-apiserver restarts with etcd intact: every listener, connection and
+    /// watch closes at once (a request in flight is cut off; one that had reached the store stays applied),
+    /// nothing is served for `down`, then the server listens again on the same ports with the same
+    /// certificate, tokens, faults and objects.
+    ///
+    /// The watch history starts empty after the restart, as kube-apiserver's watch cache is rebuilt from etcd
+    /// at the current revision: a watch or a paged list resuming from a resourceVersion older than the restart
+    /// gets 410 Expired and its client relists; a watch from the current resourceVersion on resumes.
+    pub async fn restart(&self, down: Duration) -> anyhow::Result<()> {
+        let mut serving = self.serving.lock().await;
+        self.shared.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        serving.stop.cancel();
+        self.shared.faults.drop_watches();
+        for task in serving.tasks.drain(..) {
+            let _ = task.await;
         }
-        tasks.push(tokio::spawn(serve_tls(https_listener, tls, router, stop.clone())));
-        Ok(ApiSim { shared, https, http, ca_pem, admin_token, stop, tasks })
+        self.shared.store.lock().compact();
+        tokio::time::sleep(down).await;
+        // The ports were ours a moment ago; a client's connection still closing may hold one briefly.
+        let bind = |addr: SocketAddr| async move {
+            let mut tries = 0;
+            loop {
+                match TcpListener::bind(addr).await {
+                    Ok(l) => return Ok(l),
+                    Err(e) if tries >= 50 => {
+                        return Err(anyhow::anyhow!("cannot listen on {addr} again: {e}"));
+                    }
+                    Err(_) => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        };
+        let (https, http) = (self.https, self.http);
+        let (https_listener, http_listener) =
+            self.runtime.spawn(async move { anyhow::Ok((bind(https).await?, bind(http).await?)) }).await??;
+        *serving = listen(&self.runtime, &self.shared, &self.tls, https_listener, http_listener);
+        self.shared.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 
     /// `https://127.0.0.1:<port>`.
@@ -240,9 +291,10 @@ impl ApiSim {
     }
 
     /// Stops serving and waits for the listeners to close.
-    pub async fn shutdown(mut self) {
-        self.stop.cancel();
-        for task in self.tasks.drain(..) {
+    pub async fn shutdown(&self) {
+        let mut serving = self.serving.lock().await;
+        serving.stop.cancel();
+        for task in serving.tasks.drain(..) {
             let _ = task.await;
         }
     }
@@ -250,8 +302,25 @@ impl ApiSim {
 
 impl Drop for ApiSim {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.serving.get_mut().stop.cancel();
     }
+}
+
+/// Serves `shared` on both listeners until the returned [`Serving`] is stopped.
+fn listen(
+    runtime: &tokio::runtime::Handle,
+    shared: &Arc<server::Shared>,
+    tls: &Arc<rustls::ServerConfig>,
+    https: TcpListener,
+    http: TcpListener,
+) -> Serving {
+    let router = axum::Router::new().fallback(server::handle).with_state(shared.clone());
+    let stop = CancellationToken::new();
+    let tasks = vec![
+        runtime.spawn(serve(http, None, router.clone(), stop.clone())),
+        runtime.spawn(serve(https, Some(tls.clone()), router, stop.clone())),
+    ];
+    Serving { stop, tasks }
 }
 
 /// Creates every CRD found in the YAML files (multi-document allowed) of `dir`, in file-name order.
@@ -298,13 +367,15 @@ fn tls_config() -> anyhow::Result<(String, Arc<rustls::ServerConfig>)> {
     Ok((ca_cert.pem(), Arc::new(config)))
 }
 
-async fn serve_tls(
+/// Accepts connections (TLS when `tls` is given) until `stop`; every connection ends with it too, watches and
+/// requests in flight included.
+async fn serve(
     listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     router: axum::Router,
     stop: CancellationToken,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted { Ok((s, _)) => s, Err(_) => continue },
@@ -312,11 +383,24 @@ async fn serve_tls(
         };
         let (acceptor, router, stop) = (acceptor.clone(), router.clone(), stop.clone());
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(stream).await else { return };
             let service = hyper_util::service::TowerToHyperService::new(router);
             let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
-            tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+            match acceptor {
+                Some(acceptor) => {
+                    let tls = tokio::select! {
+                        tls = acceptor.accept(stream) => match tls { Ok(tls) => tls, Err(_) => return },
+                        _ = stop.cancelled() => return,
+                    };
+                    let conn =
+                        builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service);
+                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                }
+                None => {
+                    let conn =
+                        builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::select! { _ = conn => {}, _ = stop.cancelled() => {} }
+                }
+            }
         });
     }
 }

@@ -57,6 +57,9 @@ pub struct Shared {
     pub(crate) requests: Mutex<BTreeMap<(String, String, String), u64>>,
     pub(crate) writes: Mutex<Vec<WriteRecord>>,
     pub(crate) bookmark_interval: Duration,
+    /// Set while [`crate::ApiSim::restart`] has the server down: a request that was in flight when its
+    /// connection closed is not applied.
+    pub(crate) down: std::sync::atomic::AtomicBool,
 }
 
 /// Parsed request target.
@@ -196,6 +199,9 @@ pub(crate) async fn handle(
     let (body, refused) = crate::protobuf::json_request_body(&target.t, verb, &headers, body);
     let response = if let Some(e) = refused {
         error_response(&e)
+    } else if shared.down.load(std::sync::atomic::Ordering::SeqCst) {
+        // Nobody hears this answer: the connection it came on is gone.
+        return error_response(&ApiError::injected(503, None));
     } else if deadline.is_some_and(|d| Instant::now() >= d) {
         error_response(&ApiError::timeout())
     } else if let Some((code, retry_after)) = fault {

@@ -373,3 +373,58 @@ async fn a_write_past_its_timeout_is_answered_504_and_not_applied() {
     client.request::<ConfigMap>(post("no-timeout", "")).await.unwrap();
     assert_eq!(code(client.request::<ConfigMap>(post("bad", "?timeout=soon")).await.unwrap_err()), 400);
 }
+
+/// A restart keeps every object, closes every watch, and serves again on the same address; a watcher re-watches
+/// and sees later changes, and a watch resuming from a resourceVersion from before the restart gets 410 Expired
+/// (the watch cache starts at the current revision).
+#[tokio::test]
+async fn a_watcher_survives_a_restart_and_older_versions_expire() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    let before = api.create(&PostParams::default(), &cm("before")).await.unwrap();
+    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap();
+        if let watcher::Event::InitDone = event.unwrap() {
+            break;
+        }
+    }
+    // Older than the newest version at the restart (a watch from the newest one resumes).
+    let old_version = before.resource_version().unwrap();
+    api.create(&PostParams::default(), &cm("also-before")).await.unwrap();
+    let urls = (sim.https_url(), sim.http_url());
+
+    let started = std::time::Instant::now();
+    let restart = sim.restart(Duration::from_millis(700));
+    let during = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        api.get("before").await
+    };
+    let (restarted, during) = tokio::join!(restart, during);
+    restarted.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert!(during.is_err(), "nothing is served while the server is down");
+    assert_eq!((sim.https_url(), sim.http_url()), urls, "the same ports");
+    assert_eq!(
+        api.get("before").await.unwrap().resource_version(),
+        before.resource_version(),
+        "objects kept"
+    );
+
+    let mut old = api.watch(&WatchParams::default(), &old_version).await.unwrap().boxed();
+    match tokio::time::timeout(Duration::from_secs(5), old.next()).await.unwrap() {
+        Some(Ok(WatchEvent::Error(e))) => assert_eq!(e.code, 410, "{e:?}"),
+        other => panic!("a resourceVersion from before the restart is expired, got {other:?}"),
+    }
+
+    api.create(&PostParams::default(), &cm("after")).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = tokio::time::timeout_at(deadline, stream.next()).await.expect("the watcher sees 'after'");
+        match event.unwrap() {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) if o.name_any() == "after" => break,
+            _ => {}
+        }
+    }
+    assert!(sim.request_count("WATCH", "configmaps") >= 2, "the watcher watched again");
+}

@@ -91,6 +91,19 @@ pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<Path
     }
     let slo = opts.slo;
     for p in &phases {
+        if let Some(fault) = &p.fault {
+            let file = out.join(format!("latency-fault-{}.svg", fault.fault));
+            crate::plot::latency_over_time(
+                &file,
+                &format!("churn through {} on {}", fault.fault, spec.label()),
+                &p.samples,
+                None,
+                &[(fault.injected_s, "fault injected"), (fault.ended_s, "fault ended")]
+                    .into_iter()
+                    .chain(fault.restarted_s.map(|s| (s, "killed replica started again")))
+                    .collect::<Vec<_>>(),
+            )?;
+        }
         if matches!(p.phase.as_str(), "churn" | "burst" | "failover" | "scale-out") && !p.samples.is_empty() {
             let file = out.join(format!("latency-{}.svg", p.phase));
             crate::plot::latency_over_time(
@@ -98,6 +111,7 @@ pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<Path
                 &format!("{} on {}", p.phase, spec.label()),
                 &p.samples,
                 None,
+                &[],
             )?;
         }
         if p.phase == "cold" && p.replicas == opts.replicas {
@@ -123,6 +137,7 @@ pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<Path
                 &format!("capacity ramp, {} replica(s)", run.replicas),
                 &run.samples,
                 Some(slo),
+                &[],
             )?;
         }
         phases.extend(capacity_runs);
@@ -169,6 +184,10 @@ async fn run_phases(
     }
     if let Command::Capacity(_) = command {
         return Ok(Some(session.ramp(progress).await?));
+    }
+    if let Command::Faults(_) = command {
+        session.faults(progress, phases).await?;
+        return Ok(None);
     }
     for phase in command.phases() {
         let result = match phase {

@@ -17,6 +17,8 @@ Examples (release build: cargo run --release -p hnc-loadtest -- ...):
   hnc-loadtest burst --topology wide --size 10000
   hnc-loadtest capacity --topology forest --trees 200 --namespaces 2000 --replica-counts 1,2,4
   hnc-loadtest run --phases cold,warm,churn --topology wide --size 20 --duration 5
+  hnc-loadtest faults --topology forest --trees 2000 --namespaces 20000 --replicas 3 --rate 20 \
+      --out docs/perf/faults-forest-20k-r3
   hnc-loadtest cold --kubeconfig ~/.kube/config --topology wide --size 100   # a real cluster
 Results go to --out (default loadtest-out/<scenario>-<topology>): result.json, summary.md, *.svg.";
 
@@ -44,6 +46,9 @@ pub enum Command {
     Capacity(Common),
     /// Any sequence of phases, e.g. `--phases cold,warm,churn` (what the smoke test runs).
     Run(Common),
+    /// Cold start, then each of `--faults` in turn under churn at `--rate`: changes lost, writes fenced,
+    /// duplicate writers seen by apisim, convergence after the fault, latency through it. Needs 2+ replicas.
+    Faults(Common),
 }
 
 impl Command {
@@ -55,6 +60,7 @@ impl Command {
             Command::Burst(_) => "burst",
             Command::Capacity(_) => "capacity",
             Command::Run(_) => "run",
+            Command::Faults(_) => "faults",
         }
     }
 
@@ -65,14 +71,15 @@ impl Command {
             | Command::Churn(c)
             | Command::Burst(c)
             | Command::Capacity(c)
-            | Command::Run(c) => c,
+            | Command::Run(c)
+            | Command::Faults(c) => c,
         }
     }
 
     /// The phases this command runs after loading and the cold start.
     pub fn phases(&self) -> Vec<Phase> {
         match self {
-            Command::Cold(_) | Command::Capacity(_) => vec![],
+            Command::Cold(_) | Command::Capacity(_) | Command::Faults(_) => vec![],
             Command::Warm(_) => vec![Phase::Warm],
             Command::Churn(_) => vec![Phase::Churn],
             Command::Burst(_) => vec![Phase::Burst],
@@ -94,6 +101,45 @@ pub enum Phase {
     /// Start one more replica while churn runs; measures the shard handovers.
     #[serde(rename = "scale-out")]
     ScaleOut,
+}
+
+/// A fault `hnc-loadtest faults` injects while churn runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// SIGKILL the leader; start it again after --fault-duration.
+    LeaderKill,
+    /// SIGKILL a replica holding shards (not the leader when another holds any); start it again after
+    /// --fault-duration.
+    HolderKill,
+    /// SIGSTOP a replica holding shards for lease duration + 3 s, then SIGCONT it.
+    HolderStop,
+    /// SIGTERM every replica at once, then start them all again.
+    RestartAll,
+    /// Restart apisim (its objects kept, its watch history not) after --apiserver-down s down.
+    ApiserverRestart,
+    /// 429 with Retry-After: 1 on half of the replicas' writes for --fault-duration.
+    ThrottleStorm,
+    /// 500 or 503 on 30 % of the replicas' writes for --fault-duration.
+    ErrorBurst,
+    /// Every watch dropped four times over --fault-duration, the history compacted before every other drop
+    /// (those resumes get 410 and relist).
+    WatchDrop,
+}
+
+impl FaultKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::LeaderKill => "leader-kill",
+            FaultKind::HolderKill => "holder-kill",
+            FaultKind::HolderStop => "holder-stop",
+            FaultKind::RestartAll => "restart-all",
+            FaultKind::ApiserverRestart => "apiserver-restart",
+            FaultKind::ThrottleStorm => "throttle-storm",
+            FaultKind::ErrorBurst => "error-burst",
+            FaultKind::WatchDrop => "watch-drop",
+        }
+    }
 }
 
 /// How the hierarchy is expressed.
@@ -249,6 +295,30 @@ pub struct Common {
     /// Churn/burst/capacity: seconds to wait for pending changes after a stage before counting them as failed.
     #[arg(long, default_value_t = 60.0, help_heading = "Phases")]
     pub drain: f64,
+
+    // --- faults -----------------------------------------------------------------------------------------
+    /// `faults` only: the faults to inject, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "leader-kill,holder-kill,holder-stop,restart-all,apiserver-restart,throttle-storm,error-burst,watch-drop",
+        help_heading = "Faults"
+    )]
+    pub faults: Vec<FaultKind>,
+    /// Faults: how long a fault lasts (errors injected, watches dropped; a killed replica stays down).
+    #[arg(long, default_value_t = 20.0, help_heading = "Faults")]
+    pub fault_duration: f64,
+    /// Faults: seconds of churn before each fault.
+    #[arg(long, default_value_t = 5.0, help_heading = "Faults")]
+    pub fault_baseline: f64,
+    /// Faults: seconds of churn after each fault ends (then the churn's changes are drained).
+    #[arg(long, default_value_t = 10.0, help_heading = "Faults")]
+    pub fault_after: f64,
+    /// Faults: seconds apisim stays down in `apiserver-restart` (a replica that reaches no API server for a
+    /// lease duration exits, and is then started again by the harness).
+    #[arg(long, default_value_t = 5.0, help_heading = "Faults")]
+    pub apiserver_down: f64,
 
     // --- output -----------------------------------------------------------------------------------------
     /// Output directory (created).

@@ -50,17 +50,20 @@ fn thin(samples: &[Completed], max: usize) -> Vec<Completed> {
         .collect()
 }
 
-/// Each change's latency at the time it was made, with a rolling p99 over 5-second windows.
+/// Each change's latency at the time it was made, with a rolling p99 over 5-second windows, and `markers`:
+/// moments drawn as labelled vertical lines (a fault's start and end).
 pub fn latency_over_time(
     path: &Path,
     title: &str,
     samples: &[Completed],
     slo: Option<f64>,
+    markers: &[(f64, &str)],
 ) -> anyhow::Result<()> {
     if samples.is_empty() {
         return Ok(());
     }
-    let xmax = samples.iter().map(|c| c.at_s).fold(0.0, f64::max).max(1.0) * 1.02;
+    let xmax =
+        samples.iter().map(|c| c.at_s).chain(markers.iter().map(|m| m.0)).fold(0.0, f64::max).max(1.0) * 1.02;
     let ymax = samples.iter().map(|c| c.latency_s).fold(slo.unwrap_or(0.0), f64::max).max(0.01) * 1.1;
     let root = canvas(path)?;
     let mut chart = chart_builder(&root, title).build_cartesian_2d(0.0..xmax, 0.0..ymax).map_err(err)?;
@@ -104,6 +107,14 @@ pub fn latency_over_time(
             .map_err(err)?
             .label("SLO")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.6)));
+    }
+    for (i, (x, label)) in markers.iter().enumerate() {
+        let color = PALETTE[(i + 2) % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(vec![(*x, 0.0), (*x, ymax)], color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{label} ({x:.1} s)"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
         .configure_series_labels()

@@ -181,6 +181,23 @@ impl Replica {
         Ok(())
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`, ...) to the process without waiting for it.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let Some(pid) = self.pid.filter(|_| self.child.is_some()) else {
+            bail!("replica {} was not started here", self.id)
+        };
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed: {status}");
+        Ok(())
+    }
+
+    /// How the process ended, if it did on its own (it is then reaped and forgotten).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status)
+    }
+
     fn sample_quietly(&mut self) -> Option<()> {
         self.usage = procstat::process(self.pid?)?;
         Some(())

@@ -195,6 +195,8 @@ pub struct PhaseResult {
     pub stages: Vec<Stage>,
     /// Capacity: highest rate within the SLO.
     pub capacity_per_s: Option<f64>,
+    /// A fault phase: what was injected and what it did.
+    pub fault: Option<FaultResult>,
     pub notes: Vec<String>,
     /// Completed changes (for plots), capped.
     #[serde(skip)]
@@ -202,6 +204,46 @@ pub struct PhaseResult {
     /// (seconds, fraction of expected keys matched, writes so far) during a cold start.
     #[serde(skip)]
     pub progress: Vec<(f64, f64, f64)>,
+}
+
+/// One fault injected under churn (`hnc-loadtest faults`). Times are seconds since the phase started.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FaultResult {
+    /// The fault's name on the command line.
+    pub fault: String,
+    /// What was done, exactly.
+    pub action: String,
+    pub injected_s: f64,
+    /// When the fault ended: for a SIGKILL, when the killed replica's Leases expired (kill + lease duration,
+    /// the earliest its trees may change hands); SIGCONT; the replicas or the API server serving again; the
+    /// injected errors removed; the last watch dropped.
+    pub ended_s: f64,
+    /// A killed replica: when it was started again.
+    pub restarted_s: Option<f64>,
+    /// Churn changes made in the phase (before, during and after the fault).
+    pub changes: u64,
+    /// Changes never observed converged within the drain deadline (must be 0).
+    pub lost: usize,
+    /// Changes whose write the harness could not make (the API server refused or was unreachable for longer
+    /// than the harness retries); not the controllers' doing, and not counted as lost.
+    pub harness_write_failures: usize,
+    /// Writes the replicas' fences refused during the phase (`hnc_writes_total{outcome="fenced"}`).
+    pub fenced: u64,
+    /// Accepted writes by a replica into a tree whose shard Lease it did not hold at that moment, by apisim's
+    /// record of Lease writes (must be 0; None on a cluster).
+    pub duplicate_writers: Option<u64>,
+    /// Writes checked for duplicate writers, and writes left out (namespaces that moved between trees).
+    pub writes_checked: u64,
+    pub writes_unchecked: u64,
+    /// A few of the duplicate writes, for diagnosis.
+    pub duplicate_examples: Vec<String>,
+    /// Seconds from the fault's end until every change made before it ended was observed converged (0 when
+    /// all had converged by the end; None when some never did).
+    pub converged_after_end_s: Option<f64>,
+    /// The goal for `converged_after_end_s`: lease duration + 2 s.
+    pub goal_s: f64,
+    /// Replica processes that exited on their own during the phase and were started again by the harness.
+    pub restarted_after_exit: Vec<String>,
 }
 
 /// Everything a run produced.
@@ -323,6 +365,33 @@ pub fn markdown(r: &RunResult) -> String {
             rss.join(", "),
         );
     }
+    let faults: Vec<(&PhaseResult, &FaultResult)> =
+        r.phases.iter().filter_map(|p| Some((p, p.fault.as_ref()?))).collect();
+    if !faults.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n| fault | changes | lost | writes fenced | duplicate writers | converged after the fault s (goal) | latency p50 / p99 / max s |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+        for (p, fr) in faults {
+            let lat = p
+                .latency
+                .as_ref()
+                .map_or("-".into(), |l| format!("{} / {} / {}", f(l.p50_s), f(l.p99_s), f(l.max_s)));
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} (≤ {}) | {} |",
+                fr.fault,
+                fr.changes,
+                fr.lost,
+                fr.fenced,
+                fr.duplicate_writers.map_or("-".into(), |d| d.to_string()),
+                fr.converged_after_end_s.map_or("never".into(), f),
+                f(fr.goal_s),
+                lat
+            );
+        }
+    }
     if let Some(e) = &r.error {
         let _ = writeln!(s, "\n**The run stopped early:** {e}");
     }
@@ -336,6 +405,30 @@ pub fn markdown(r: &RunResult) -> String {
                 u.cpu_s,
                 u.peak_rss_mib.map_or(String::new(), |x| format!(", peak RSS {x:.0} MiB"))
             );
+        }
+        if let Some(fr) = &p.fault {
+            let _ = writeln!(
+                s,
+                "* fault: {} — injected at {:.1} s, ended at {:.1} s; {} changes, {} lost, {} harness writes failed; \
+                 {} writes fenced; duplicate writers {} ({} writes checked, {} in namespaces that moved left out)",
+                fr.action,
+                fr.injected_s,
+                fr.ended_s,
+                fr.changes,
+                fr.lost,
+                fr.harness_write_failures,
+                fr.fenced,
+                fr.duplicate_writers.map_or("not observable".into(), |d| d.to_string()),
+                fr.writes_checked,
+                fr.writes_unchecked
+            );
+            for example in &fr.duplicate_examples {
+                let _ = writeln!(s, "  * duplicate write: {example}");
+            }
+            if !fr.restarted_after_exit.is_empty() {
+                let _ =
+                    writeln!(s, "  * exited on their own and started again: {:?}", fr.restarted_after_exit);
+            }
         }
         if !p.ready_s.is_empty() {
             let ready: Vec<String> = p.ready_s.iter().map(|x| format!("{x:.2}")).collect();
@@ -431,8 +524,9 @@ mod tests {
 
     #[test]
     fn percentiles_count_unfinished_changes_as_infinitely_slow() {
-        let done: Vec<Completed> =
-            (1..=99).map(|i| Completed { kind: "create", at_s: 0.0, latency_s: i as f64 / 100.0 }).collect();
+        let done: Vec<Completed> = (1..=99)
+            .map(|i| Completed { kind: "create", at_s: 0.0, registered_s: 0.0, latency_s: i as f64 / 100.0 })
+            .collect();
         let l = LatencyStats::of(&done, 0, 0);
         assert_eq!((l.count, l.p50_s, l.p99_s, l.max_s), (99, 0.5, 0.99, 0.99));
         let l = LatencyStats::of(&done, 0, 2);

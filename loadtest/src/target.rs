@@ -35,7 +35,7 @@ pub struct SimLoad {
 
 /// Where the harness runs against.
 pub enum Target {
-    Sim { sim: ApiSim, load: SimLoad, dir: PathBuf, work: parking_lot::Mutex<WorkCount> },
+    Sim { sim: std::sync::Arc<ApiSim>, load: SimLoad, dir: PathBuf, work: parking_lot::Mutex<WorkCount> },
     Cluster { kubeconfig: PathBuf },
 }
 
@@ -89,7 +89,7 @@ impl Target {
             sim.faults()
                 .set_profile(Some(hnc_apisim::LoadProfile { seats, ..hnc_apisim::LoadProfile::realistic() }));
         }
-        Ok(Target::Sim { sim, load, dir: dir.to_owned(), work: Default::default() })
+        Ok(Target::Sim { sim: std::sync::Arc::new(sim), load, dir: dir.to_owned(), work: Default::default() })
     }
 
     /// A cluster reached through `kubeconfig`.
@@ -100,6 +100,14 @@ impl Target {
     pub fn sim(&self) -> Option<&ApiSim> {
         match self {
             Target::Sim { sim, .. } => Some(sim),
+            Target::Cluster { .. } => None,
+        }
+    }
+
+    /// apisim, shared (for a fault task that restarts it or changes its faults while the harness churns).
+    pub fn shared_sim(&self) -> Option<std::sync::Arc<ApiSim>> {
+        match self {
+            Target::Sim { sim, .. } => Some(sim.clone()),
             Target::Cluster { .. } => None,
         }
     }

@@ -26,6 +26,8 @@ pub struct Completed {
     pub kind: &'static str,
     /// Acknowledgement time, seconds since the tracker's epoch.
     pub at_s: f64,
+    /// When the change was registered (before its write was sent), seconds since the tracker's epoch.
+    pub registered_s: f64,
     pub latency_s: f64,
 }
 
@@ -33,6 +35,7 @@ pub struct Completed {
 struct Pending {
     kind: &'static str,
     remaining: usize,
+    registered: Instant,
     acked: Option<Instant>,
     done: Option<Instant>,
     superseded: bool,
@@ -121,7 +124,8 @@ impl Tracker {
         }
         let now = Instant::now();
         let done = (remaining == 0).then_some(now);
-        self.actions.insert(id, Pending { kind, remaining, acked: None, done, superseded: false });
+        self.actions
+            .insert(id, Pending { kind, remaining, registered: now, acked: None, done, superseded: false });
         id
     }
 
@@ -161,6 +165,7 @@ impl Tracker {
         self.completed.push(Completed {
             kind: p.kind,
             at_s: acked.duration_since(self.epoch).as_secs_f64(),
+            registered_s: p.registered.saturating_duration_since(self.epoch).as_secs_f64(),
             latency_s: done.saturating_duration_since(acked).as_secs_f64(),
         });
     }

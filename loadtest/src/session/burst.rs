@@ -70,6 +70,7 @@ impl Session {
         bar.finish_and_clear();
         for c in &mut all {
             c.at_s -= epoch_offset;
+            c.registered_s -= epoch_offset;
         }
         result.latency = Some(LatencyStats::of(&all, 0, 0));
         result.samples = all;

@@ -58,7 +58,11 @@ impl Session {
             .unwrap_or(0.0);
         // A stage the harness could not drive at its rate says nothing about the controller.
         let within = latency.p99_s <= self.opts.slo && latency.unfinished == 0 && achieved >= 0.9 * rate;
-        samples.extend(stage.samples.iter().map(|c| Completed { at_s: c.at_s + *offset, ..*c }));
+        samples.extend(stage.samples.iter().map(|c| Completed {
+            at_s: c.at_s + *offset,
+            registered_s: c.registered_s + *offset,
+            ..*c
+        }));
         *offset += stage.wall_s;
         result.stages.push(crate::report::Stage {
             target_rate: rate,

@@ -75,26 +75,10 @@ impl Session {
         while Instant::now() < end {
             tokio::time::sleep_until(next.into()).await;
             next += interval;
-            let change = self.pick_change();
-            necessary += change.delta.necessary();
-            *result.changes.entry(change.kind.to_owned()).or_default() += 1;
+            let (kind, n) = self.issue_change(&mut writes, &failures, None);
+            necessary += n;
+            *result.changes.entry(kind.to_owned()).or_default() += 1;
             issued += 1;
-            let id = self.tracker.lock().register(change.kind, &change.delta);
-            if change.kind == "subns-create"
-                && let Some(last) = self.created_subns.last_mut()
-            {
-                last.2 = id;
-            }
-            let (client, tracker, failures) = (self.client.clone(), self.tracker.clone(), failures.clone());
-            writes.spawn(async move {
-                match perform(&client, change.write).await {
-                    Ok(()) => tracker.lock().ack(id),
-                    Err(e) => {
-                        tracker.lock().fail(id);
-                        failures.lock().push(format!("{e:#}"));
-                    }
-                }
-            });
             while writes.try_join_next().is_some() {}
             self.sample_replicas()?;
             bar.set_position((started.elapsed().as_secs_f64() * 10.0).min(duration * 10.0) as u64);
@@ -129,6 +113,7 @@ impl Session {
         };
         for c in &mut done {
             c.at_s -= epoch_offset;
+            c.registered_s -= epoch_offset;
         }
         let failures = failures.lock().clone();
         if !failures.is_empty() {
@@ -143,6 +128,42 @@ impl Session {
         }
         self.finish(&meter, &mut result, necessary).await;
         Ok(result)
+    }
+
+    /// Picks a change, applies it to the model, registers it with the tracker and spawns its write into
+    /// `writes` (acknowledged or failed there). With `retry`, a write refused by an unavailable or throttling
+    /// API server (or cut off on the way) is tried again until that deadline. Returns the change's kind and the
+    /// writes it makes necessary.
+    pub(super) fn issue_change(
+        &mut self,
+        writes: &mut tokio::task::JoinSet<()>,
+        failures: &Arc<Mutex<Vec<String>>>,
+        retry: Option<Duration>,
+    ) -> (&'static str, usize) {
+        let change = self.pick_change();
+        let necessary = change.delta.necessary();
+        let kind = change.kind;
+        let id = self.tracker.lock().register(change.kind, &change.delta);
+        if change.kind == "subns-create"
+            && let Some(last) = self.created_subns.last_mut()
+        {
+            last.2 = id;
+        }
+        let (client, tracker, failures) = (self.client.clone(), self.tracker.clone(), failures.clone());
+        writes.spawn(async move {
+            let outcome = match retry {
+                Some(patience) => perform_retrying(&client, change.write, patience).await,
+                None => perform(&client, change.write).await,
+            };
+            match outcome {
+                Ok(()) => tracker.lock().ack(id),
+                Err(e) => {
+                    tracker.lock().fail(id);
+                    failures.lock().push(format!("{e:#}"));
+                }
+            }
+        });
+        (kind, necessary)
     }
 
     // --- changes ---------------------------------------------------------------------------------------
@@ -304,6 +325,8 @@ impl Session {
             if self.model.depth(&new) + 1 + height > self.max_depth {
                 continue;
             }
+            self.moved.push(ns.clone());
+            self.moved.extend(self.model.descendants(&ns));
             let scope = self.model.move_scope(&ns, old.as_deref(), Some(&new));
             let delta = self.model.apply(&scope, |m| m.set_parent(&ns, Some(&new)));
             let patch = json!({"spec": {"parent": new}});
@@ -342,6 +365,54 @@ pub(super) async fn perform(client: &kube::Client, write: Write) -> anyhow::Resu
                     .await
                     .with_context(|| format!("deleting {} {ns}/{name}", ar.kind))?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// [`perform`], each request tried again while the API server is unreachable, answers 429 or 5xx, for up to
+/// `patience`. A create that finds its object already there after a retry, or a delete that finds it gone, was
+/// applied by an attempt whose answer was lost.
+pub(super) async fn perform_retrying(
+    client: &kube::Client,
+    write: Write,
+    patience: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    let items: Vec<Write> = match write {
+        Write::Create(items) => items.into_iter().map(|i| Write::Create(vec![i])).collect(),
+        Write::Patch(items) => items.into_iter().map(|i| Write::Patch(vec![i])).collect(),
+        Write::Delete(items) => items.into_iter().map(|i| Write::Delete(vec![i])).collect(),
+    };
+    for item in items {
+        let mut attempt = 0u32;
+        loop {
+            let again = match &item {
+                Write::Create(i) => Write::Create(i.clone()),
+                Write::Patch(i) => Write::Patch(i.clone()),
+                Write::Delete(i) => Write::Delete(i.clone()),
+            };
+            let tolerated = match &item {
+                Write::Create(_) => 409,
+                Write::Delete(_) => 404,
+                Write::Patch(_) => 0,
+            };
+            let error = match perform(client, again).await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            let code = error.chain().find_map(|c| match c.downcast_ref::<kube::Error>() {
+                Some(kube::Error::Api(s)) => Some(s.code),
+                _ => None,
+            });
+            match code {
+                Some(code) if attempt > 0 && code == tolerated => break,
+                Some(code) if code != 429 && code < 500 => return Err(error),
+                _ if Instant::now() >= deadline => return Err(error),
+                _ => {}
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
     Ok(())

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! One module per phase: `cold` (cold start, warm restart), `churn` (and the changes it makes), `burst`,
-//! `failover` (failover, scale-out), `capacity` (the ramp).
+//! `failover` (failover, scale-out), `capacity` (the ramp), `faults` (each fault of `hnc-loadtest faults` under
+//! churn).
 //!
 //! Each phase is measured by a [`Meter`]: writes from apisim's log (per replica user) or the controllers'
 //! metrics, CPU and peak RSS per replica from /proc, apisim's and the harness's CPU by thread name, API requests.
@@ -20,6 +21,7 @@ mod capacity;
 mod churn;
 mod cold;
 mod failover;
+mod faults;
 
 pub use churn::parse_mix;
 
@@ -96,6 +98,8 @@ pub struct Session {
     pool: Vec<(String, String)>,
     /// Subnamespaces churn created: (parent, name, change id).
     created_subns: Vec<(String, String, u64)>,
+    /// Namespaces re-parenting churn moved between trees (each with its descendants), since last cleared.
+    moved: Vec<String>,
     counter: usize,
     max_depth: usize,
     pub summary: TopologySummary,
@@ -231,6 +235,7 @@ impl Session {
             movable,
             pool,
             created_subns: Vec::new(),
+            moved: Vec::new(),
             counter: 0,
             max_depth: summary.max_depth.max(2),
             summary,
@@ -493,7 +498,8 @@ impl Session {
 
         for r in &self.replicas {
             let before = meter.usage.get(&r.id).copied().unwrap_or_default();
-            let u = r.usage.since(&before);
+            // A replica killed and started again in the phase: its new process's usage alone.
+            let u = if r.usage.cpu_s < before.cpu_s { r.usage } else { r.usage.since(&before) };
             if r.pid.is_some() {
                 result.processes.push(ProcessUsage {
                     name: r.id.clone(),

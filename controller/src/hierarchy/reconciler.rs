@@ -108,7 +108,19 @@ pub struct HierarchyReconciler {
     all_dirty: bool,
     changed: bool,
     propagation: Option<PropagationSink>,
+    /// Notices for the propagation engine not sent yet: they go out in [`HierarchyReconciler::flush`] right
+    /// after the snapshot they describe is published, never before — the engine plans from the snapshot it
+    /// loads when a notice arrives, and an older one would not show the change (a subnamespace not yet under
+    /// its parent got no copies until the next resync).
+    unannounced: Unannounced,
     synced_tx: watch::Sender<bool>,
+}
+
+/// Propagation notices gathered since the last publish.
+#[derive(Default)]
+struct Unannounced {
+    all: bool,
+    subtrees: BTreeSet<NsName>,
 }
 
 impl HierarchyReconciler {
@@ -134,6 +146,7 @@ impl HierarchyReconciler {
             all_dirty: false,
             changed: false,
             propagation,
+            unannounced: Unannounced::default(),
             synced_tx: watch::channel(false).0,
         }
     }
@@ -255,11 +268,8 @@ impl HierarchyReconciler {
         }
         self.changed = true;
         self.dirty.extend(affected.hierarchy);
-        if !affected.propagation.is_empty()
-            && self.index.current().is_synced()
-            && let Some(sink) = &self.propagation
-        {
-            let _ = sink.send(PropagationDirty::Subtrees(affected.propagation.into_iter().collect()));
+        if self.index.current().is_synced() && self.propagation.is_some() {
+            self.unannounced.subtrees.extend(affected.propagation);
         }
     }
 
@@ -280,10 +290,20 @@ impl HierarchyReconciler {
             self.index.set_synced(true);
             self.changed = true;
             self.all_dirty = true;
-            if let Some(sink) = &self.propagation {
-                let _ = sink.send(PropagationDirty::All);
-            }
+            self.unannounced.all = true;
             let _ = self.synced_tx.send(true);
+        }
+    }
+
+    /// Sends the propagation notices gathered since the last publish; called once the snapshot showing their
+    /// changes is published.
+    fn announce(&mut self) {
+        let Some(sink) = &self.propagation else { return };
+        let unannounced = std::mem::take(&mut self.unannounced);
+        if unannounced.all {
+            let _ = sink.send(PropagationDirty::All);
+        } else if !unannounced.subtrees.is_empty() {
+            let _ = sink.send(PropagationDirty::Subtrees(unannounced.subtrees.into_iter().collect()));
         }
     }
 
@@ -315,6 +335,7 @@ impl HierarchyReconciler {
         } else {
             Arc::new(self.index.current().clone())
         };
+        self.announce();
         if !snapshot.is_synced() {
             return;
         }
@@ -374,5 +395,70 @@ impl HierarchyReconciler {
         let mut request = WriteRequest::new(target, op, &owner);
         self.pending.insert(&mut request, Pending { planned_from, owner });
         self.writer.submit(request);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use hnc_api::HierarchyConfiguration;
+    use hnc_shard::TreeIndex;
+    use k8s_openapi::api::core::v1::Namespace;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::writer::{Writer, WriterConfig, writer_client};
+
+    fn namespace(name: &str, rv: &str) -> HierarchyEvent {
+        let ns = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name, "uid": name, "resourceVersion": rv}}),
+        );
+        HierarchyEvent::Namespace(Change::Apply(ns.unwrap()))
+    }
+
+    fn parent(child: &str, parent: &str) -> HierarchyEvent {
+        let hc: HierarchyConfiguration = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+            "metadata": {"name": "hierarchy", "namespace": child, "resourceVersion": "9"},
+            "spec": {"parent": parent}}))
+        .unwrap();
+        HierarchyEvent::Hierarchy(Change::Apply(hc))
+    }
+
+    /// The propagation engine plans from the snapshot it loads when a notice arrives: a notice must never
+    /// arrive before the snapshot showing its change is published.
+    #[tokio::test]
+    async fn propagation_hears_of_a_change_only_once_its_snapshot_is_published() {
+        // Nothing is owned, so nothing is written: the client is never used.
+        let client = writer_client(&kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let (writer, _task) = Writer::start(client, WriterConfig::adaptive(), Arc::new(|_: &str| false));
+        let (tx, mut notices) = mpsc::unbounded_channel();
+        let mut reconciler = HierarchyReconciler::new(
+            TreeIndex::new(Default::default()),
+            writer,
+            Ownership::Nothing,
+            Some(tx),
+        );
+        let reader = reconciler.reader();
+        reconciler.apply(namespace("p", "1"));
+        reconciler.apply(namespace("c", "2"));
+        reconciler.apply(HierarchyEvent::Namespace(Change::<Namespace>::Synced));
+        reconciler.apply(HierarchyEvent::Hierarchy(Change::Synced));
+        reconciler.apply(HierarchyEvent::Anchor(Change::Synced));
+        assert!(notices.try_recv().is_err(), "synced, but not published yet");
+        reconciler.flush().await;
+        assert!(matches!(notices.try_recv(), Ok(PropagationDirty::All)));
+        assert!(reader.load().is_synced());
+
+        reconciler.apply(parent("c", "p"));
+        assert!(notices.try_recv().is_err(), "c is under p, but the published snapshot does not say so yet");
+        assert_eq!(reader.load().parent("c"), None);
+        reconciler.flush().await;
+        let Ok(PropagationDirty::Subtrees(roots)) = notices.try_recv() else {
+            panic!("a notice after publishing")
+        };
+        assert!(roots.iter().any(|r| &**r == "c"), "{roots:?}");
+        assert_eq!(reader.load().parent("c").map(|p| &**p), Some("p"));
     }
 }

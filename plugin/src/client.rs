@@ -49,10 +49,24 @@ impl RequestTimeout {
         } else {
             parse_go_duration(text).ok_or_else(invalid)?
         };
-        let duration = (seconds > 0.0).then(|| Duration::from_secs_f64(seconds));
+        // Go refuses durations past the largest int64 of nanoseconds (about 2562047h); beyond that, and for
+        // an infinite sum of huge numbers, there is no Duration either.
+        if seconds > MAX_GO_DURATION_SECONDS {
+            return Err(invalid());
+        }
+        // Less than a nanosecond truncates to zero, as in Go, and zero means no timeout.
+        let duration = match seconds > 0.0 {
+            true => {
+                Some(Duration::try_from_secs_f64(seconds).map_err(|_| invalid())?).filter(|d| !d.is_zero())
+            }
+            false => None,
+        };
         Ok(RequestTimeout { duration, text: text.to_owned() })
     }
 }
+
+/// The longest duration Go represents, `math.MaxInt64` nanoseconds, in seconds.
+const MAX_GO_DURATION_SECONDS: f64 = i64::MAX as f64 / 1e9;
 
 /// Go's `time.ParseDuration`, in seconds.
 fn parse_go_duration(text: &str) -> Option<f64> {
@@ -266,5 +280,28 @@ mod tests {
         for bad in ["", "5x", "s", "1.2.3s", "-1s"] {
             assert!(RequestTimeout::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn request_timeouts_longer_than_go_durations_are_refused() {
+        // Each used to panic in Duration::from_secs_f64 (overflow, or an infinite sum).
+        let four_hundred_digits = "9".repeat(400);
+        let infinite = format!("{four_hundred_digits}h");
+        for huge in
+            ["99999999999999999999", "9999999999999999999999h", "2562048h", &four_hundred_digits, &infinite]
+        {
+            let error = RequestTimeout::parse(huge).unwrap_err();
+            assert!(error.contains("invalid timeout value"), "{huge}: {error}");
+        }
+        let longest = RequestTimeout::parse("2562047h").unwrap().duration.unwrap();
+        assert_eq!(longest.as_secs(), 2_562_047 * 3600);
+    }
+
+    #[test]
+    fn a_timeout_shorter_than_a_nanosecond_is_no_timeout() {
+        // `.1ns` used to become a zero timeout, which fails every request at once; Go truncates it to 0, none.
+        assert_eq!(RequestTimeout::parse(".1ns").unwrap().duration, None);
+        assert_eq!(RequestTimeout::parse("0.4ns").unwrap().duration, None);
+        assert_eq!(RequestTimeout::parse("1ns").unwrap().duration, Some(Duration::from_nanos(1)));
     }
 }

@@ -31,6 +31,29 @@ pub mod labels {
     pub fn tree_label_ancestor(key: &str) -> Option<&str> {
         key.strip_suffix(TREE_LABEL_SUFFIX).filter(|a| !a.is_empty())
     }
+
+    /// The deepest depth a tree label may carry. A tree of `n` namespaces is at most `n - 1` deep, and no
+    /// cluster holds a million namespaces, so a larger value is not a depth; the bound also keeps every depth
+    /// shifted by a chain of namespaces far from overflowing.
+    pub const MAX_TREE_DEPTH: u32 = 1_000_000;
+
+    /// The depth a tree label's value states: decimal digits only (no sign, blank or other text, leading zeros
+    /// allowed as in Go's `strconv.Atoi`), at most [`MAX_TREE_DEPTH`]. Anything else is not a depth (`None`).
+    pub fn parse_tree_depth(value: &str) -> Option<u32> {
+        // Seven digits (after leading zeros) hold every valid depth; longer input is refused before parsing.
+        let significant = value.trim_start_matches('0');
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) || significant.len() > 7 {
+            return None;
+        }
+        let depth = if significant.is_empty() { 0 } else { significant.parse::<u32>().ok()? };
+        (depth <= MAX_TREE_DEPTH).then_some(depth)
+    }
+
+    /// A tree label's value seen `by` levels further down, e.g. an external namespace's labels on its
+    /// descendants; `None` when the value is not a depth or the result would exceed [`MAX_TREE_DEPTH`].
+    pub fn shifted_tree_depth(value: &str, by: u32) -> Option<u32> {
+        parse_tree_depth(value)?.checked_add(by).filter(|d| *d <= MAX_TREE_DEPTH)
+    }
 }
 
 /// Annotations HNC writes or reads.
@@ -126,6 +149,23 @@ mod tests {
         assert_eq!(labels::tree_label_ancestor("team-a.tree.hnc.x-k8s.io/depth"), Some("team-a"));
         assert_eq!(labels::tree_label_ancestor(".tree.hnc.x-k8s.io/depth"), None);
         assert_eq!(labels::tree_label_ancestor("hnc.x-k8s.io/inherited-from"), None);
+    }
+
+    #[test]
+    fn tree_depths_are_small_decimal_numbers() {
+        assert_eq!(labels::parse_tree_depth("0"), Some(0));
+        assert_eq!(labels::parse_tree_depth("3"), Some(3));
+        assert_eq!(labels::parse_tree_depth("007"), Some(7));
+        assert_eq!(labels::parse_tree_depth("1000000"), Some(labels::MAX_TREE_DEPTH));
+        assert_eq!(labels::parse_tree_depth("0000000000000000000001"), Some(1));
+        for bad in ["", "+1", "-1", " 1", "1 ", "1.0", "x", "1000001", "4294967295", "4294967296", "٣"] {
+            assert_eq!(labels::parse_tree_depth(bad), None, "{bad:?}");
+        }
+        assert_eq!(labels::shifted_tree_depth("2", 3), Some(5));
+        assert_eq!(labels::shifted_tree_depth("999999", 1), Some(labels::MAX_TREE_DEPTH));
+        assert_eq!(labels::shifted_tree_depth("1000000", 1), None);
+        assert_eq!(labels::shifted_tree_depth("0", u32::MAX), None);
+        assert_eq!(labels::shifted_tree_depth("garbage", 1), None);
     }
 
     #[test]

@@ -131,6 +131,36 @@ impl LabelSelector {
     }
 }
 
+/// The canonical text of a requirement: `k`, `!k`, `k=v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, values sorted.
+/// It parses back to an equal requirement.
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = &self.key;
+        match (self.operator, self.values.as_slice()) {
+            (Operator::Exists, _) => write!(f, "{key}"),
+            (Operator::DoesNotExist, _) => write!(f, "!{key}"),
+            (Operator::In, [value]) => write!(f, "{key}={value}"),
+            (Operator::NotIn, [value]) => write!(f, "{key}!={value}"),
+            (Operator::In, values) => write!(f, "{key} in ({})", values.join(",")),
+            (Operator::NotIn, values) => write!(f, "{key} notin ({})", values.join(",")),
+        }
+    }
+}
+
+/// The canonical text of a selector: its requirements in order, joined with `,`; empty for an empty selector.
+/// It parses back to an equal selector.
+impl fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, requirement) in self.requirements.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{requirement}")?;
+        }
+        Ok(())
+    }
+}
+
 // ---- the grammar ------------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -437,5 +467,25 @@ mod tests {
             ("k", Operator::NotIn, &["a".to_owned(), "b".to_owned()][..])
         );
         assert_eq!((r[1].key(), r[1].operator()), ("x", Operator::DoesNotExist));
+    }
+
+    #[test]
+    fn the_canonical_text_parses_back_to_the_same_selector() {
+        for (input, canonical) in [
+            ("", ""),
+            ("  a ", "a"),
+            ("! a", "!a"),
+            ("a==1", "a=1"),
+            ("a in (1)", "a=1"),
+            ("a=", "a="),
+            ("a notin ( b ,a,b)", "a notin (a,b)"),
+            ("a in (x,)", "a in (,x)"),
+            ("a in ()", "a="),
+            ("in in (in, notin), x!=y", "in in (in,notin),x!=y"),
+        ] {
+            let parsed = LabelSelector::parse(input).unwrap();
+            assert_eq!(parsed.to_string(), canonical, "{input:?}");
+            assert_eq!(LabelSelector::parse(canonical).unwrap(), parsed, "{input:?}");
+        }
     }
 }

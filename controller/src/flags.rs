@@ -170,6 +170,11 @@ pub struct Flags {
     pub suppress_object_tags: Option<bool>,
 }
 
+/// The lowest ceiling `--apiserver-qps-throttle` accepts (upstream's flag is a whole number of writes/s).
+const MIN_QPS: f64 = 1.0;
+/// The highest ceiling `--apiserver-qps-throttle` accepts: far above what any API server sustains.
+const MAX_QPS: f64 = 1_000_000.0;
+
 impl Flags {
     /// Cross-flag checks clap cannot express.
     pub fn validate(&self) -> Result<(), String> {
@@ -188,8 +193,23 @@ impl Flags {
                 self.retry_period, self.renew_deadline
             ));
         }
-        if !self.apiserver_qps_throttle.is_finite() || self.apiserver_qps_throttle < 0.0 {
-            return Err("--apiserver-qps-throttle must be 0 (adaptive, no ceiling) or positive".into());
+        if self.lease_duration < Duration::from_secs(1) {
+            return Err(format!(
+                "--lease-duration ({:?}) must be at least 1s: Leases count whole seconds",
+                self.lease_duration
+            ));
+        }
+        if self.retry_period.is_zero() {
+            return Err("--retry-period must be longer than 0".into());
+        }
+        let qps = self.apiserver_qps_throttle;
+        // Also refuses NaN and infinities. Below one write per second the writer's wait for a token grows
+        // without bound (1e-300 overflows a Duration) and its floor of 1/s would exceed the ceiling.
+        if !(qps == 0.0 || (MIN_QPS..=MAX_QPS).contains(&qps)) {
+            return Err(format!(
+                "--apiserver-qps-throttle must be 0 (adaptive, no ceiling) or between {MIN_QPS} and {MAX_QPS}, \
+                 got {qps}"
+            ));
         }
         if self.max_reconciles == 0 {
             return Err("--max-reconciles must be at least 1".into());
@@ -275,34 +295,21 @@ fn parse_bind_address(s: &str) -> Result<SocketAddr, String> {
     full.parse().map_err(|e| format!("invalid listen address {s:?}: {e}"))
 }
 
-/// Accepts Go-style durations: `90s`, `1m`, `1m30s`, `500ms`, `2h`, `0`.
+/// The longest duration a flag accepts (8760h, 365 days). Every duration flag is a period or a timeout of a
+/// few seconds to minutes: a longer value is a typo or a wrong unit, and past a point it would overflow the
+/// deadlines computed from it (`Instant + Duration`).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Accepts Go-style durations: `90s`, `1m`, `1m30s`, `500ms`, `2h`, `0`, up to [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {s:?} (examples: 500ms, 15s, 1m30s)");
-    if s == "0" {
-        return Ok(Duration::ZERO);
+    let too_long = || format!("duration {s:?} is longer than 8760h (365 days), the longest a flag accepts");
+    match hnc_api::duration::parse_go_checked(s) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) | Err(hnc_api::duration::DurationError::TooLong) => Err(too_long()),
+        Err(hnc_api::duration::DurationError::Malformed) => {
+            Err(format!("invalid duration {s:?} (examples: 500ms, 15s, 1m30s)"))
+        }
     }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(err());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(err)?;
-        let (number, tail) = rest.split_at(digits);
-        let value: f64 = number.parse().map_err(|_| err())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ms" => value / 1000.0,
-            "s" => value,
-            "m" => value * 60.0,
-            "h" => value * 3600.0,
-            _ => return Err(err()),
-        };
-        total += Duration::from_secs_f64(seconds);
-        rest = next;
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -412,6 +419,45 @@ mod tests {
     }
 
     #[test]
+    fn huge_durations_are_refused_with_the_flag_and_the_value() {
+        // Each used to panic in Duration::from_secs_f64 or in `+=` on Duration.
+        let four_hundred_digits = format!("{}s", "9".repeat(400));
+        for huge in ["99999999999999h", "18446744073709551616s", &four_hundred_digits, "5124095576030431h1h"]
+        {
+            let error = parse(&["--lease-duration", huge]).unwrap_err().to_string();
+            assert!(error.contains("--lease-duration") && error.contains("longer than 8760h"), "{error}");
+        }
+        let error = parse(&["--lease-duration=99999999999999h"]).unwrap_err().to_string();
+        assert!(error.contains("--lease-duration") && error.contains("99999999999999h"), "{error}");
+        assert!(error.contains("longer than 8760h"), "{error}");
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("8759h60m"), Ok(MAX_DURATION));
+        assert!(parse_duration("8760h1ms").unwrap_err().contains("longer than 8760h"));
+        assert!(parse_duration("4383h4383h").unwrap_err().contains("longer than 8760h"));
+    }
+
+    #[test]
+    fn qps_ceilings_outside_the_sane_range_are_refused() {
+        // 1e-300 used to pass and panic the writer on its first wait (1/1e-300 s overflows a Duration).
+        for bad in ["NaN", "inf", "-inf", "-1", "1e-300", "0.5", "1e7", "-0.0001"] {
+            let error = parse(&[&format!("--apiserver-qps-throttle={bad}")]).unwrap().validate().unwrap_err();
+            assert!(error.contains("--apiserver-qps-throttle"), "{bad}: {error}");
+        }
+        for good in ["0", "1", "50", "1000000"] {
+            parse(&[&format!("--apiserver-qps-throttle={good}")]).unwrap().validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn lease_timings_must_be_usable() {
+        let flags =
+            parse(&["--lease-duration=900ms", "--renew-deadline=600ms", "--retry-period=200ms"]).unwrap();
+        assert!(flags.validate().unwrap_err().contains("--lease-duration"));
+        let flags = parse(&["--retry-period=0"]).unwrap();
+        assert!(flags.validate().unwrap_err().contains("--retry-period"));
+    }
+
+    #[test]
     fn lease_timings_must_nest() {
         let flags = parse(&["--lease-duration=10s", "--renew-deadline=10s"]).unwrap();
         assert!(flags.validate().unwrap_err().contains("--renew-deadline"));
@@ -422,5 +468,70 @@ mod tests {
     #[test]
     fn webhook_modes_conflict() {
         assert!(parse(&["--no-webhooks", "--webhooks-only"]).is_err());
+    }
+
+    /// Values for every flag that parses a number or a duration: a few sane ones, junk, and extremes.
+    fn flag_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[0-9]{1,3}(ms|s|m|h)",
+            "[0-9]{1,25}(\\.[0-9]{0,3})?(ms|s|m|h|)",
+            Just("9".repeat(400) + "h"),
+            Just("NaN".to_owned()),
+            Just("inf".to_owned()),
+            Just("-1".to_owned()),
+            Just("1e-300".to_owned()),
+            Just("1e308".to_owned()),
+            Just("0".to_owned()),
+            Just("4294967295".to_owned()),
+            Just("18446744073709551616".to_owned()),
+            ".{0,8}",
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+                proptest::prelude::ProptestConfig::default().cases
+            } else {
+                1000
+            },
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        #[test]
+        fn numeric_and_duration_flags_parse_or_name_the_bad_value(
+            flag in proptest::sample::select(&[
+                "--lease-duration", "--renew-deadline", "--retry-period", "--hrq-sync-interval",
+                "--apiserver-qps-throttle", "--max-reconciles", "--shards", "--embedded-port",
+                "--webhook-server-port",
+            ][..]),
+            value in flag_value(),
+        ) {
+            match parse(&[&format!("{flag}={value}")]) {
+                Err(error) => {
+                    let text = error.to_string();
+                    proptest::prop_assert!(text.contains(flag), "{}", text);
+                }
+                Ok(flags) => {
+                    if flags.validate().is_ok() {
+                        for d in [flags.lease_duration, flags.renew_deadline, flags.retry_period, flags.hrq_sync_interval] {
+                            proptest::prop_assert!(d <= MAX_DURATION);
+                            // Deadlines computed from a flag never overflow.
+                            let _ = std::time::Instant::now() + d;
+                        }
+                        let qps = flags.apiserver_qps_throttle;
+                        proptest::prop_assert!(qps == 0.0 || (MIN_QPS..=MAX_QPS).contains(&qps));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn any_duration_text_parses_within_the_bound_or_is_refused(text in proptest::prelude::any::<String>()) {
+            if let Ok(duration) = parse_duration(&text) {
+                proptest::prop_assert!(duration <= MAX_DURATION);
+            }
+        }
     }
 }

@@ -49,7 +49,9 @@ impl RequestTimeout {
         } else {
             hnc_api::duration::parse_go(text)
         };
-        let duration = parsed.ok_or_else(invalid)?;
+        // As in Go: less than a nanosecond is zero, and zero means no timeout; beyond the longest Go duration
+        // (about 2562047h) there is none.
+        let duration = parsed.filter(|d| *d <= hnc_api::duration::MAX_GO).ok_or_else(invalid)?;
         let duration = (!duration.is_zero()).then_some(duration);
         Ok(RequestTimeout { duration, text: text.to_owned() })
     }
@@ -239,5 +241,28 @@ mod tests {
         for bad in ["", "5x", "s", "1.2.3s", "-1s", "99999999999999999999999h", "99999999999999999999999"] {
             assert!(RequestTimeout::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn request_timeouts_longer_than_go_durations_are_refused() {
+        // Each used to panic in Duration::from_secs_f64 (overflow, or an infinite sum).
+        let four_hundred_digits = "9".repeat(400);
+        let infinite = format!("{four_hundred_digits}h");
+        for huge in
+            ["99999999999999999999", "9999999999999999999999h", "2562048h", &four_hundred_digits, &infinite]
+        {
+            let error = RequestTimeout::parse(huge).unwrap_err();
+            assert!(error.contains("invalid timeout value"), "{huge}: {error}");
+        }
+        let longest = RequestTimeout::parse("2562047h").unwrap().duration.unwrap();
+        assert_eq!(longest.as_secs(), 2_562_047 * 3600);
+    }
+
+    #[test]
+    fn a_timeout_shorter_than_a_nanosecond_is_no_timeout() {
+        // `.1ns` used to become a zero timeout, which fails every request at once; Go truncates it to 0, none.
+        assert_eq!(RequestTimeout::parse(".1ns").unwrap().duration, None);
+        assert_eq!(RequestTimeout::parse("0.4ns").unwrap().duration, None);
+        assert_eq!(RequestTimeout::parse("1ns").unwrap().duration, Some(Duration::from_nanos(1)));
     }
 }

@@ -319,10 +319,14 @@ fn labels_after_move(tree: &TreeSnapshot, dest: &str, moved: &str, parent: &str)
             if tree.external_manager(member).is_some() {
                 if let Some(observed) = tree.node(member).and_then(|n| n.namespace()) {
                     for (key, value) in &observed.labels {
+                        // As the planner shifts them: a value that is not a depth, or a shifted depth past
+                        // the bound, is left out.
                         if label_keys::tree_label_ancestor(key).is_some()
-                            && let Ok(v) = value.parse::<usize>()
+                            && let Some(shifted) = u32::try_from(depth)
+                                .ok()
+                                .and_then(|d| label_keys::shifted_tree_depth(value, d))
                         {
-                            out.insert(key.clone(), (depth + v).to_string());
+                            out.insert(key.clone(), shifted.to_string());
                         }
                     }
                 }
@@ -630,5 +634,33 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         assert_eq!(labels, expected);
+    }
+
+    #[test]
+    fn external_depths_past_the_bound_are_left_out_of_the_labels_after_a_move() {
+        // `18446744073709551615` parsed as a usize and shifted by one used to overflow (a panic in debug
+        // builds, a wrap to 0 in release).
+        let forest = Forest::new()
+            .external(
+                "ext",
+                "argo",
+                &[
+                    ("outer.tree.hnc.x-k8s.io/depth", "18446744073709551615"),
+                    ("top.tree.hnc.x-k8s.io/depth", "1000000"),
+                    ("near.tree.hnc.x-k8s.io/depth", "2"),
+                    ("word.tree.hnc.x-k8s.io/depth", "two"),
+                ],
+            )
+            .ns("c");
+        let tree = forest.context().tree.load();
+        let labels = labels_after_move(&tree, "c", "c", "ext");
+        let depth =
+            |ancestor: &str| labels.get(&format!("{ancestor}.tree.hnc.x-k8s.io/depth")).map(String::as_str);
+        assert_eq!(depth("c"), Some("0"));
+        assert_eq!(depth("ext"), Some("1"));
+        assert_eq!(depth("near"), Some("3"));
+        assert_eq!(depth("outer"), None);
+        assert_eq!(depth("top"), None);
+        assert_eq!(depth("word"), None);
     }
 }

@@ -42,6 +42,8 @@ pub mod tls;
 pub use server::{Inputs, start};
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod testing;
 
 use std::sync::Arc;

@@ -153,11 +153,11 @@ pub async fn serve<H: Handler>(State(handler): State<Arc<H>>, body: Bytes) -> Re
     }
 }
 
-/// Parses an AdmissionReview; an unusable body yields an `invalid` response that still echoes the request uid
-/// when one can be found, so the API server can match it.
+/// Parses an AdmissionReview; an unusable body yields a 400 BadRequest denial, like every other denial a
+/// status with a code, that still echoes the request uid when one can be found, so the API server can match it.
 fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Box<AdmissionResponse>> {
     let invalid = |why: String| {
-        let mut resp = AdmissionResponse::invalid(why);
+        let mut resp = deny::bad_request(AdmissionResponse::invalid(&why), &why);
         if let Some(uid) = serde_json::from_slice::<serde_json::Value>(body)
             .ok()
             .and_then(|v| v.pointer("/request/uid").and_then(|u| u.as_str()).map(str::to_owned))
@@ -233,9 +233,18 @@ mod tests {
         assert!(!resp.allowed);
         assert_eq!(resp.uid, "u-1");
         assert!(resp.result.message.contains("cannot parse AdmissionReview"), "{}", resp.result.message);
+        assert_eq!((resp.result.code, resp.result.reason.as_str()), (400, "BadRequest"));
 
-        let review = answer(serve(State(Arc::new(DenyAll)), Bytes::from_static(b"not json")).await).await;
-        assert!(!review.response.unwrap().allowed);
+        for body in
+            [&b"not json"[..], b"", br#"{"request": null, "uid": "u-2"}"#, br#"{"request": {"uid": []}}"#]
+        {
+            let review = answer(serve(State(Arc::new(DenyAll)), Bytes::from_static(body)).await).await;
+            let resp = review.response.unwrap();
+            assert!(!resp.allowed);
+            // A status without a code used to be sent for these: every denial now carries one.
+            assert_eq!((resp.result.code, resp.result.reason.as_str()), (400, "BadRequest"), "{body:?}");
+            assert!(!resp.result.message.is_empty());
+        }
     }
 
     struct AddsLabel;

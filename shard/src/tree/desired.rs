@@ -304,16 +304,22 @@ impl TreeSnapshot {
             if self.external_manager(n).is_some() {
                 if let Some(ns) = self.node(n).and_then(|node| node.namespace()) {
                     for (key, value) in &ns.labels {
-                        if label_keys::tree_label_ancestor(key).is_some() && value.parse::<u32>().is_ok() {
+                        if label_keys::tree_label_ancestor(key).is_some()
+                            && label_keys::parse_tree_depth(value).is_some()
+                        {
                             set.insert(key.clone(), value.clone());
                         }
                     }
                 }
             } else if let Some(parent_labels) = &above {
                 for (key, value) in parent_labels.iter() {
-                    let shifted = match (label_keys::tree_label_ancestor(key), value.parse::<u32>()) {
-                        (Some(_), Ok(depth)) => (depth + 1).to_string(),
-                        _ => value.clone(),
+                    let shifted = match label_keys::tree_label_ancestor(key) {
+                        // A depth that would pass the bound is dropped, never wrapped.
+                        Some(_) => match label_keys::shifted_tree_depth(value, 1) {
+                            Some(depth) => depth.to_string(),
+                            None => continue,
+                        },
+                        None => value.clone(),
                     };
                     set.insert(key.clone(), shifted);
                 }
@@ -497,5 +503,81 @@ impl TreeSnapshot {
             target: AnchorTarget { state: Some(state), finalizer: true },
             create_namespace: state == AnchorState::Missing,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use hnc_api::HierarchyConfigurationSpec;
+    use hnc_api::keys::labels::MAX_TREE_DEPTH;
+
+    use crate::TreeIndex;
+    use crate::tree::{NamespacePolicy, ObservedHierarchy, ObservedNamespace};
+
+    /// An external root `ext` carrying `labels`, with `chain` below it (each the child of the one before).
+    fn below_external(labels: &[(&str, &str)], chain: &[&str]) -> TreeIndex {
+        let mut index = TreeIndex::new(NamespacePolicy::default());
+        let mut ext = ObservedNamespace::default();
+        ext.annotations.insert("hnc.x-k8s.io/managed-by".into(), "other-tool".into());
+        ext.labels.extend(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        index.apply_namespace("ext", ext);
+        let mut parent = "ext";
+        for name in chain {
+            index.apply_namespace(name, ObservedNamespace::default());
+            let spec = HierarchyConfigurationSpec { parent: Some(parent.into()), ..Default::default() };
+            index.apply_hierarchy(name, ObservedHierarchy { spec, ..Default::default() });
+            parent = name;
+        }
+        index.set_synced(true);
+        index
+    }
+
+    fn depth_of(labels: &BTreeMap<String, String>, ancestor: &str) -> Option<String> {
+        labels.get(&format!("{ancestor}.tree.hnc.x-k8s.io/depth")).cloned()
+    }
+
+    #[test]
+    fn an_external_depth_at_the_top_of_u32_is_dropped_instead_of_wrapping() {
+        // 4294967295 used to be shifted with `depth + 1`: a panic in debug builds, a wrap to 0 in release.
+        let index = below_external(&[("outer.tree.hnc.x-k8s.io/depth", "4294967295")], &["a"]);
+        let t = index.current();
+        assert_eq!(depth_of(&t.hierarchy_labels("ext"), "outer"), None);
+        assert_eq!(depth_of(&t.hierarchy_labels("a"), "outer"), None);
+        assert_eq!(depth_of(&t.hierarchy_labels("a"), "ext"), Some("1".into()));
+    }
+
+    #[test]
+    fn external_depths_that_are_not_small_decimal_numbers_are_ignored() {
+        let bound = MAX_TREE_DEPTH.to_string();
+        let below_bound = (MAX_TREE_DEPTH - 1).to_string();
+        let index = below_external(
+            &[
+                ("plus.tree.hnc.x-k8s.io/depth", "+1"),
+                ("word.tree.hnc.x-k8s.io/depth", "one"),
+                ("zeros.tree.hnc.x-k8s.io/depth", "007"),
+                ("edge.tree.hnc.x-k8s.io/depth", &below_bound),
+                ("top.tree.hnc.x-k8s.io/depth", &bound),
+            ],
+            &["a", "b"],
+        );
+        let t = index.current();
+        let ext = t.hierarchy_labels("ext");
+        assert_eq!(depth_of(&ext, "plus"), None);
+        assert_eq!(depth_of(&ext, "word"), None);
+        assert_eq!(
+            depth_of(&ext, "zeros"),
+            Some("007".into()),
+            "an external's own labels are kept as written"
+        );
+        assert_eq!(depth_of(&ext, "top"), Some(bound.clone()));
+        let a = t.hierarchy_labels("a");
+        assert_eq!(depth_of(&a, "zeros"), Some("8".into()));
+        assert_eq!(depth_of(&a, "edge"), Some(bound));
+        assert_eq!(depth_of(&a, "top"), None, "past the bound");
+        let b = t.hierarchy_labels("b");
+        assert_eq!(depth_of(&b, "edge"), None, "past the bound one level further down");
+        assert_eq!(depth_of(&b, "zeros"), Some("9".into()));
     }
 }

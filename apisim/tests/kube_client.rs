@@ -341,7 +341,11 @@ async fn faults_can_target_one_user() {
 async fn a_write_past_its_timeout_is_answered_504_and_not_applied() {
     use hnc_apisim::FaultRule;
     let sim = ApiSim::start(Config::default()).await.unwrap();
-    let client = client(&sim).await;
+    let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token())).unwrap();
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    config.default_retry = false; // one 504, not kube's own retries of it with growing back-off
+    let client = Client::try_from(config).unwrap();
     sim.faults().add(FaultRule {
         verb: Some("POST".into()),
         resource: Some("configmaps".into()),

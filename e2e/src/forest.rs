@@ -11,6 +11,21 @@ use kube::{Api, ResourceExt};
 
 use crate::TestEnv;
 
+/// Short Leases so that takeovers are quick, in the same relations as the defaults (the write window is
+/// 0.8 × (3 s − 2 s) = 800 ms).
+pub const SHORT_LEASE: std::time::Duration = std::time::Duration::from_secs(3);
+/// Replica flags of the multi-replica scenarios: no webhooks, the harness's write budget, 16 shards, [`SHORT_LEASE`].
+pub const SHORT_LEASE_ARGS: [&str; 6] = [
+    "--no-webhooks",
+    "--apiserver-qps-throttle=500",
+    "--shards=16",
+    "--lease-duration=3s",
+    "--renew-deadline=2s",
+    "--retry-period=500ms",
+];
+/// How long the multi-replica scenarios wait for convergence.
+pub const CONVERGE: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// `trees` roots, each with two children: `t<i>`, `t<i>-a`, `t<i>-b`.
 pub fn forest_names(env: &TestEnv, trees: usize) -> Vec<[String; 3]> {
     (0..trees)

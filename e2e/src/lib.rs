@@ -99,7 +99,7 @@ impl TestEnv {
         let token = format!("token-{id}");
         sim.add_user(
             &token,
-            &format!("system:serviceaccount:hnc-system:{id}"),
+            &replica_user(id),
             &["system:serviceaccounts", "system:serviceaccounts:hnc-system", "system:masters"],
         );
         let kubeconfig = self.dir.path().join(format!("kubeconfig-{id}"));
@@ -160,7 +160,7 @@ impl TestEnv {
 
     /// Writes made by replica `id` so far (apisim only).
     pub fn writes_by(&self, id: &str) -> Vec<hnc_apisim::WriteRecord> {
-        let user = format!("system:serviceaccount:hnc-system:{id}");
+        let user = replica_user(id);
         self.sim
             .as_ref()
             .map(|s| s.writes().into_iter().filter(|w| w.user == user).collect())
@@ -361,6 +361,11 @@ impl Drop for Replica {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The API user a replica started by [`TestEnv::start_replica`] writes as.
+pub fn replica_user(id: &str) -> String {
+    format!("system:serviceaccount:hnc-system:{id}")
 }
 
 /// Sums the samples of metric `name` (every label set) in Prometheus text.

@@ -11,27 +11,16 @@
 use std::time::{Duration, Instant};
 
 use hnc_apisim::FaultRule;
-use hnc_e2e::forest::{forest_names, load_forest, propagated, put_role};
-use hnc_e2e::{TestEnv, eventually};
+use hnc_e2e::forest::{
+    CONVERGE, SHORT_LEASE, SHORT_LEASE_ARGS, forest_names, load_forest, propagated, put_role,
+};
+use hnc_e2e::{TestEnv, eventually, replica_user};
 use k8s_openapi::api::rbac::v1::Role;
 use kube::Api;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_hnc-e2e-controller");
-/// Short leases, in the same relations as the defaults: the write window is 0.8 × (3 s − 2 s) = 800 ms.
-const LEASE: Duration = Duration::from_secs(3);
-const ARGS: [&str; 6] = [
-    "--no-webhooks",
-    "--apiserver-qps-throttle=500",
-    "--shards=16",
-    "--lease-duration=3s",
-    "--renew-deadline=2s",
-    "--retry-period=500ms",
-];
-const CONVERGE: Duration = Duration::from_secs(90);
-
-fn user(id: &str) -> String {
-    format!("system:serviceaccount:hnc-system:{id}")
-}
+const LEASE: Duration = SHORT_LEASE;
+const ARGS: [&str; 6] = SHORT_LEASE_ARGS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_core_task_panics_hands_its_trees_over() -> anyhow::Result<()> {
@@ -94,7 +83,7 @@ async fn no_write_of_a_suspended_holder_lands_after_its_successor_has_written() 
     env.sim().expect("apisim").faults().add(FaultRule {
         verb: Some("POST".into()),
         resource: Some("roles".into()),
-        user: Some(user("s1")),
+        user: Some(replica_user("s1")),
         latency: Duration::from_secs(10),
         ..Default::default()
     });
@@ -131,15 +120,20 @@ async fn no_write_of_a_suspended_holder_lands_after_its_successor_has_written() 
     let successor_first = writes
         .iter()
         .filter(accepted)
-        .filter(|w| w.user == user("s2"))
+        .filter(|w| w.user == replica_user("s2"))
         .map(|w| w.at)
         .min()
         .expect("s2 wrote copies");
-    let late: Vec<_> =
-        writes.iter().filter(accepted).filter(|w| w.user == user("s1") && w.at > successor_first).collect();
+    let late: Vec<_> = writes
+        .iter()
+        .filter(accepted)
+        .filter(|w| w.user == replica_user("s1") && w.at > successor_first)
+        .collect();
     assert!(late.is_empty(), "writes of the suspended holder accepted after its successor wrote: {late:?}");
-    let dropped =
-        writes.iter().filter(|w| w.user == user("s1") && w.resource == "roles" && w.code == 504).count();
+    let dropped = writes
+        .iter()
+        .filter(|w| w.user == replica_user("s1") && w.resource == "roles" && w.code == 504)
+        .count();
     assert!(dropped > 0, "s1's delayed creates reached the server and were dropped at their deadline");
     eprintln!("{dropped} delayed creates of the suspended holder were answered 504 and not applied");
     env.kill_replica(old);

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use hnc_e2e::forest::{assignment, forest_names, load_forest, propagated, put_role};
+use hnc_e2e::forest::{
+    CONVERGE, SHORT_LEASE, SHORT_LEASE_ARGS, assignment, forest_names, load_forest, propagated, put_role,
+};
 use hnc_e2e::{TestEnv, eventually};
 use hnc_leader::PublishedAssignment;
 use hnc_shard::ShardRing;
@@ -17,17 +19,8 @@ use serde_json::json;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_hnc-e2e-controller");
 const SHARDS: u32 = 16;
-/// Short leases so that takeovers are quick; the same relations between them as the defaults.
-const LEASE: Duration = Duration::from_secs(3);
-const ARGS: [&str; 6] = [
-    "--no-webhooks",
-    "--apiserver-qps-throttle=500",
-    "--shards=16",
-    "--lease-duration=3s",
-    "--renew-deadline=2s",
-    "--retry-period=500ms",
-];
-const CONVERGE: Duration = Duration::from_secs(90);
+const LEASE: Duration = SHORT_LEASE;
+const ARGS: [&str; 6] = SHORT_LEASE_ARGS;
 /// How long after a re-parent the replica that owned the subtree may still write there: until its hierarchy
 /// watch has shown it the move (milliseconds here; a second of margin for a loaded CI machine).
 const HANDOVER_WINDOW: Duration = Duration::from_secs(1);

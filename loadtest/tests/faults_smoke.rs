@@ -8,17 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const HARNESS: &str = env!("CARGO_BIN_EXE_hnc-loadtest");
-const CONTROLLER: &str = env!("CARGO_BIN_EXE_hnc-loadtest-controller");
+mod support;
 
-fn controllers_running() -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with(CONTROLLER))
-        .collect()
-}
+use support::{CONTROLLER, HARNESS, controllers_running};
 
 #[test]
 fn a_holder_kill_and_a_throttle_storm_on_a_small_forest() {

@@ -280,7 +280,15 @@ async fn a_subtree_moved_to_another_replicas_tree_is_maintained_by_it() -> anyho
         .filter(|w| w.namespace == grandchild && w.name == "local" && w.verb == "DELETE")
         .count();
     assert_eq!(deleted_local, 0, "m2 deleted a copy that stayed valid");
-    // Both replicas agree where the moved namespace now lives, and only m2 owns and caches it.
+    // Both replicas agree where the moved namespace now lives, and only m2 owns and caches it. m1 evicts what
+    // it cached there once its engine has heard of the move, which comes after the move is published.
+    eventually(CONVERGE, "m1 evicting the moved namespace", || async {
+        let (_, body) =
+            env.replica(0).get_health(&format!("/debug/namespace?name={grandchild}")).await.ok()?;
+        let view: serde_json::Value = serde_json::from_str(&body).ok()?;
+        view["cached"].as_object().is_some_and(|c| c.is_empty()).then_some(())
+    })
+    .await?;
     let mut views = Vec::new();
     for index in 0..2 {
         let (status, body) =

@@ -239,25 +239,18 @@ impl Store {
             (None, None) => std::ops::Bound::Unbounded,
         };
         let bounds = (start, std::ops::Bound::Unbounded);
+        let in_scope = |ns: &str| namespace.is_none_or(|want| ns == want);
         let now = map.range::<(String, String), _>(bounds.clone()).filter(|(k, _)| !then.contains_key(*k));
-        let earlier = then.range::<(String, String), _>(bounds).filter_map(|(k, v)| Some((k, v.as_ref()?)));
+        let earlier =
+            then.range::<(String, String), _>(bounds.clone()).filter_map(|(k, v)| Some((k, v.as_ref()?)));
         let range = merge_by_key(now, earlier);
         let mut page = Page::default();
         let mut full = false;
-        // What is left after a page is counted only for unfiltered lists, as kube-apiserver (etcd counts keys,
-        // it does not evaluate selectors); the count then takes no selector evaluation.
-        let counting = labels.is_empty() && fields.is_empty();
         for ((ns, name), obj) in range {
-            if let Some(want) = namespace
-                && ns != want
-            {
-                if ns.as_str() > want {
+            if !in_scope(ns) {
+                if namespace.is_some_and(|want| ns.as_str() > want) {
                     break;
                 }
-                continue;
-            }
-            if full {
-                page.remaining += 1;
                 continue;
             }
             if !fields.matches(ns, name) || !(labels.is_empty() || labels.matches(&labels_of(obj))) {
@@ -265,17 +258,34 @@ impl Store {
             }
             if limit.is_some_and(|l| page.items.len() >= l) {
                 full = true;
-                if !counting {
-                    break;
-                }
-                page.remaining += 1;
-                continue;
+                break;
             }
             page.last = Some((ns.clone(), name.clone()));
             page.items.push(obj.clone());
         }
         if !full {
             page.last = None;
+            return Ok(page);
+        }
+        // What is left after a page is counted only for unfiltered lists, as kube-apiserver (etcd counts keys,
+        // it does not evaluate selectors). Counted as the keys stored now after the page, corrected by the
+        // changes since `at` — a plain walk of the keys, not the merged one above: a list's pages are served
+        // while writes wait for the store, and a count per page must not cost a lookup per key.
+        if labels.is_empty() && fields.is_empty() {
+            let after = (
+                std::ops::Bound::Excluded(page.last.clone().expect("a full page has a last key")),
+                std::ops::Bound::Unbounded,
+            );
+            let stored =
+                map.range::<(String, String), _>(after.clone()).take_while(|(k, _)| in_scope(&k.0)).count();
+            let mut changed_since: isize = 0;
+            for ((ns, name), was) in
+                then.range::<(String, String), _>(after).take_while(|(k, _)| in_scope(&k.0))
+            {
+                let is = map.contains_key(&(ns.clone(), name.clone()));
+                changed_since += isize::from(was.is_some()) - isize::from(is);
+            }
+            page.remaining = stored.saturating_add_signed(changed_since);
         }
         Ok(page)
     }

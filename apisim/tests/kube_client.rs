@@ -152,6 +152,32 @@ async fn paged_lists_are_consistent_and_watches_resume_from_them() {
     assert_eq!(seen, ["modified a", "deleted d", "added cc"]);
 }
 
+/// `remainingItemCount` counts what is left of the list as of its first page, not what is stored now.
+#[tokio::test]
+async fn the_remaining_count_is_as_of_the_first_page() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(client(&sim).await, "default");
+    for name in ["a", "b", "c", "d", "e"] {
+        api.create(&PostParams::default(), &cm(name)).await.unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(first.metadata.remaining_item_count, Some(3));
+    // Stored after "c" now: d, f, g; when the list began: d, e.
+    api.delete("e", &DeleteParams::default()).await.unwrap();
+    api.create(&PostParams::default(), &cm("f")).await.unwrap();
+    api.create(&PostParams::default(), &cm("g")).await.unwrap();
+    let token = first.metadata.continue_.unwrap();
+    let second = api.list(&ListParams::default().limit(1).continue_token(&token)).await.unwrap();
+    assert_eq!(second.items.iter().map(|o| o.name_any()).collect::<Vec<_>>(), ["c"]);
+    assert_eq!(second.metadata.remaining_item_count, Some(2));
+    // A list in another namespace counts only its own.
+    let other: Api<ConfigMap> = Api::namespaced(client(&sim).await, "kube-system");
+    other.create(&PostParams::default(), &cm("x")).await.unwrap();
+    other.create(&PostParams::default(), &cm("y")).await.unwrap();
+    let page = api.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(page.metadata.remaining_item_count, Some(4), "c, d, f, g: kube-system's are not counted");
+}
+
 /// A continue token older than the change history gets 410 Expired, as after an etcd compaction.
 #[tokio::test]
 async fn continue_tokens_expire_with_the_history() {

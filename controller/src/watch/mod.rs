@@ -163,11 +163,38 @@ pub async fn feed<K, E>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut tracker = RelistTracker::default();
+    let mut listing: Option<(std::time::Instant, usize)> = None;
+    let mut lists = 0u64;
     let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
     while let Some(item) = stream.next().await {
         match item {
             Ok(event) => {
+                // A (re)list holds back every change of the kind until it completes: how long it took is what
+                // a change made during a watch outage waited, so it is logged and measured.
+                match &event {
+                    // A list that failed and started over counts from its first attempt.
+                    Event::Init => listing = Some((listing.map_or_else(std::time::Instant::now, |l| l.0), 0)),
+                    Event::InitApply(_) => {
+                        if let Some((_, objects)) = &mut listing {
+                            *objects += 1;
+                        }
+                    }
+                    Event::InitDone => {
+                        if let Some((started, objects)) = listing.take() {
+                            lists += 1;
+                            let seconds = started.elapsed().as_secs_f64();
+                            metrics::histogram!("hnc_watch_list_duration_seconds", "kind" => kind.clone())
+                                .record(seconds);
+                            if lists > 1 {
+                                tracing::info!(kind, objects, seconds, "relisted after the watch was lost");
+                            } else {
+                                tracing::debug!(kind, objects, seconds, "listed");
+                            }
+                        }
+                    }
+                    Event::Apply(_) | Event::Delete(_) => {}
+                }
                 for change in tracker.handle(event) {
                     if tx.send(wrap(change)).await.is_err() {
                         return;

@@ -72,7 +72,7 @@ pub async fn admit(shared: &Shared, mut req: Request<'_>) -> Result<Option<Value
                 }
                 let name = hook["name"].as_str().unwrap_or_default();
                 let ignore = hook["failurePolicy"] == json!("Ignore");
-                match call(hook, &req).await {
+                match call(shared, hook, &req).await {
                     Ok(response) => {
                         if response["allowed"] != json!(true) {
                             return Err(denied(name, &response));
@@ -176,21 +176,21 @@ fn selector_matches(selector: &Value, labels: &std::collections::BTreeMap<String
     LabelSelector::parse(&parts.join(",")).is_ok_and(|s| s.matches(labels))
 }
 
-async fn call(hook: &Value, req: &Request<'_>) -> Result<Value, String> {
+async fn call(shared: &Shared, hook: &Value, req: &Request<'_>) -> Result<Value, String> {
     let Some(url) = hook.pointer("/clientConfig/url").and_then(Value::as_str) else {
         return Err("service references cannot be reached from apisim; register the webhook by URL".into());
     };
     let timeout = Duration::from_secs(hook["timeoutSeconds"].as_u64().unwrap_or(10));
-    let mut builder = reqwest::Client::builder().timeout(timeout).use_rustls_tls();
-    if let Some(ca) = hook.pointer("/clientConfig/caBundle").and_then(Value::as_str) {
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(ca)
-            .map_err(|e| format!("caBundle is not base64: {e}"))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| format!("caBundle is not a PEM certificate: {e}"))?;
-        builder = builder.tls_built_in_root_certs(false).add_root_certificate(cert);
+    let ca = hook.pointer("/clientConfig/caBundle").and_then(Value::as_str).unwrap_or_default();
+    let client = webhook_client(shared, ca)?;
+    // An injected latency stands for a slow webhook server: it counts against the call's timeout.
+    let latency = shared.faults.webhook_latency();
+    if latency >= timeout {
+        tokio::time::sleep(timeout).await;
+        return Err(format!("failed to call webhook: Post \"{url}\": context deadline exceeded"));
     }
-    let client = builder.build().map_err(|e| e.to_string())?;
+    tokio::time::sleep(latency).await;
+    let timeout = timeout - latency;
     let uid = format!("{:032x}", rand::random::<u128>());
     let (group, version) = (&req.t.group, req.version);
     let review = json!({
@@ -212,8 +212,13 @@ async fn call(hook: &Value, req: &Request<'_>) -> Result<Value, String> {
             "dryRun": req.dry_run,
         }
     });
-    let response =
-        client.post(url).json(&review).send().await.map_err(|e| format!("failed to call webhook: {e}"))?;
+    let response = client
+        .post(url)
+        .timeout(timeout)
+        .json(&review)
+        .send()
+        .await
+        .map_err(|e| format!("failed to call webhook: {e}"))?;
     if !response.status().is_success() {
         return Err(format!("received invalid webhook response: status {}", response.status()));
     }
@@ -223,6 +228,30 @@ async fn call(hook: &Value, req: &Request<'_>) -> Result<Value, String> {
         return Err(format!("expected response.uid={uid:?}, got {}", answer["uid"]));
     }
     Ok(answer)
+}
+
+/// The client for webhooks trusting `ca` (base64 PEM; empty: the system's roots), built once.
+fn webhook_client(shared: &Shared, ca: &str) -> Result<reqwest::Client, String> {
+    if let Some(client) = shared.webhook_clients.lock().get(ca) {
+        return Ok(client.clone());
+    }
+    let mut builder = reqwest::Client::builder().use_rustls_tls();
+    if !ca.is_empty() {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca)
+            .map_err(|e| format!("caBundle is not base64: {e}"))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("caBundle is not a PEM certificate: {e}"))?;
+        builder = builder.tls_built_in_root_certs(false).add_root_certificate(cert);
+    }
+    let client = builder.build().map_err(|e| e.to_string())?;
+    let mut clients = shared.webhook_clients.lock();
+    if clients.len() >= 16 {
+        // CA bundles rotated away; their clients go.
+        clients.clear();
+    }
+    clients.insert(ca.to_owned(), client.clone());
+    Ok(client)
 }
 
 /// Applies a mutating webhook's patch. Like kube-apiserver (Go's `[]byte`), it accepts the bytes as a base64

@@ -126,6 +126,7 @@ pub struct Faults {
     limits: parking_lot::Mutex<std::collections::HashMap<String, UserLimit>>,
     drop_watches: broadcast::Sender<()>,
     profile: RwLock<Option<Arc<Admission>>>,
+    webhook_latency: RwLock<Duration>,
 }
 
 impl Default for Faults {
@@ -136,6 +137,7 @@ impl Default for Faults {
             limits: Default::default(),
             drop_watches: broadcast::channel(16).0,
             profile: RwLock::new(None),
+            webhook_latency: RwLock::new(Duration::ZERO),
         }
     }
 }
@@ -151,6 +153,18 @@ impl Faults {
     /// Removes the rule `id` (no effect if it is gone already).
     pub fn remove(&self, id: RuleId) {
         self.rules.write().retain(|(r, _)| *r != id);
+    }
+
+    /// Makes every admission webhook answer `latency` later, as a slow or overloaded webhook server would
+    /// (zero: as fast as it can). A call whose latency reaches the webhook's `timeoutSeconds` fails as a
+    /// timed-out call does — after the timeout — and its `failurePolicy` decides.
+    pub fn set_webhook_latency(&self, latency: Duration) {
+        *self.webhook_latency.write() = latency;
+    }
+
+    /// The latency [`Faults::set_webhook_latency`] set.
+    pub fn webhook_latency(&self) -> Duration {
+        *self.webhook_latency.read()
     }
 
     /// Removes every rule.

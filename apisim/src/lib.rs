@@ -126,6 +126,7 @@ impl ApiSim {
             writes: Mutex::new(Vec::new()),
             bookmark_interval: config.bookmark_interval,
             down: Default::default(),
+            webhook_clients: Default::default(),
         });
         let (ca_pem, tls) = tls_config()?;
         let https_listener = TcpListener::bind(("127.0.0.1", config.https_port)).await?;

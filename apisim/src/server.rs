@@ -60,6 +60,10 @@ pub struct Shared {
     /// Set while [`crate::ApiSim::restart`] has the server down: a request that was in flight when its
     /// connection closed is not applied.
     pub(crate) down: std::sync::atomic::AtomicBool,
+    /// Clients for calling admission webhooks, by `caBundle`: kept and reused, connections included, as
+    /// kube-apiserver's webhook client manager keeps them (a TLS handshake per admitted write would make
+    /// webhooks cost what they do not cost on a real server).
+    pub(crate) webhook_clients: Mutex<HashMap<String, reqwest::Client>>,
 }
 
 /// Parsed request target.

@@ -119,3 +119,44 @@ async fn a_webhook_whose_certificate_is_not_in_the_ca_bundle_is_a_failure() {
     let (code, message) = denial(api.create(&PostParams::default(), &cm("x")).await.unwrap_err());
     assert_eq!(code, 500, "{message}");
 }
+
+/// A slow webhook (injected latency): below its timeoutSeconds the write is admitted that much later; at or
+/// beyond it the call fails after the timeout, and failurePolicy decides — Fail refuses the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_webhook_delays_admission_and_fails_past_its_timeout() {
+    let (url, ca) = webhook_server().await;
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    sim.create("admissionregistration.k8s.io", "validatingwebhookconfigurations", "", json!({
+        "metadata": {"name": "slow"}, "webhooks": [webhook("slow.example.com", &format!("{url}/validate"), &ca, "Fail", json!({}))]}))
+        .unwrap();
+    sim.create("", "namespaces", "", json!({"metadata": {"name": "team"}})).unwrap();
+    let configmaps: Api<ConfigMap> = Api::namespaced(client(&sim).await, "team");
+
+    sim.faults().set_webhook_latency(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    configmaps.create(&PostParams::default(), &cm("late")).await.unwrap();
+    let late = started.elapsed();
+    assert!(late >= std::time::Duration::from_millis(700), "admitted after the latency: {late:?}");
+
+    // timeoutSeconds 2.
+    sim.faults().set_webhook_latency(std::time::Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let (code, message) =
+        denial(configmaps.create(&PostParams::default(), &cm("refused")).await.unwrap_err());
+    let failed = started.elapsed();
+    assert_eq!(code, 500);
+    assert!(message.contains("failed calling webhook \"slow.example.com\""), "{message}");
+    assert!(message.contains("context deadline exceeded"), "{message}");
+    assert!(
+        failed >= std::time::Duration::from_secs(2) && failed < std::time::Duration::from_secs(3),
+        "failed at the timeout, not after the latency: {failed:?}"
+    );
+    assert_eq!(
+        configmaps.get_opt("refused").await.unwrap().map(|c| c.metadata.name),
+        None,
+        "the refused write was not applied"
+    );
+
+    sim.faults().set_webhook_latency(std::time::Duration::ZERO);
+    configmaps.create(&PostParams::default(), &cm("fast")).await.unwrap();
+}

@@ -48,7 +48,12 @@ pub fn main(cli: Cli) -> ExitCode {
 /// Runs the command; returns the output directory.
 pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<PathBuf> {
     let command = &cli.command;
-    let opts = command.common();
+    let mut opts = command.common().clone();
+    // The slow-webhooks fault needs replicas that serve webhooks.
+    if matches!(command, Command::Faults(_)) && opts.faults.contains(&crate::cli::FaultKind::SlowWebhooks) {
+        opts.webhooks = true;
+    }
+    let opts = &opts;
     let spec = opts.topology_spec();
     let out = opts
         .out

@@ -125,6 +125,9 @@ pub enum FaultKind {
     /// Every watch dropped four times over --fault-duration, the history compacted before every other drop
     /// (those resumes get 410 and relist).
     WatchDrop,
+    /// Every admission webhook answers --webhook-latency late for --fault-duration. Needs the replicas to serve
+    /// webhooks: a run whose --faults include it starts them with webhooks (as with --webhooks).
+    SlowWebhooks,
 }
 
 impl FaultKind {
@@ -138,6 +141,7 @@ impl FaultKind {
             FaultKind::ThrottleStorm => "throttle-storm",
             FaultKind::ErrorBurst => "error-burst",
             FaultKind::WatchDrop => "watch-drop",
+            FaultKind::SlowWebhooks => "slow-webhooks",
         }
     }
 }
@@ -214,6 +218,10 @@ pub struct Common {
     /// Extra argument for every controller (repeatable), e.g. --controller-arg=--shards=16.
     #[arg(long = "controller-arg", allow_hyphen_values = true, help_heading = "Controllers")]
     pub controller_args: Vec<String>,
+    /// The replicas serve HNC's admission webhooks and register them, behind a forwarder the harness runs (the
+    /// webhook Service of a Deployment), so every write the API server admits calls them. Embedded apisim only.
+    #[arg(long, help_heading = "Controllers")]
+    pub webhooks: bool,
     /// Measure replicas already running instead of starting any: their /metrics URLs (repeatable; needs
     /// --kubeconfig). Cold start then means "the topology loaded while they run".
     #[arg(long = "replica-metrics-url", requires = "kubeconfig", help_heading = "Controllers")]
@@ -319,6 +327,11 @@ pub struct Common {
     /// lease duration exits, and is then started again by the harness).
     #[arg(long, default_value_t = 5.0, help_heading = "Faults")]
     pub apiserver_down: f64,
+    /// Faults: how late every admission webhook answers in `slow-webhooks`, in seconds. HNC registers its
+    /// objects webhook with a 2 s timeout and the others with 10 s; at the default 3 s, writes of propagated
+    /// kinds fail (failurePolicy Fail) while hierarchy writes pass slowly.
+    #[arg(long, default_value_t = 3.0, help_heading = "Faults")]
+    pub webhook_latency: f64,
 
     // --- output -----------------------------------------------------------------------------------------
     /// Output directory (created).

@@ -28,3 +28,4 @@ pub mod target;
 pub mod topology;
 pub mod tracker;
 pub mod watch;
+pub mod webhooks;

@@ -40,6 +40,8 @@ pub struct Launch {
     pub extra_args: Vec<String>,
     /// Namespaces the controllers must leave alone (the API server's own).
     pub excluded: Vec<String>,
+    /// Serve admission webhooks behind the harness's forwarder (otherwise `--no-webhooks`).
+    pub webhooks: Option<crate::webhooks::WebhookEndpoints>,
 }
 
 impl Replica {
@@ -57,8 +59,11 @@ impl Replica {
                 "--health-probe-bind-address=127.0.0.1:0",
                 "--metrics-addr=127.0.0.1:0",
             ])
-            .arg("--no-webhooks")
             .arg(format!("--apiserver-qps-throttle={}", launch.qps));
+        match &launch.webhooks {
+            Some(endpoints) => cmd.args(endpoints.args(id)?),
+            None => cmd.arg("--no-webhooks"),
+        };
         for ns in &launch.excluded {
             cmd.arg(format!("--excluded-namespace={ns}"));
         }

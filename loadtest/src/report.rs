@@ -244,6 +244,16 @@ pub struct FaultResult {
     pub goal_s: f64,
     /// Replica processes that exited on their own during the phase and were started again by the harness.
     pub restarted_after_exit: Vec<String>,
+    /// Writes the API server answered 500 during the phase, the harness's and the replicas' (a webhook that
+    /// timed out under failurePolicy Fail, in `slow-webhooks`; the injected 500s in `error-burst`).
+    pub writes_refused_500: Option<RefusedWrites>,
+}
+
+/// Writes answered 500, by who made them.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RefusedWrites {
+    pub harness: u64,
+    pub replicas: u64,
 }
 
 /// Everything a run produced.

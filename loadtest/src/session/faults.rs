@@ -32,7 +32,7 @@ use super::{Session, bar_spinner};
 use crate::cli::FaultKind;
 use crate::prom;
 use crate::replicas::{Launch, Replica, user_of};
-use crate::report::{FaultResult, LatencyStats, PhaseResult};
+use crate::report::{FaultResult, LatencyStats, PhaseResult, RefusedWrites};
 
 /// The user prefix apisim attributes replica writes to (see [`user_of`]).
 const REPLICA_USER_PREFIX: &str = "system:serviceaccount:hnc-system:";
@@ -438,6 +438,7 @@ impl FaultTask {
         d: Duration,
         lease: Duration,
         apiserver_down: Duration,
+        webhook_latency: Duration,
         resources: &[String],
     ) -> anyhow::Result<Injected> {
         self.hold(baseline).await?;
@@ -581,6 +582,36 @@ impl FaultTask {
                     suspended: None,
                 })
             }
+            FaultKind::SlowWebhooks => {
+                let sim = self.sim.clone().context("slow-webhooks needs the embedded apisim")?;
+                let injected = Instant::now();
+                sim.faults().set_webhook_latency(webhook_latency);
+                let held = self.hold(d).await;
+                sim.faults().set_webhook_latency(Duration::ZERO);
+                held?;
+                // HNC registers its objects webhook with timeoutSeconds 2, the others with the default 10.
+                let effect = |timeout: u64, what: &str| {
+                    if webhook_latency >= Duration::from_secs(timeout) {
+                        format!("{what} ({timeout} s timeout, failurePolicy Fail) failed")
+                    } else {
+                        format!("{what} ({timeout} s timeout) were admitted late")
+                    }
+                };
+                Ok(Injected {
+                    action: format!(
+                        "every admission webhook answered {:.1} s late for {:.0} s: writes of propagated kinds {}, \
+                         writes of namespaces and HNC's objects {}",
+                        webhook_latency.as_secs_f64(),
+                        d.as_secs_f64(),
+                        effect(2, "").trim_start(),
+                        effect(10, "").trim_start()
+                    ),
+                    injected,
+                    ended: Instant::now(),
+                    restarted: None,
+                    suspended: None,
+                })
+            }
         }
     }
 }
@@ -665,6 +696,7 @@ impl Session {
                 | FaultKind::ThrottleStorm
                 | FaultKind::ErrorBurst
                 | FaultKind::WatchDrop
+                | FaultKind::SlowWebhooks
         );
         if needs_sim && self.target.sim().is_none() {
             bail!("fault {} needs the embedded apisim (no --kubeconfig)", fault.name());
@@ -706,9 +738,10 @@ impl Session {
         let secs = Duration::from_secs_f64;
         let (baseline, d, down) =
             (secs(opts.fault_baseline), secs(opts.fault_duration), secs(opts.apiserver_down));
+        let webhook_latency = secs(opts.webhook_latency);
         let lease_duration = lease.duration;
         let script = tokio::spawn(async move {
-            let outcome = task.inject(baseline, d, lease_duration, down, &resources).await;
+            let outcome = task.inject(baseline, d, lease_duration, down, webhook_latency, &resources).await;
             (task, outcome)
         });
 
@@ -849,6 +882,22 @@ impl Session {
                     "{id} after SIGCONT: {after} accepted writes (Leases aside), {late} of them into trees it did not hold"
                 ));
             }
+            let replica_users: HashSet<String> = self.replicas.iter().map(|r| user_of(&r.id)).collect();
+            let mut refused = RefusedWrites::default();
+            for w in sim.writes_from(from).iter().filter(|w| w.code == 500) {
+                match replica_users.contains(&w.user) {
+                    true => refused.replicas += 1,
+                    false => refused.harness += 1,
+                }
+            }
+            if fault == FaultKind::SlowWebhooks {
+                result.notes.push(format!(
+                    "writes answered 500 (a webhook timed out, failurePolicy Fail): {} by the harness (retried), {} by \
+                     the replicas",
+                    refused.harness, refused.replicas
+                ));
+            }
+            fault_result.writes_refused_500 = Some(refused);
             fault_result.duplicate_writers = Some(report.duplicates);
             fault_result.writes_checked = report.checked;
             fault_result.writes_unchecked = report.unchecked;

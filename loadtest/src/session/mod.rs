@@ -49,6 +49,7 @@ use crate::report::{PhaseResult, ProcessUsage, TopologySummary, Writes};
 use crate::target::{LoadItem, SimLoad, Target};
 use crate::topology::Topology;
 use crate::tracker::Tracker;
+use crate::webhooks::WebhookFront;
 
 /// Namespaces the API server has of its own, which the controllers are told to leave alone.
 const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -86,6 +87,8 @@ pub struct Session {
     watches: Vec<tokio::task::JoinHandle<()>>,
     replicas: Vec<Replica>,
     launch: Option<Launch>,
+    /// The forwarder in front of the replicas' webhooks, when they serve them.
+    _webhook_front: Option<WebhookFront>,
     replica_count: usize,
     logs: PathBuf,
     _scratch: tempfile::TempDir,
@@ -146,6 +149,16 @@ impl Session {
             fingerprint_json(&types[t].source(ns, name, 1))
         });
 
+        let webhook_front = if opts.webhooks {
+            if opts.kubeconfig.is_some() || !opts.replica_metrics_urls.is_empty() {
+                bail!(
+                    "--webhooks (and the slow-webhooks fault) need the embedded apisim and replicas the harness starts"
+                );
+            }
+            Some(WebhookFront::start().await?)
+        } else {
+            None
+        };
         let launch = if opts.replica_metrics_urls.is_empty() {
             let binary = match &opts.controller_binary {
                 Some(b) => b.clone(),
@@ -156,6 +169,7 @@ impl Session {
                 qps: opts.qps,
                 extra_args: opts.controller_args.clone(),
                 excluded: SYSTEM_NAMESPACES.iter().map(|s| (*s).to_owned()).collect(),
+                webhooks: webhook_front.as_ref().map(WebhookFront::endpoints),
             })
         } else {
             None
@@ -227,6 +241,7 @@ impl Session {
             watches,
             replicas: Vec::new(),
             launch,
+            _webhook_front: webhook_front,
             replica_count: replicas,
             logs,
             _scratch: scratch,

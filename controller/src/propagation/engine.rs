@@ -106,6 +106,8 @@ pub struct PropagationEngine {
     unloaded: HashSet<NsName>,
     /// Loads in progress, by id: the namespaces each lists. Writes into them and below them wait.
     loads: HashMap<u64, HashSet<NsName>>,
+    /// When each load started, for its log line and `hnc_namespace_load_duration_seconds`.
+    load_started: HashMap<u64, Instant>,
     next_load: u64,
     /// Objects the watch showed deleted while a load was in progress: a listed copy of one is older.
     tombstones: HashSet<(TypeKey, NsName, String)>,
@@ -143,6 +145,7 @@ impl PropagationEngine {
             retries: RetryQueue::new(),
             unloaded: HashSet::new(),
             loads: HashMap::new(),
+            load_started: HashMap::new(),
             next_load: 0,
             tombstones: HashSet::new(),
             counted: Arc::new(AtomicBool::new(false)),
@@ -438,31 +441,42 @@ impl PropagationEngine {
         metrics::counter!("hnc_namespace_lists_total").increment(namespaces.len() as u64);
         self.counted.store(false, Ordering::Relaxed);
         self.loads.insert(id, namespaces.iter().cloned().collect());
+        self.load_started.insert(id, Instant::now());
         let scopes: Vec<Option<NsName>> =
             if by_namespace { namespaces.into_iter().map(Some).collect() } else { vec![None] };
         let types: Vec<(TypeKey, Arc<ApiResource>)> =
             self.watches.iter().map(|(ty, w)| (ty.clone(), w.resource.clone())).collect();
         let (client, tx) = (self.client.clone(), self.object_tx.clone());
         tokio::spawn(async move {
-            for scope in &scopes {
-                for (ty, resource) in &types {
-                    let api: kube::Api<DynamicObject> = match scope {
-                        Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &**resource),
-                        None => kube::Api::all_with(client.clone(), &**resource),
-                    };
-                    let what =
-                        format!("{} in {}", resource.plural, scope.as_deref().unwrap_or("all namespaces"));
-                    let wrap = |object| ObjectEvent {
-                        ty: ty.clone(),
-                        change: Change::Apply(object),
-                        load: Some(id),
-                    };
-                    if !list_into(&api, &what, &tx, wrap).await {
-                        return;
+            // The types are listed side by side: a load's length is its largest type's list, not their sum.
+            let lists = types.into_iter().map(|(ty, resource)| {
+                let (client, tx, scopes) = (client.clone(), tx.clone(), &scopes);
+                async move {
+                    for scope in scopes {
+                        let api: kube::Api<DynamicObject> = match scope {
+                            Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &*resource),
+                            None => kube::Api::all_with(client.clone(), &*resource),
+                        };
+                        let what = format!(
+                            "{} in {}",
+                            resource.plural,
+                            scope.as_deref().unwrap_or("all namespaces")
+                        );
+                        let wrap = |object| ObjectEvent {
+                            ty: ty.clone(),
+                            change: Change::Apply(object),
+                            load: Some(id),
+                        };
+                        if !list_into(&api, &what, &tx, wrap).await {
+                            return false;
+                        }
                     }
+                    true
                 }
+            });
+            if futures::future::join_all(lists).await.into_iter().all(|listed| listed) {
+                let _ = tx.send(ObjectEvent { ty: any_type, change: Change::Synced, load: Some(id) }).await;
             }
-            let _ = tx.send(ObjectEvent { ty: any_type, change: Change::Synced, load: Some(id) }).await;
         });
     }
 
@@ -472,7 +486,21 @@ impl PropagationEngine {
         if self.loads.is_empty() {
             self.tombstones.clear();
         }
-        tracing::debug!(namespaces = namespaces.len(), "loaded namespaces whose trees became owned");
+        let seconds = self.load_started.remove(&id).map_or(0.0, |started| started.elapsed().as_secs_f64());
+        metrics::histogram!("hnc_namespace_load_duration_seconds").record(seconds);
+        if namespaces.len() > NAMESPACE_LISTS_UP_TO {
+            tracing::info!(
+                namespaces = namespaces.len(),
+                seconds,
+                "loaded namespaces whose trees became owned"
+            );
+        } else {
+            tracing::debug!(
+                namespaces = namespaces.len(),
+                seconds,
+                "loaded namespaces whose trees became owned"
+            );
+        }
         if namespaces.len() > NAMESPACE_LISTS_UP_TO {
             self.mark(Dirty::All);
         } else {

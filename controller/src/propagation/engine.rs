@@ -18,9 +18,9 @@
 //! The cache holds only the trees this replica owns, so its memory follows ownership. Objects of other trees
 //! are dropped as they arrive and their namespaces remembered as *unloaded*. When unloaded namespaces become
 //! owned (shards gained, or a subtree re-parented into an owned tree) they are *loaded* with lists while the
-//! watches keep running: namespace by namespace when they are few, one cluster-wide paged list per type when
-//! they are many. Until a load completes, no write is planned into its namespaces or below them — a copy is
-//! never judged from half of its tree. A listed object is ignored when the watch already delivered a newer
+//! watches keep running: namespace by namespace when they are a small share of the cluster, one cluster-wide
+//! paged list per type otherwise. Until a load completes, no write is planned into its namespaces or below
+//! them — a copy is never judged from half of its tree. A listed object is ignored when the watch already delivered a newer
 //! version or showed it deleted. Trees this replica no longer owns are evicted.
 
 use std::collections::{HashMap, HashSet};
@@ -50,8 +50,18 @@ use crate::writer::{
     Writer, outcome_channel, retry_delay,
 };
 
-/// Loads of at most this many namespaces list them one by one; larger ones list each type cluster-wide.
+/// Loads of at most this many namespaces list them one by one, and are planned namespace by namespace when they
+/// complete; larger ones are planned as a whole.
 const NAMESPACE_LISTS_UP_TO: usize = 64;
+
+/// Larger loads also list namespace by namespace while they cover at most 1/`NAMESPACE_LISTS_SHARE` of the
+/// managed namespaces — a failover or a scale-out hands a replica a fraction of the trees, and listing only
+/// those costs what they hold instead of what the whole cluster holds; beyond that, one cluster-wide paged list
+/// per type. Measured on apisim only (docs/perf.md, §Faults under churn).
+const NAMESPACE_LISTS_SHARE: usize = 4;
+
+/// Lists of one load in flight at once.
+const LOAD_CONCURRENCY: usize = 16;
 
 /// Objects per page when loading.
 const LOAD_PAGE: u32 = 500;
@@ -421,8 +431,8 @@ impl PropagationEngine {
     }
 
     /// Lists the objects of `namespaces`, which became owned, while the watches keep running: namespace by
-    /// namespace when they are few, otherwise one cluster-wide paged list per type (cheaper than thousands of
-    /// namespace lists). Writes into them and below them wait until the load completes. A failed list is
+    /// namespace (several at once) when they are few or a small share of the cluster, otherwise one cluster-wide
+    /// paged list per type. Writes into them and below them wait until the load completes. A failed list is
     /// retried with backoff (a 410 on a continued list starts that list over); the load never completes
     /// with a gap.
     fn load(&mut self, namespaces: Vec<NsName>) {
@@ -432,7 +442,9 @@ impl PropagationEngine {
         }
         self.next_load += 1;
         let id = self.next_load;
-        let by_namespace = namespaces.len() <= NAMESPACE_LISTS_UP_TO;
+        let managed = self.tree.load().namespace_count();
+        let by_namespace = namespaces.len() <= NAMESPACE_LISTS_UP_TO
+            || namespaces.len().saturating_mul(NAMESPACE_LISTS_SHARE) <= managed;
         tracing::info!(
             namespaces = namespaces.len(),
             by_namespace,
@@ -448,14 +460,21 @@ impl PropagationEngine {
             self.watches.iter().map(|(ty, w)| (ty.clone(), w.resource.clone())).collect();
         let (client, tx) = (self.client.clone(), self.object_tx.clone());
         tokio::spawn(async move {
-            // The types are listed side by side: a load's length is its largest type's list, not their sum.
-            let lists = types.into_iter().map(|(ty, resource)| {
-                let (client, tx, scopes) = (client.clone(), tx.clone(), &scopes);
-                async move {
-                    for scope in scopes {
-                        let api: kube::Api<DynamicObject> = match scope {
-                            Some(ns) => kube::Api::namespaced_with(client.clone(), ns, &*resource),
-                            None => kube::Api::all_with(client.clone(), &*resource),
+            use futures::StreamExt as _;
+            // Up to LOAD_CONCURRENCY lists at once, the types side by side: a cluster-wide load lasts as long as
+            // its largest type's list, a namespace-wise one as long as its namespaces' lists spread over them.
+            let jobs: Vec<(Option<NsName>, TypeKey, Arc<ApiResource>)> = scopes
+                .into_iter()
+                .flat_map(|scope| types.iter().map(move |(ty, r)| (scope.clone(), ty.clone(), r.clone())))
+                .collect();
+            let sender = tx.clone();
+            let listed = futures::stream::iter(jobs)
+                .map(move |(scope, ty, resource)| {
+                    let (client, tx) = (client.clone(), sender.clone());
+                    async move {
+                        let api: kube::Api<DynamicObject> = match &scope {
+                            Some(ns) => kube::Api::namespaced_with(client, ns, &*resource),
+                            None => kube::Api::all_with(client, &*resource),
                         };
                         let what = format!(
                             "{} in {}",
@@ -467,14 +486,13 @@ impl PropagationEngine {
                             change: Change::Apply(object),
                             load: Some(id),
                         };
-                        if !list_into(&api, &what, &tx, wrap).await {
-                            return false;
-                        }
+                        list_into(&api, &what, &tx, wrap).await
                     }
-                    true
-                }
-            });
-            if futures::future::join_all(lists).await.into_iter().all(|listed| listed) {
+                })
+                .buffer_unordered(LOAD_CONCURRENCY)
+                .all(|listed| async move { listed })
+                .await;
+            if listed {
                 let _ = tx.send(ObjectEvent { ty: any_type, change: Change::Synced, load: Some(id) }).await;
             }
         });

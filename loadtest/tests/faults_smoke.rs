@@ -3,54 +3,34 @@
 //! changes, lost changes, fenced writes, duplicate writers and convergence, that its plot is written, that the
 //! killed replica was started again, and that no controller process outlives the run.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 mod support;
 
-use support::{CONTROLLER, HARNESS, controllers_running};
+use support::{SHORT_LEASE_ARGS, run_harness};
 
 #[test]
 fn a_holder_kill_and_a_throttle_storm_on_a_small_forest() {
     let out = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let status = Command::new(HARNESS)
-        .args(["faults", "--faults", "holder-kill,throttle-storm", "--topology", "forest", "--trees", "8"])
-        .args(["--namespaces", "40", "--replicas", "2", "--rate", "5", "--fault-duration", "3"])
-        .args([
-            "--fault-baseline",
-            "2",
-            "--fault-after",
-            "2",
-            "--idle",
-            "1",
-            "--timeout",
-            "60",
-            "--drain",
-            "30",
-        ])
-        .args([
-            "--controller-arg=--lease-duration=3s",
-            "--controller-arg=--renew-deadline=2s",
-            "--controller-arg=--retry-period=500ms",
-            "--controller-arg=--shards=8",
-        ])
-        .args(["--no-progress", "--controller-binary", CONTROLLER, "--out"])
-        .arg(out.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the harness failed: {status}");
+    let mut args =
+        vec!["faults", "--faults", "holder-kill,throttle-storm", "--topology", "forest", "--trees", "8"];
+    args.extend(["--namespaces", "40", "--replicas", "2", "--rate", "5", "--fault-duration", "3"]);
+    args.extend([
+        "--fault-baseline",
+        "2",
+        "--fault-after",
+        "2",
+        "--idle",
+        "1",
+        "--timeout",
+        "60",
+        "--drain",
+        "30",
+    ]);
+    args.extend(SHORT_LEASE_ARGS);
+    let result = run_harness(&args, out.path());
     assert!(started.elapsed() < Duration::from_secs(150));
-    assert!(
-        controllers_running().is_empty(),
-        "controller processes outlived the run: {:?}",
-        controllers_running()
-    );
-
-    let result: Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("result.json")).unwrap()).unwrap();
     let phases = result["phases"].as_array().unwrap();
     let names: Vec<&str> = phases.iter().map(|p| p["phase"].as_str().unwrap()).collect();
     assert_eq!(names, ["cold", "fault holder-kill", "fault throttle-storm"]);

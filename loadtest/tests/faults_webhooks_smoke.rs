@@ -1,13 +1,9 @@
 //! Smoke run of the `slow-webhooks` fault (not a measurement), in a test binary of its own: the check that no
 //! controller outlives the run looks at every controller process, so harness runs must not overlap.
 
-use std::process::Command;
-
-use serde_json::Value;
-
 mod support;
 
-use support::{CONTROLLER, HARNESS, controllers_running};
+use support::{SHORT_LEASE_ARGS, run_harness};
 
 /// The slow-webhooks fault: the replicas serve HNC's webhooks behind the harness's forwarder, every write is
 /// admitted through them, and while they answer past the objects webhook's 2 s timeout, writes of propagated
@@ -15,40 +11,22 @@ use support::{CONTROLLER, HARNESS, controllers_running};
 #[test]
 fn slow_webhooks_on_a_small_forest() {
     let out = tempfile::tempdir().unwrap();
-    let status = Command::new(HARNESS)
-        .args(["faults", "--faults", "slow-webhooks", "--topology", "forest", "--trees", "8"])
-        .args(["--namespaces", "40", "--replicas", "2", "--rate", "5", "--fault-duration", "4"])
-        .args([
-            "--fault-baseline",
-            "2",
-            "--fault-after",
-            "2",
-            "--idle",
-            "1",
-            "--timeout",
-            "60",
-            "--drain",
-            "40",
-        ])
-        .args([
-            "--controller-arg=--lease-duration=3s",
-            "--controller-arg=--renew-deadline=2s",
-            "--controller-arg=--retry-period=500ms",
-            "--controller-arg=--shards=8",
-        ])
-        .args(["--no-progress", "--controller-binary", CONTROLLER, "--out"])
-        .arg(out.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the harness failed: {status}");
-    assert!(
-        controllers_running().is_empty(),
-        "controller processes outlived the run: {:?}",
-        controllers_running()
-    );
-
-    let result: Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("result.json")).unwrap()).unwrap();
+    let mut args = vec!["faults", "--faults", "slow-webhooks", "--topology", "forest", "--trees", "8"];
+    args.extend(["--namespaces", "40", "--replicas", "2", "--rate", "5", "--fault-duration", "4"]);
+    args.extend([
+        "--fault-baseline",
+        "2",
+        "--fault-after",
+        "2",
+        "--idle",
+        "1",
+        "--timeout",
+        "60",
+        "--drain",
+        "40",
+    ]);
+    args.extend(SHORT_LEASE_ARGS);
+    let result = run_harness(&args, out.path());
     let phase = &result["phases"][1];
     assert_eq!(phase["phase"], "fault slow-webhooks");
     let fault = &phase["fault"];

@@ -5,14 +5,13 @@
 //! no controller process outlives the run.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod support;
 
-use support::{CONTROLLER, HARNESS, controllers_running};
+use support::run_harness;
 
 fn phase<'a>(result: &'a Value, name: &str) -> &'a Value {
     result["phases"]
@@ -27,36 +26,24 @@ fn phase<'a>(result: &'a Value, name: &str) -> &'a Value {
 fn cold_warm_and_churn_on_wide_20() {
     let out = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let status = Command::new(HARNESS)
-        .args(["run", "--phases", "cold,warm,churn", "--topology", "wide", "--size", "20", "--objects", "1"])
-        .args([
-            "--rate",
-            "5",
-            "--duration",
-            "3",
-            "--idle",
-            "1",
-            "--settle",
-            "2",
-            "--timeout",
-            "60",
-            "--drain",
-            "20",
-        ])
-        .args(["--no-progress", "--controller-binary", CONTROLLER, "--out"])
-        .arg(out.path())
-        .status()
-        .unwrap();
-    assert!(status.success(), "the harness failed: {status}");
+    let mut args =
+        vec!["run", "--phases", "cold,warm,churn", "--topology", "wide", "--size", "20", "--objects", "1"];
+    args.extend([
+        "--rate",
+        "5",
+        "--duration",
+        "3",
+        "--idle",
+        "1",
+        "--settle",
+        "2",
+        "--timeout",
+        "60",
+        "--drain",
+        "20",
+    ]);
+    let result = run_harness(&args, out.path());
     assert!(started.elapsed() < Duration::from_secs(120));
-    assert!(
-        controllers_running().is_empty(),
-        "controller processes outlived the run: {:?}",
-        controllers_running()
-    );
-
-    let result: Value =
-        serde_json::from_slice(&std::fs::read(out.path().join("result.json")).unwrap()).unwrap();
     assert_eq!(result["topology"]["namespaces"], 21);
 
     let cold = phase(&result, "cold");

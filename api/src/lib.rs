@@ -6,7 +6,8 @@
 //! * [`crd`] — rendering of the CustomResourceDefinitions (used by the `crdgen` binary and tests);
 //! * [`validation`] — Kubernetes' name rules (DNS-1123 names, label keys and values) in the API server's words;
 //! * [`label_selector`] — Kubernetes' label-selector grammar, parsed and matched;
-//! * [`duration`] — Go's duration syntax (`?timeout=`, `--request-timeout`).
+//! * [`duration`] — Go's duration syntax (`?timeout=`, `--request-timeout`);
+//! * [`quantity`] — Kubernetes resource quantities, exact, and their canonical text.
 //!
 //! No other crate spells an HNC label, annotation, finalizer, condition type or reason as a string literal.
 
@@ -19,6 +20,7 @@ pub mod hierarchy;
 pub mod hrq;
 pub mod keys;
 pub mod label_selector;
+pub mod quantity;
 mod schema;
 pub mod validation;
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use hnc_api::keys::labels::{self, MAX_TREE_DEPTH, parse_tree_depth, shifted_tree_depth};
 use hnc_api::label_selector::{LabelSelector, Operator};
+use hnc_api::quantity::{self, canonical};
 use hnc_api::validation::{
     dns1123_label_errors, dns1123_subdomain_errors, label_value_errors, path_segment_errors,
     qualified_name_errors,
@@ -19,6 +20,20 @@ fn config(cases: u32) -> ProptestConfig {
     let default = ProptestConfig::default();
     let cases = if std::env::var_os("PROPTEST_CASES").is_some() { default.cases } else { cases };
     ProptestConfig { cases, ..default }
+}
+
+/// Quantity-shaped text: signs, fractions, every suffix, huge and tiny values, and junk after the number.
+fn quantity_text() -> impl Strategy<Value = String> {
+    let sign = prop_oneof![Just(""), Just("-"), Just("+")];
+    let number = prop_oneof!["[0-9]{0,4}", "[0-9]{0,3}\\.[0-9]{0,12}", "[0-9]{30,45}", "0\\.0{0,60}[1-9]"];
+    let suffix = prop_oneof![
+        "(n|u|m|k|M|G|T|P|E)?",
+        "(Ki|Mi|Gi|Ti|Pi|Ei)",
+        "[eE]-?[0-9]{1,3}",
+        "[eE][0-9]{10,12}",
+        ".{0,2}"
+    ];
+    (sign, number, suffix).prop_map(|(s, n, x)| format!("{s}{n}{x}"))
 }
 
 /// Text built from the selector grammar's pieces, blanks, and a few bytes that are not ASCII.
@@ -289,4 +304,26 @@ fn the_bound_of_a_tree_depth_is_inclusive() {
     assert_eq!(parse_tree_depth(&(MAX_TREE_DEPTH + 1).to_string()), None);
     assert_eq!(parse_tree_depth(&u32::MAX.to_string()), None);
     assert_eq!(parse_tree_depth(&u64::MAX.to_string()), None);
+}
+
+proptest! {
+    #![proptest_config(config(1000))]
+
+    #[test]
+    fn quantities_print_canonically_or_unchanged(text in prop_oneof![quantity_text(), any::<String>()]) {
+        let once = canonical(&text);
+        prop_assert_eq!(canonical(&once), once.clone(), "{:?} → {:?}", text, once);
+    }
+
+    #[test]
+    fn quantity_arithmetic_is_exact_or_refused(a in quantity_text(), b in quantity_text()) {
+        let (Some(a), Some(b)) = (quantity::parse(&a), quantity::parse(&b)) else { return Ok(()) };
+        if let Some(sum) = a.checked_add(b) {
+            let back = sum.checked_sub(b).expect("the sum's exponent is one both fit at");
+            prop_assert_eq!(back.checked_cmp(&a), Some(std::cmp::Ordering::Equal));
+        }
+        if let (Some(ab), Some(ba)) = (a.checked_cmp(&b), b.checked_cmp(&a)) {
+            prop_assert_eq!(ab, ba.reverse());
+        }
+    }
 }

@@ -13,6 +13,7 @@
 //! The controller feeds these structures from watches and turns their outputs into API writes; everything
 //! here is deterministic and tested without a cluster.
 
+pub mod hrq;
 pub mod propagation;
 pub mod ring;
 pub mod tree;

@@ -146,6 +146,11 @@ impl Quantity {
     /// Zero, in decimal SI.
     pub const ZERO: Quantity = Quantity { mantissa: 0, exponent: 0, format: Format::DecimalSi };
 
+    /// A whole number, in decimal SI.
+    pub const fn from_int(n: i64) -> Quantity {
+        Quantity { mantissa: n as i128, exponent: 0, format: Format::DecimalSi }
+    }
+
     /// How it was written.
     pub fn format(&self) -> Format {
         self.format

@@ -11,6 +11,7 @@
 //!  store     objects, resourceVersions, history (410), finalizers, namespace termination, CRDs
 //!  kinds     per-kind behaviour: decoding defaults, Go's JSON shape, generation, create-on-update
 //!  managed   managedFields of Update operations       schema   CRD structural schemas: pruning, validation
+//!  quota     ResourceQuota: admission charges (through the resourcequotas/status webhooks), the quota controller
 //! ```
 //!
 //! It is strict where kube-apiserver is strict — a lenient double hides the bugs production finds:
@@ -18,7 +19,8 @@
 //! resources; finalizers and `deletionTimestamp`; namespaces that terminate, refuse new content and (with the
 //! namespace controller on, as in a cluster) delete their contents and then disappear; watches from a
 //! resourceVersion with bookmarks and **410 Gone** once that version has left the bounded history; RBAC with
-//! SubjectAccessReview; admission webhooks with their failure policies; discovery; bearer-token authentication
+//! SubjectAccessReview; admission webhooks with their failure policies; ResourceQuota admission and the quota
+//! controller's accounting for object counts and pods' compute requests and limits; discovery; bearer-token authentication
 //! over HTTPS; `apiserver_request_total{verb,resource,code}` and a per-user write log; fault injection (latency,
 //! error rates, dropped watches, compaction); and a load profile that makes writes cost what they cost on a
 //! real API server (seats, queueing, 429 with Retry-After; [`LoadProfile`]).
@@ -33,6 +35,7 @@ mod kinds;
 mod managed;
 mod openapi;
 mod protobuf;
+mod quota;
 mod rbac;
 mod resources;
 mod schema;
@@ -127,6 +130,7 @@ impl ApiSim {
             bookmark_interval: config.bookmark_interval,
             down: Default::default(),
             webhook_clients: Default::default(),
+            quota_charges: Default::default(),
         });
         let (ca_pem, tls) = tls_config()?;
         let https_listener = TcpListener::bind(("127.0.0.1", config.https_port)).await?;

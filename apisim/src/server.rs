@@ -64,6 +64,8 @@ pub struct Shared {
     /// kube-apiserver's webhook client manager keeps them (a TLS handshake per admitted write would make
     /// webhooks cost what they do not cost on a real server).
     pub(crate) webhook_clients: Mutex<HashMap<String, reqwest::Client>>,
+    /// Held while quota admission charges a namespace's quotas (kube-apiserver serializes charges too).
+    pub(crate) quota_charges: tokio::sync::Mutex<()>,
 }
 
 /// Parsed request target.
@@ -456,7 +458,12 @@ async fn serve(
                     obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let req = admission_request(target, &obj_name, "CREATE", Some(obj), None, user, dry_run);
                 let obj = admission::admit(shared, req).await?.unwrap_or_default();
-                shared.store.lock().create(t, ns, obj, &writer.writer(), dry_run).map(|o| (201, o))
+                crate::quota::charge(shared, t, ns, &obj_name, &obj, dry_run).await?;
+                let created = shared.store.lock().create(t, ns, obj, &writer.writer(), dry_run)?;
+                if !dry_run && t.group.is_empty() && t.plural == "resourcequotas" {
+                    crate::quota::recalculate(&mut shared.store.lock(), ns, Some(&obj_name));
+                }
+                Ok((201, created))
             }
             .await
         }
@@ -474,6 +481,9 @@ async fn serve(
                 let obj = admission::admit(shared, req).await?.unwrap_or_default();
                 let (obj, written) =
                     shared.store.lock().update(t, ns, name, obj, status_only, &writer.writer(), dry_run)?;
+                if !dry_run && !status_only && t.group.is_empty() && t.plural == "resourcequotas" {
+                    crate::quota::recalculate(&mut shared.store.lock(), ns, Some(name));
+                }
                 Ok((if written == Written::Created { 201 } else { 200 }, obj))
             }
             .await
@@ -489,7 +499,12 @@ async fn serve(
                     admission_request(target, name, "DELETE", None, Some(old), user, dry_run),
                 )
                 .await?;
-                delete(shared, target, body, dry_run)
+                let deleted = delete(shared, target, body, dry_run)?;
+                if !dry_run {
+                    // The quota controller's replenishment.
+                    crate::quota::recalculate(&mut shared.store.lock(), ns, None);
+                }
+                Ok(deleted)
             }
             .await
         }

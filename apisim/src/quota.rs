@@ -73,13 +73,8 @@ fn usage_of(t: &ResourceType, obj: &Value) -> Usage {
 
 /// A pod's compute requests and limits: containers summed, then raised to any larger init container's.
 fn pod_resources(pod: &Value) -> Usage {
-    let amounts = |container: &Value, kind: &str, resource: &str| -> Option<Quantity> {
-        match &container["resources"][kind][resource] {
-            Value::String(s) => quantity::parse(s),
-            Value::Number(n) => quantity::parse(&n.to_string()),
-            _ => None,
-        }
-    };
+    let amounts =
+        |container: &Value, kind: &str, resource: &str| quantity_of(&container["resources"][kind][resource]);
     let mut out = Usage::new();
     for (kind, resource) in
         [("requests", "cpu"), ("requests", "memory"), ("limits", "cpu"), ("limits", "memory")]
@@ -111,19 +106,21 @@ fn pod_resources(pod: &Value) -> Usage {
     out
 }
 
+/// A quantity as JSON carries it: a string, or a bare number (int-or-string).
+fn quantity_of(value: &Value) -> Option<Quantity> {
+    match value {
+        Value::String(s) => quantity::parse(s),
+        Value::Number(n) => quantity::parse(&n.to_string()),
+        _ => None,
+    }
+}
+
 fn resource_list(value: &Value) -> Usage {
     value
         .as_object()
         .into_iter()
         .flatten()
-        .filter_map(|(name, q)| {
-            let q = match q {
-                Value::String(s) => quantity::parse(s)?,
-                Value::Number(n) => quantity::parse(&n.to_string())?,
-                _ => return None,
-            };
-            Some((name.clone(), q))
-        })
+        .filter_map(|(name, q)| Some((name.clone(), quantity_of(q)?)))
         .collect()
 }
 

@@ -74,6 +74,9 @@ pub mod annotations {
     pub const ALL: &str = "propagate.hnc.x-k8s.io/all";
     /// The four selector annotations, in the order upstream lists them.
     pub const SELECTORS: [&str; 4] = [SELECT, TREE_SELECT, NONE, ALL];
+    /// On HierarchicalResourceQuotas: the uses admitted under the HRQ and not yet recorded by the API server's
+    /// quota in their namespace (this implementation's; upstream has no such annotation and ignores it).
+    pub const HRQ_CHARGES: &str = "hnc.x-k8s.io/hrq-charges";
     /// Objects carrying this annotation are never propagated (an undocumented upstream exclusion, kept).
     pub const OPENSHIFT_DESCRIPTION: &str = "openshift.io/description";
 }
@@ -124,6 +127,9 @@ pub mod events {
     pub const CANNOT_UPDATE_OBJECT: &str = "CannotUpdateObject";
     pub const CANNOT_PARSE_SELECTOR: &str = "CannotParseSelector";
     pub const CANNOT_WRITE_RESOURCE_QUOTA: &str = "CannotWriteResourceQuota";
+    /// On an HRQ whose subtree uses more than its `hard` (usage that existed before the HRQ or its lowering, or a
+    /// namespace with usage moved under it): this implementation's; upstream reports nothing.
+    pub const OVER_HIERARCHICAL_QUOTA: &str = "OverHierarchicalQuota";
 }
 
 /// Namespaces excluded by the default installation (plus HNC's own namespace).

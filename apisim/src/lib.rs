@@ -15,8 +15,8 @@
 //! ```
 //!
 //! It is strict where kube-apiserver is strict — a lenient double hides the bugs production finds:
-//! one global resourceVersion; optimistic concurrency; AlreadyExists; validation of names, labels and custom
-//! resources; finalizers and `deletionTimestamp`; namespaces that terminate, refuse new content and (with the
+//! one global resourceVersion; optimistic concurrency; AlreadyExists; validation of names, labels, custom
+//! resources and ResourceQuotas' `spec.hard`; finalizers and `deletionTimestamp`; namespaces that terminate, refuse new content and (with the
 //! namespace controller on, as in a cluster) delete their contents and then disappear; watches from a
 //! resourceVersion with bookmarks and **410 Gone** once that version has left the bounded history; RBAC with
 //! SubjectAccessReview; admission webhooks with their failure policies; ResourceQuota admission and the quota
@@ -31,6 +31,7 @@
 mod admission;
 mod error;
 mod faults;
+mod go_quantity;
 mod kinds;
 mod managed;
 mod openapi;

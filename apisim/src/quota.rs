@@ -20,15 +20,20 @@
 //!
 //! Charges are serialized (kube-apiserver's quota evaluator serializes them per namespace), so two concurrent
 //! creates cannot both take the last unit.
+//!
+//! `spec.hard` is validated on create and update as kube-apiserver's `ValidateResourceQuotaSpec` does
+//! ([`validate_spec`]).
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use hnc_api::quantity::{self, Quantity};
+use hnc_api::validation;
 use serde_json::{Value, json};
 
 use crate::admission;
-use crate::error::ApiError;
+use crate::error::{ApiError, Cause};
+use crate::go_quantity::GoQuantity;
 use crate::managed::Writer;
 use crate::resources::ResourceType;
 use crate::server::{Shared, User};
@@ -136,6 +141,100 @@ fn pretty(usage: &Usage) -> String {
         .join(",")
 }
 
+/// Resource names known without a domain (`standardResources`).
+const STANDARD_RESOURCES: [&str; 20] = [
+    "cpu",
+    "memory",
+    "ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "pods",
+    "resourcequotas",
+    "services",
+    "replicationcontrollers",
+    "secrets",
+    "configmaps",
+    "persistentvolumeclaims",
+    "storage",
+    "requests.storage",
+    "services.nodeports",
+    "services.loadbalancers",
+];
+
+/// Resource names a quota may limit without a domain (`standardQuotaResources`): the standard ones but `storage`.
+fn is_standard_quota_resource(name: &str) -> bool {
+    name != "storage" && is_standard_resource(name)
+}
+
+/// `IsStandardResourceName`: the standard names and the hugepages ones.
+fn is_standard_resource(name: &str) -> bool {
+    STANDARD_RESOURCES.contains(&name)
+        || name.starts_with("hugepages-")
+        || name.starts_with("requests.hugepages-")
+}
+
+/// `IsIntegerResourceName`: object counts, and extended resources (a domain other than `*kubernetes.io`, not a
+/// `requests.` name, and still a qualified name with `requests.` before it).
+fn is_integer_resource(name: &str) -> bool {
+    const COUNTS: [&str; 9] = [
+        "pods",
+        "resourcequotas",
+        "services",
+        "replicationcontrollers",
+        "secrets",
+        "configmaps",
+        "persistentvolumeclaims",
+        "services.nodeports",
+        "services.loadbalancers",
+    ];
+    COUNTS.contains(&name)
+        || (name.contains('/')
+            && !name.contains("kubernetes.io/")
+            && !name.starts_with("requests.")
+            && validation::qualified_name_errors(&format!("requests.{name}")).is_empty())
+}
+
+/// The causes kube-apiserver finds in a ResourceQuota's `spec.hard` (pkg/apis/core/validation:
+/// `ValidateResourceQuotaSpec` → `ValidateResourceQuotaResourceName`, `ValidateResourceQuantityValue`), key by
+/// key in sorted order (Go visits the map in random order). Values are read as decoding leaves them, rounded up
+/// to milli units; a value decoding would refuse is not looked at here.
+pub(crate) fn validate_spec(quota: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let Some(hard) = quota.pointer("/spec/hard").and_then(Value::as_object) else { return causes };
+    let mut keys: Vec<&String> = hard.keys().collect();
+    keys.sort();
+    for name in keys {
+        let field = format!("spec.hard[{name}]");
+        let invalid = |detail: &str| Cause::invalid(&field, format!("Invalid value: {name:?}: {detail}"));
+        // validateResourceName: a qualified name's errors alone, else a bare name must be a standard one.
+        let name_errors = validation::qualified_name_errors(name);
+        let bare = !name.contains('/');
+        causes.extend(name_errors.iter().map(|e| invalid(e)));
+        if name_errors.is_empty() && bare && !is_standard_resource(name) {
+            causes.push(invalid("must be a standard resource type or fully qualified"));
+        }
+        if bare && !is_standard_quota_resource(name) {
+            causes.push(invalid("must be a standard resource for quota"));
+        }
+        let Some(amount) = GoQuantity::from_json(&hard[name]) else { continue };
+        if amount.is_negative() {
+            // ValidateNonnegativeQuantity passes value.String().
+            let message = format!("Invalid value: {:?}: must be greater than or equal to 0", amount.string());
+            causes.push(Cause::invalid(&field, message));
+        }
+        if is_integer_resource(name) && !amount.is_whole() {
+            // The Quantity itself is passed, which field.Error prints with %#v.
+            let message = format!("Invalid value: {}: must be an integer", amount.go_syntax());
+            causes.push(Cause::invalid(&field, message));
+        }
+    }
+    causes
+}
+
 /// The quota admission of a create of `obj` (type `t`) in `namespace`.
 pub(crate) async fn charge(
     shared: &Shared,
@@ -152,7 +251,10 @@ pub(crate) async fn charge(
     if shared.store.lock().objects_in(QUOTAS.0, QUOTAS.1, namespace).is_empty() {
         return Ok(());
     }
-    let _serial = shared.quota_charges.lock().await;
+    let namespace_lock =
+        shared.quota_charges.namespaces.lock().entry(namespace.to_owned()).or_default().clone();
+    let _serial = namespace_lock.lock().await;
+    let _worker = shared.quota_charges.workers.acquire().await;
     let quotas = shared.store.lock().objects_in(QUOTAS.0, QUOTAS.1, namespace);
     let uses = usage_of(t, obj);
     let mut charged = Vec::new();

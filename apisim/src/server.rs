@@ -50,6 +50,22 @@ pub struct WriteRecord {
 }
 
 /// State shared by every request.
+/// The namespaces quota admission is charging, and the workers it has.
+pub(crate) struct QuotaCharges {
+    pub(crate) workers: tokio::sync::Semaphore,
+    pub(crate) namespaces: Mutex<HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// kube-apiserver's quota evaluator workers (`NewResourceQuota(configuration, 5)` in its admission plugin
+/// registration).
+pub(crate) const QUOTA_WORKERS: usize = 5;
+
+impl Default for QuotaCharges {
+    fn default() -> Self {
+        QuotaCharges { workers: tokio::sync::Semaphore::new(QUOTA_WORKERS), namespaces: Default::default() }
+    }
+}
+
 pub struct Shared {
     pub(crate) store: Mutex<Store>,
     pub(crate) tokens: RwLock<HashMap<String, User>>,
@@ -64,8 +80,11 @@ pub struct Shared {
     /// kube-apiserver's webhook client manager keeps them (a TLS handshake per admitted write would make
     /// webhooks cost what they do not cost on a real server).
     pub(crate) webhook_clients: Mutex<HashMap<String, reqwest::Client>>,
-    /// Held while quota admission charges a namespace's quotas (kube-apiserver serializes charges too).
-    pub(crate) quota_charges: tokio::sync::Mutex<()>,
+    /// Quota admission's evaluation, as kube-apiserver's quota evaluator runs it
+    /// (plugin/pkg/admission/resourcequota: a work queue keyed by namespace drained by a fixed number of
+    /// workers, and a namespace in progress is never taken by a second worker): charges in one namespace are
+    /// serialized, charges in different namespaces run side by side, at most [`QUOTA_WORKERS`] at once.
+    pub(crate) quota_charges: QuotaCharges,
 }
 
 /// Parsed request target.

@@ -768,6 +768,10 @@ impl Store {
                 message: "Required value".into(),
             });
         }
+        // A status update keeps the stored spec, which was validated when it was written.
+        if (t.group.as_str(), t.plural.as_str()) == ("", "resourcequotas") {
+            causes.extend(crate::quota::validate_spec(obj));
+        }
         causes.extend(schema_errors);
         if causes.is_empty() {
             Ok(())

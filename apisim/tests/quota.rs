@@ -149,3 +149,104 @@ async fn the_charge_goes_through_the_quota_status_webhooks() {
     );
     assert!(configmaps.get_opt("x").await.unwrap().is_none(), "the create failed with the charge");
 }
+
+/// A request as plain HTTP, and the answer's status code and body.
+async fn call(sim: &ApiSim, method: reqwest::Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.http_url()))
+        .bearer_auth(sim.admin_token());
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let answer = request.send().await.unwrap();
+    (answer.status().as_u16(), answer.json().await.unwrap())
+}
+
+fn quota_json(name: &str, hard: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": name}, "spec": {"hard": hard}})
+}
+
+/// The 422 kube-apiserver answers for `causes` (field, message) of ResourceQuota `name`.
+fn invalid(name: &str, causes: &[(&str, &str)]) -> Value {
+    let listed: Vec<String> = causes.iter().map(|(field, message)| format!("{field}: {message}")).collect();
+    let listed = if listed.len() == 1 { listed[0].clone() } else { format!("[{}]", listed.join(", ")) };
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("ResourceQuota \"{name}\" is invalid: {listed}"), "reason": "Invalid", "code": 422,
+        "details": {"name": name, "kind": "ResourceQuota", "causes": causes.iter().map(|(field, message)| json!(
+            {"reason": "FieldValueInvalid", "message": message, "field": field})).collect::<Vec<_>>()},
+    })
+}
+
+const QUOTAS: &str = "/api/v1/namespaces/team/resourcequotas";
+
+#[tokio::test]
+async fn spec_hard_is_validated_on_create_and_dry_run_create() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    sim.create("", "namespaces", "", json!({"metadata": {"name": "team"}})).unwrap();
+    let post = |path: &'static str, hard: Value| {
+        let sim = &sim;
+        async move { call(sim, reqwest::Method::POST, path, Some(&quota_json("q", hard))).await }
+    };
+    let unknown = invalid(
+        "q",
+        &[
+            (
+                "spec.hard[foobar]",
+                "Invalid value: \"foobar\": must be a standard resource type or fully qualified",
+            ),
+            ("spec.hard[foobar]", "Invalid value: \"foobar\": must be a standard resource for quota"),
+        ],
+    );
+    assert_eq!(post(QUOTAS, json!({"foobar": "1"})).await, (422, unknown.clone()));
+    // HNC's hierarchical quota webhook relays what a dry run answers.
+    let dry_run = "/api/v1/namespaces/team/resourcequotas?dryRun=All";
+    assert_eq!(post(dry_run, json!({"foobar": "1"})).await, (422, unknown));
+
+    let negative =
+        invalid("q", &[("spec.hard[pods]", "Invalid value: \"-1\": must be greater than or equal to 0")]);
+    assert_eq!(post(dry_run, json!({"pods": "-1"})).await, (422, negative));
+    // The Quantity is passed by value to field.Invalid, which prints it with %#v.
+    let fractional = invalid(
+        "q",
+        &[(
+            "spec.hard[pods]",
+            "Invalid value: resource.Quantity{i:resource.int64Amount{value:1500, scale:-3}, \
+             d:resource.infDecAmount{Dec:(*inf.Dec)(nil)}, s:\"1500m\", Format:\"DecimalSI\"}: must be an integer",
+        )],
+    );
+    assert_eq!(post(dry_run, json!({"pods": "1500m"})).await, (422, fractional));
+
+    let valid = json!({"requests.cpu": "1.5", "count/configmaps": "3", "requests.nvidia.com/gpu": "2"});
+    let (code, created) = post(dry_run, valid.clone()).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["spec"]["hard"]["count/configmaps"], "3");
+    let (code, list) = call(&sim, reqwest::Method::GET, QUOTAS, None).await;
+    assert_eq!((code, list["items"].clone()), (200, json!([])), "the dry run stored nothing");
+    assert_eq!(post(QUOTAS, valid).await.0, 201);
+}
+
+#[tokio::test]
+async fn spec_hard_is_validated_on_update() {
+    let sim = ApiSim::start(Config::default()).await.unwrap();
+    sim.create("", "namespaces", "", json!({"metadata": {"name": "team"}})).unwrap();
+    let (code, _) =
+        call(&sim, reqwest::Method::POST, QUOTAS, Some(&quota_json("q", json!({"pods": "2"})))).await;
+    assert_eq!(code, 201);
+    let (code, answer) = call(
+        &sim,
+        reqwest::Method::PUT,
+        &format!("{QUOTAS}/q"),
+        Some(&quota_json("q", json!({"pods": "-1"}))),
+    )
+    .await;
+    assert_eq!(
+        (code, answer),
+        (
+            422,
+            invalid("q", &[("spec.hard[pods]", "Invalid value: \"-1\": must be greater than or equal to 0")])
+        )
+    );
+    let (_, stored) = call(&sim, reqwest::Method::GET, &format!("{QUOTAS}/q"), None).await;
+    assert_eq!(stored["spec"]["hard"], json!({"pods": "2"}));
+}

@@ -385,7 +385,7 @@ async fn main() -> anyhow::Result<()> {
     let recording = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let app = {
         let (timings, recording) = (timings.clone(), recording.clone());
-        server::router(ctx, Arc::new(StaticDiscovery(rbac_discovered))).layer(middleware::from_fn(
+        server::router(ctx, Arc::new(StaticDiscovery(rbac_discovered)), None).layer(middleware::from_fn(
             move |request: Request, next: Next| {
                 let (timings, recording) = (timings.clone(), recording.clone());
                 async move {

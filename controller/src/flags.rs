@@ -111,12 +111,13 @@ pub struct Flags {
     pub managed_namespace_annotations: Vec<AnchoredRegex>,
 
     // --- hierarchical resource quota ----------------------------------------------------------------------
-    /// Upstream's switch for HierarchicalResourceQuota. Hierarchical quotas are not implemented in this version:
-    /// the flag is accepted (and the HRQ CRD required, as upstream does) but enforces nothing; a warning says so.
+    /// Enables hierarchical resource quotas: the HRQ and ResourceQuota-status webhooks, the singleton
+    /// ResourceQuotas and HRQ status (requires the HierarchicalResourceQuota CRD, as upstream does).
     #[arg(long)]
     pub enable_hrq: bool,
 
-    /// Period of the HRQ usage drift check; 0 disables it (no effect: see --enable-hrq).
+    /// Period of the full HRQ recount (every owned HRQ's status and singleton checked against the watched
+    /// usage); 0 disables it.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub hrq_sync_interval: Duration,
 

@@ -6,6 +6,7 @@ pub mod crds;
 pub mod embedded;
 pub mod flags;
 pub mod hierarchy;
+pub mod hrq;
 pub mod ops;
 pub mod ownership;
 pub mod propagation;

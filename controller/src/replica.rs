@@ -21,12 +21,12 @@
 
 use std::sync::Arc;
 
-use hnc_api::{HNCConfiguration, HierarchyConfiguration, SubnamespaceAnchor};
+use hnc_api::{HNCConfiguration, HierarchicalResourceQuota, HierarchyConfiguration, SubnamespaceAnchor};
 use hnc_leader::{Coordinator, CoordinatorConfig, CoordinatorHandle};
 use hnc_shard::propagation::{ForestCache, ForestCacheReader, PropagationRules, TypeKey};
 use hnc_shard::ring::DEFAULT_VIRTUAL_NODES;
 use hnc_shard::{ShardRing, TreeIndex, TreeReader};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
@@ -38,6 +38,7 @@ use crate::config::resolve::TypeCounts;
 use crate::flags::Flags;
 use crate::hierarchy::ingest::HierarchyEvent;
 use crate::hierarchy::reconciler::HierarchyReconciler;
+use crate::hrq::{QuotaEvent, QuotaReconciler, QuotaView};
 use crate::ops::{DebugPages, Readiness};
 use crate::ownership::{self, Ownership, ShardedOwnership};
 use crate::propagation::engine::PropagationEngine;
@@ -161,12 +162,14 @@ impl Replica {
         core.spawn("crd-watch", crate::crds::watch_crds(client.clone(), config_tx.clone(), events_tx));
         // Hierarchy changes propagation must follow go straight to the engine.
         let (propagation_tx, propagation_rx) = mpsc::unbounded_channel();
-        let reconciler = HierarchyReconciler::new(
-            index,
-            writer.with_flow("hierarchy"),
-            ownership.clone(),
-            Some(propagation_tx),
-        );
+        // With --enable-hrq the quota reconciler hears of hierarchy changes too: usage moves with namespaces.
+        let (quota_notices_tx, quota_notices_rx) = mpsc::unbounded_channel();
+        let mut notices = vec![propagation_tx];
+        if flags.enable_hrq {
+            notices.push(quota_notices_tx);
+        }
+        let reconciler =
+            HierarchyReconciler::new(index, writer.with_flow("hierarchy"), ownership.clone(), notices);
         let mut synced = reconciler.synced();
         ready.register("hierarchy");
         let gate = ready.clone();
@@ -216,6 +219,57 @@ impl Replica {
             ConfigReconciler::new(client.clone(), writer.clone(), ownership.clone(), tree.clone(), counts);
         let active = config_reconciler.active_types();
 
+        // ---- Hierarchical quotas (crate::hrq), with --enable-hrq: every replica keeps the quota view from two
+        // cluster-wide watches; the owner of a tree writes its singleton ResourceQuotas and HRQ statuses. ----
+        let quota = match flags.enable_hrq {
+            false => None,
+            true => {
+                let view = QuotaView::new();
+                let (quota_tx, quota_rx) = mpsc::channel(EVENT_BUFFER);
+                core.spawn(
+                    "hrq-watch",
+                    feed_spec_optional(
+                        Api::<SpecOptional<HierarchicalResourceQuota>>::all(client.clone()),
+                        watch_config.clone(),
+                        quota_tx.clone(),
+                        "hierarchicalresourcequotas".to_owned(),
+                        QuotaEvent::Hrq,
+                    ),
+                );
+                core.spawn(
+                    "resourcequota-watch",
+                    feed(
+                        Api::<ResourceQuota>::all(client.clone()),
+                        watch_config.clone().labels(&format!("{}=true", hnc_api::keys::labels::HRQ)),
+                        quota_tx,
+                        "resourcequotas".to_owned(),
+                        QuotaEvent::Singleton,
+                    ),
+                );
+                let sync_interval = (!flags.hrq_sync_interval.is_zero()).then_some(flags.hrq_sync_interval);
+                let reconciler = QuotaReconciler::new(
+                    view.clone(),
+                    tree.clone(),
+                    ownership.clone(),
+                    writer.with_flow("hrq"),
+                    sync_interval,
+                );
+                let mut synced = reconciler.synced();
+                ready.register("hrq");
+                let gate = ready.clone();
+                helpers.spawn(async move {
+                    if synced.wait_for(|s| *s).await.is_ok() {
+                        gate.set("hrq", true);
+                    }
+                });
+                core.spawn(
+                    "hrq-reconciler",
+                    reconciler.run(quota_rx, quota_notices_rx, ownership_rx.clone(), stop.clone()),
+                );
+                Some(view)
+            }
+        };
+
         // ---- Admission webhooks (crate::webhook): served unless --no-webhooks; the leader keeps the
         // certificate Secret and the webhook configurations current. ----
         let mut webhook_tasks = JoinSet::new();
@@ -229,6 +283,7 @@ impl Replica {
                 ownership,
                 writer: writer.clone(),
                 ready,
+                quota,
             },
             &mut webhook_tasks,
             &stop,

@@ -69,12 +69,6 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
     for flag in flags.ignored_upstream_flags() {
         tracing::warn!(flag, "upstream flag accepted for compatibility; it has no effect here");
     }
-    if flags.enable_hrq {
-        tracing::warn!(
-            "--enable-hrq: hierarchical resource quotas are not implemented in this version; HierarchicalResourceQuota \
-             objects are stored by the API server but nothing enforces them"
-        );
-    }
     let identity = flags.replica_identity();
     tracing::info!(replica = %identity, shards = flags.shards, namespace = %flags.namespace, "starting");
 

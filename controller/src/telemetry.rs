@@ -64,5 +64,13 @@ fn describe_metrics() {
         "SubjectAccessReviews (check=access_review) and namespace reads (check=namespace) made by a webhook that \
          timed out or failed; the request was denied."
     );
+    metrics::describe_counter!(
+        "hnc_hrq_denials_total",
+        "Uses the ResourceQuota-status webhook denied because a hierarchical quota would be exceeded."
+    );
+    metrics::describe_counter!(
+        "hnc_hrq_charge_conflicts_total",
+        "Charges of a use on an HRQ that lost a race with another admission's charge and were decided again."
+    );
     metrics::gauge!("hnc_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
 }

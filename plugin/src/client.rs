@@ -73,6 +73,11 @@ impl ApiError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, ApiError::Kube(kube::Error::Api(status)) if status.code == 404)
     }
+
+    /// The server answered 403.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, ApiError::Kube(kube::Error::Api(status)) if status.code == 403)
+    }
 }
 
 impl fmt::Display for ApiError {

@@ -25,6 +25,12 @@
 //! * **`tree -A` reads the cluster with two paged lists** (Namespaces, HierarchyConfigurations) instead of two
 //!   GETs per namespace; the output is the same.
 //! * **`hrq NAME -A`** shows the quotas of that name across namespaces (upstream ignored the names with `-A`).
+//! * **`describe` shows hierarchical quotas**: after upstream's output, when any HierarchicalResourceQuota lives
+//!   in the namespace or an ancestor (from its tree labels), a `Hierarchical quotas:` section with one line per
+//!   HRQ, root-most first: `  <namespace>/<name>:  <requests>  (<limits>)`, each amount `<resource>:
+//!   <used>/<hard>` from the HRQ's status (the subtree's usage), ` (over)` after one whose use exceeds its
+//!   limit, `?` as used while the status is not written. Without any, or where HRQs cannot be listed (CRD not
+//!   installed, not allowed), the output is upstream's, byte for byte. Upstream printed nothing of quotas.
 //! * **`describe` ages** of Events written through `events.k8s.io` (no `lastTimestamp`) come from `eventTime`
 //!   (upstream printed them as `292y`).
 //! * **`version`** needs no cluster (upstream failed without a usable kubeconfig); it prints the crate version,

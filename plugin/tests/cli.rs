@@ -209,6 +209,125 @@ async fn describe_shows_children_anchors_conditions_and_events() {
     env.sim.shutdown().await;
 }
 
+/// acme ── team-a ── dev, tree-labelled as HNC labels them, with an HRQ in each (acme's status not written yet)
+/// and one in an unrelated namespace.
+fn quota_forest(env: &Env) {
+    env.labelled_namespace("acme", &[]);
+    env.hierarchy("acme", "", &["team-a"], &[]);
+    env.labelled_namespace("team-a", &["acme"]);
+    env.hierarchy("team-a", "acme", &["dev"], &[]);
+    env.labelled_namespace("dev", &["team-a", "acme"]);
+    env.hierarchy("dev", "team-a", &[], &[]);
+    env.namespace("other");
+    env.hrq("acme", "pending", json!({"pods": "100"}), None);
+    env.hrq(
+        "team-a",
+        "budget",
+        json!({"pods": "10", "requests.cpu": "4", "limits.cpu": "8"}),
+        Some(json!({"pods": "3", "requests.cpu": "1.5", "limits.cpu": "2"})),
+    );
+    env.hrq("dev", "small", json!({"pods": "2"}), Some(json!({"pods": "3"})));
+    env.hrq("other", "unrelated", json!({"pods": "1"}), Some(json!({})));
+}
+
+const DESCRIBE_DEV: &str = "Hierarchy configuration for namespace dev\n\
+     \x20 Parent: team-a\n\
+     \x20 No children\n\
+     \x20 Allows Cascading Deletion: false\n\
+     \x20 No conditions\n\
+     \n\
+     No recent HNC events for objects in this namespace\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_shows_the_quotas_of_the_namespace_and_its_ancestors() {
+    let env = Env::start().await;
+    quota_forest(&env);
+    assert_eq!(
+        env.hns(&["describe", "dev"]).await.ok(),
+        format!(
+            "{DESCRIBE_DEV}\n\
+             Hierarchical quotas:\n\
+             \x20 acme/pending:   pods: ?/100\n\
+             \x20 team-a/budget:  pods: 3/10, requests.cpu: 1500m/4  (limits.cpu: 2/8)\n\
+             \x20 dev/small:      pods: 3/2 (over)\n"
+        )
+    );
+    assert_eq!(
+        env.sim.request_count("LIST", "hierarchicalresourcequotas"),
+        3,
+        "one list per namespace of the ancestry"
+    );
+    assert!(env.hns(&["describe", "team-a"]).await.ok().ends_with(
+        "\nHierarchical quotas:\n\
+             \x20 acme/pending:   pods: ?/100\n\
+             \x20 team-a/budget:  pods: 3/10, requests.cpu: 1500m/4  (limits.cpu: 2/8)\n"
+    ));
+    // No HRQ in the namespace or its ancestry: upstream's output, unchanged.
+    assert_eq!(
+        env.hns(&["describe", "default"]).await.ok(),
+        "Hierarchy configuration for namespace default\n\
+         \x20 No parent\n\
+         \x20 No children\n\
+         \x20 Allows Cascading Deletion: false\n\
+         \x20 No conditions\n\
+         \n\
+         No recent HNC events for objects in this namespace\n"
+    );
+
+    // Any other failure to list them is said in their section; describe still succeeds.
+    let fault = env.sim.faults().add(FaultRule {
+        verb: Some("LIST".into()),
+        resource: Some("hierarchicalresourcequotas".into()),
+        error: Some(500),
+        error_rate: 1.0,
+        ..FaultRule::default()
+    });
+    assert_eq!(
+        env.hns(&["describe", "dev"]).await.ok(),
+        format!(
+            "{DESCRIBE_DEV}\n\
+             Hierarchical quotas:\n\
+             \x20 Error listing hierarchical quotas in acme: injected fault (500)\n"
+        )
+    );
+    env.sim.faults().remove(fault);
+
+    // A user who may not list HRQs sees upstream's output.
+    env.create(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "",
+        json!({"metadata": {"name": "describer"}, "rules": [
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
+            {"apiGroups": ["hnc.x-k8s.io"], "resources": ["hierarchyconfigurations"], "verbs": ["get"]},
+            {"apiGroups": ["hnc.x-k8s.io"], "resources": ["subnamespaceanchors"], "verbs": ["list"]}]}),
+    );
+    env.create(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "",
+        json!({"metadata": {"name": "describer"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "describer"},
+               "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "describer"}]}),
+    );
+    env.sim.add_user("describer-token", "describer", &[]);
+    let describer = env.kubeconfig_for("describer.kubeconfig", "describer-token", "dev");
+    assert_eq!(env.hns_with(&describer, &["describe", "dev"]).await.ok(), DESCRIBE_DEV);
+    env.sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_without_the_hrq_crd_says_nothing_of_quotas() {
+    let env = Env::start_with_crds(|file| !file.contains("hierarchicalresourcequotas")).await;
+    env.labelled_namespace("team-a", &[]);
+    env.hierarchy("team-a", "", &["dev"], &[]);
+    env.labelled_namespace("dev", &["team-a"]);
+    env.hierarchy("dev", "team-a", &[], &[]);
+    assert_eq!(env.hns(&["describe", "dev"]).await.ok(), DESCRIBE_DEV);
+    env.sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_and_delete_subnamespace_anchors() {
     let env = Env::start().await;

@@ -86,6 +86,16 @@ pub struct QuotaModel {
     hrqs: HashMap<NsName, BTreeMap<String, ResourceList>>,
     /// Each namespace's own usage, restricted to its limits when it was recorded.
     local: HashMap<NsName, ResourceList>,
+    /// The charges recorded on each HRQ (namespace, name) and not yet known to be reflected in `local`.
+    charges: HashMap<(NsName, String), Charges>,
+}
+
+/// What an admitted usage must be charged to before it is allowed: every HRQ limiting a resource it increases,
+/// root-most first (the order [`QuotaModel::admit`] checks them in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// The HRQs, as (namespace, name).
+    pub hrqs: Vec<(NsName, String)>,
 }
 
 impl QuotaModel {
@@ -101,6 +111,7 @@ impl QuotaModel {
 
     /// Forgets HRQ `name` in `namespace`.
     pub fn remove_hrq(&mut self, namespace: &str, name: &str) {
+        self.charges.remove(&(NsName::from(namespace), name.to_owned()));
         if let Some(hrqs) = self.hrqs.get_mut(namespace) {
             hrqs.remove(name);
             if hrqs.is_empty() {
@@ -131,7 +142,46 @@ impl QuotaModel {
     /// Forgets `ns`'s usage (the namespace was deleted).
     pub fn forget_namespace(&mut self, ns: &str) {
         self.local.remove(ns);
-        self.hrqs.remove(ns);
+        if let Some(hrqs) = self.hrqs.remove(ns) {
+            for name in hrqs.into_keys() {
+                self.charges.remove(&(NsName::from(ns), name));
+            }
+        }
+    }
+
+    /// Records `usage` as `ns`'s own as it is (a singleton ResourceQuota's `status.used` only names the
+    /// resources of its `spec.hard`, which is Limits(`ns`) once HNC has written it).
+    pub fn set_local(&mut self, ns: &str, usage: ResourceList) {
+        if usage.is_empty() {
+            self.local.remove(ns);
+        } else {
+            self.local.insert(ns.into(), usage);
+        }
+    }
+
+    /// Records the charges HRQ `name` in `namespace` carries (replacing what it had).
+    pub fn set_charges(&mut self, namespace: &str, name: &str, charges: Charges) {
+        let key = (NsName::from(namespace), name.to_owned());
+        if charges.is_empty() {
+            self.charges.remove(&key);
+        } else {
+            self.charges.insert(key, charges);
+        }
+    }
+
+    /// The charges HRQ `name` in `namespace` carries.
+    pub fn charges(&self, namespace: &str, name: &str) -> Option<&Charges> {
+        self.charges.get(&(NsName::from(namespace), name.to_owned()))
+    }
+
+    /// Every HRQ, as (namespace, name, hard).
+    pub fn hrqs(&self) -> impl Iterator<Item = (&NsName, &String, &ResourceList)> {
+        self.hrqs.iter().flat_map(|(ns, hrqs)| hrqs.iter().map(move |(name, hard)| (ns, name, hard)))
+    }
+
+    /// The HRQs in `ns`, by name.
+    pub fn hrqs_in(&self, ns: &str) -> Option<&BTreeMap<String, ResourceList>> {
+        self.hrqs.get(ns)
     }
 
     /// `ns`'s own recorded usage.
@@ -170,6 +220,19 @@ impl QuotaModel {
         ns: &str,
         proposed: &ResourceList,
     ) -> Result<(), Exceeded> {
+        self.admit(view, ns, proposed).map(|_| ())
+    }
+
+    /// [`QuotaModel::check_use`], saying which HRQs the use must be charged to. Each HRQ counts, besides the
+    /// recorded usage of its subtree, the charges it carries that the recorded usage does not show yet (a
+    /// namespace counts at the larger of its recorded usage and its charge), so a use admitted elsewhere and not
+    /// yet recorded is never admitted twice.
+    pub fn admit(
+        &self,
+        view: &dyn HierarchyView,
+        ns: &str,
+        proposed: &ResourceList,
+    ) -> Result<Admission, Exceeded> {
         let local = self.local(ns);
         let mut increases = ResourceList::new();
         for (resource, amount) in proposed {
@@ -181,35 +244,87 @@ impl QuotaModel {
             }
             increases.insert(resource.clone(), increase);
         }
+        let mut admission = Admission::default();
         if increases.is_empty() {
-            return Ok(());
+            return Ok(admission);
         }
-        let mut chain: Vec<NsName> = view.ancestors(ns);
-        chain.reverse();
-        chain.push(ns.into());
-        for namespace in chain {
-            let Some(hrqs) = self.hrqs.get(&namespace) else { continue };
-            let used = self.subtree_usage(view, &namespace);
+        let ns_name = NsName::from(ns);
+        let mut ancestry: Vec<NsName> = view.ancestors(ns);
+        ancestry.reverse();
+        ancestry.push(ns_name.clone());
+        for (depth, namespace) in ancestry.iter().enumerate() {
+            let Some(hrqs) = self.hrqs.get(namespace) else { continue };
+            let used = self.subtree_usage(view, namespace);
             for (hrq, hard) in hrqs {
+                let charges = self.charges.get(&(namespace.clone(), hrq.clone()));
                 let mut exceeded = Vec::new();
+                let mut limits_an_increase = false;
                 for (resource, increase) in &increases {
                     let Some(limit) = hard.get(resource) else { continue };
+                    limits_an_increase = true;
                     let now = used.as_ref().and_then(|u| u.get(resource).copied()).unwrap_or(Quantity::ZERO);
+                    let pending = match charges {
+                        Some(charges) => {
+                            self.unrecorded(view, charges, resource, &ancestry[..=depth], &ns_name, *increase)
+                        }
+                        None => Some(Quantity::ZERO),
+                    };
                     let fits = used.is_some()
-                        && now
-                            .checked_add(*increase)
+                        && pending
+                            .and_then(|p| now.checked_add(p))
+                            .and_then(|n| n.checked_add(*increase))
                             .and_then(|c| c.checked_cmp(limit))
                             .is_some_and(|o| o != Ordering::Greater);
                     if !fits {
-                        exceeded.push((resource.clone(), *increase, now, *limit));
+                        let shown = pending.and_then(|p| now.checked_add(p)).unwrap_or(now);
+                        exceeded.push((resource.clone(), *increase, shown, *limit));
                     }
                 }
                 if !exceeded.is_empty() {
-                    return Err(Exceeded { namespace, hrq: hrq.clone(), resources: exceeded });
+                    return Err(Exceeded {
+                        namespace: namespace.clone(),
+                        hrq: hrq.clone(),
+                        resources: exceeded,
+                    });
+                }
+                if limits_an_increase {
+                    admission.hrqs.push((namespace.clone(), hrq.clone()));
                 }
             }
         }
-        Ok(())
+        Ok(admission)
+    }
+
+    /// What `charges` add to the recorded usage of `resource` in the subtree of the last namespace of `chain`
+    /// (the ancestry from the root down to it), for a use of `increase` more in `ns`: each charged namespace in
+    /// that subtree adds what its charge exceeds its recorded usage by; `ns`'s own charge adds only what it
+    /// exceeds the new use by (the new use is already counted as the increase). None beyond exact arithmetic.
+    fn unrecorded(
+        &self,
+        view: &dyn HierarchyView,
+        charges: &Charges,
+        resource: &str,
+        chain: &[NsName],
+        ns: &NsName,
+        increase: Quantity,
+    ) -> Option<Quantity> {
+        let top = chain.last()?;
+        let mut sum = Quantity::ZERO;
+        for (charged, charge) in charges {
+            let Some(amount) = charge.used.get(resource) else { continue };
+            let in_subtree = charged == top || view.ancestors(charged).iter().any(|a| a == top);
+            if !in_subtree {
+                continue;
+            }
+            let recorded =
+                self.local.get(charged).and_then(|l| l.get(resource)).copied().unwrap_or(Quantity::ZERO);
+            let base = if charged == ns { recorded.checked_add(increase)? } else { recorded };
+            let over = amount.checked_sub(base)?;
+            if over.checked_cmp(&Quantity::ZERO) == Some(Ordering::Greater) {
+                sum = sum.checked_add(over)?;
+            }
+        }
+        Some(sum)
     }
 
     /// [`QuotaModel::check_use`], and on success records the usage at once (optimistic accounting: the API
@@ -224,6 +339,128 @@ impl QuotaModel {
         self.use_resources(view, ns, proposed);
         Ok(())
     }
+}
+
+/// An HRQ status's two summaries, `requestsSummary` and `limitsSummary`: `<resource>: <used>/<hard>` for every
+/// resource of `hard` in name order, joined by `, `; resources whose dotted name starts with `limits` go to the
+/// second, every other to the first. Amounts print canonically; a resource not used yet shows `0`.
+pub fn summaries(hard: &ResourceList, used: &ResourceList) -> (String, String) {
+    let (mut requests, mut limits) = (Vec::new(), Vec::new());
+    let text = |q: &Quantity| q.canonical().unwrap_or_else(|| "?".to_owned());
+    for (resource, limit) in hard {
+        let amount = used.get(resource).copied().unwrap_or(Quantity::ZERO);
+        let cell = format!("{resource}: {}/{}", text(&amount), text(limit));
+        match resource.split_once('.') {
+            Some(("limits", _)) => limits.push(cell),
+            _ => requests.push(cell),
+        }
+    }
+    (requests.join(", "), limits.join(", "))
+}
+
+/// The resources of `used` beyond their amount in `hard`, as (resource, used, hard).
+pub fn over_limit(hard: &ResourceList, used: &ResourceList) -> Vec<(String, Quantity, Quantity)> {
+    hard.iter()
+        .filter_map(|(resource, limit)| {
+            let amount = used.get(resource)?;
+            (amount.checked_cmp(limit) == Some(Ordering::Greater))
+                .then(|| (resource.clone(), *amount, *limit))
+        })
+        .collect()
+}
+
+/// A use an admission allowed and recorded on an HRQ before allowing it, so that every other admission under
+/// that HRQ counts it until the namespace's recorded usage shows it (see `docs/hrq.md`).
+#[derive(Debug, Clone)]
+pub struct Charge {
+    /// The resourceVersion of the namespace's singleton ResourceQuota the API server's update started from.
+    pub from: String,
+    /// The namespace's usage the admission allowed (absolute amounts, as proposed).
+    pub used: ResourceList,
+    /// When it was charged, in Unix seconds (the admitting replica's clock).
+    pub at: i64,
+}
+
+impl PartialEq for Charge {
+    /// Equal amounts are equal however written (`1` and `1000m`).
+    fn eq(&self, other: &Self) -> bool {
+        self.from == other.from
+            && self.at == other.at
+            && self.used.len() == other.used.len()
+            && self
+                .used
+                .iter()
+                .zip(&other.used)
+                .all(|((r, q), (s, p))| r == s && q.checked_cmp(p) == Some(Ordering::Equal))
+    }
+}
+
+/// The charges an HRQ carries, by charged namespace (a newer charge of a namespace replaces its older one: it
+/// is absolute, so it includes it).
+pub type Charges = BTreeMap<NsName, Charge>;
+
+/// How long a charge is kept after the recorded usage of its namespace has moved on from the version it was
+/// charged from: long enough for every replica's watch to have seen that move too.
+pub const CHARGE_GRACE_SECS: i64 = 10;
+/// How long a charge is kept at most (one whose write the API server never completed: the user's create
+/// failed after admission).
+pub const CHARGE_EXPIRY_SECS: i64 = 60;
+
+/// Reads charges from their annotation value: `{"<namespace>": {"from": "<rv>", "used": {"<resource>":
+/// "<quantity>"}, "at": <unix seconds>}}`. Entries that do not read are left out (they count as absent, which
+/// the periodic recount and the next charge repair); an unreadable value reads as no charges.
+pub fn decode_charges(text: &str) -> Charges {
+    let Ok(serde_json::Value::Object(entries)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Charges::new();
+    };
+    let mut charges = Charges::new();
+    for (ns, entry) in entries {
+        let from = entry.get("from").and_then(|v| v.as_str());
+        let at = entry.get("at").and_then(serde_json::Value::as_i64);
+        let used = entry.get("used").and_then(|v| v.as_object()).map(|used| {
+            used.iter()
+                .filter_map(|(r, q)| Some((r.clone(), hnc_api::quantity::parse(q.as_str()?)?)))
+                .collect::<ResourceList>()
+        });
+        if let (Some(from), Some(at), Some(used)) = (from, at, used) {
+            charges.insert(ns.as_str().into(), Charge { from: from.to_owned(), used, at });
+        }
+    }
+    charges
+}
+
+/// The annotation value of `charges` ([`decode_charges`] reads it back).
+pub fn encode_charges(charges: &Charges) -> String {
+    let mut entries = serde_json::Map::new();
+    for (ns, charge) in charges {
+        let used: serde_json::Map<String, serde_json::Value> = charge
+            .used
+            .iter()
+            .map(|(r, q)| (r.clone(), serde_json::Value::String(q.canonical().unwrap_or_default())))
+            .collect();
+        entries
+            .insert(ns.to_string(), serde_json::json!({"from": charge.from, "used": used, "at": charge.at}));
+    }
+    serde_json::Value::Object(entries).to_string()
+}
+
+/// The charges still needed at `now`: a charge goes once the recorded usage of its namespace has moved on from
+/// the version it was charged from (`recorded_version` says what version that is) and [`CHARGE_GRACE_SECS`]
+/// have passed, or after [`CHARGE_EXPIRY_SECS`] in any case.
+pub fn live_charges(
+    charges: &Charges,
+    recorded_version: impl Fn(&str) -> Option<String>,
+    now: i64,
+) -> Charges {
+    charges
+        .iter()
+        .filter(|(ns, charge)| {
+            let age = now.saturating_sub(charge.at);
+            let moved_on = recorded_version(ns).is_none_or(|v| v != charge.from);
+            age < CHARGE_EXPIRY_SECS && !(moved_on && age >= CHARGE_GRACE_SECS)
+        })
+        .map(|(ns, charge)| (ns.clone(), charge.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -397,5 +634,99 @@ mod tests {
         assert_eq!(text(&m.local("baz")), text(&list(&[("pods", "1")])));
         m.use_resources(&f, "qux", &list(&[("pods", "1")]));
         assert!(m.local("qux").is_empty(), "qux is under no HRQ");
+    }
+
+    #[test]
+    fn a_charge_not_yet_recorded_counts_against_every_other_use() {
+        // foo's budget has room for one more configmap; bar and qux ask at once. bar's admission charged foo's
+        // HRQ; until bar's recorded usage shows it, qux's admission must count it.
+        let f = forest();
+        let mut m = QuotaModel::new();
+        m.set_hrq("foo", "budget", list(&[("configmaps", "3")]));
+        m.set_local("baz", list(&[("configmaps", "2")]));
+        let admitted = m.admit(&f, "bar", &list(&[("configmaps", "1")])).unwrap();
+        assert_eq!(admitted.hrqs, vec![(NsName::from("foo"), "budget".to_owned())]);
+        let charge = Charge { from: "7".to_owned(), used: list(&[("configmaps", "1")]), at: 100 };
+        m.set_charges("foo", "budget", Charges::from([(NsName::from("bar"), charge)]));
+        let denied = m.admit(&f, "qux", &list(&[("configmaps", "1")])).unwrap_err();
+        assert_eq!(
+            denied.to_string(),
+            "exceeded hierarchical quota in namespace \"foo\": \"budget\", requested: configmaps=1, used: \
+             configmaps=3, limited: configmaps=3"
+        );
+        // The API server retrying bar's own update is not counted twice.
+        m.admit(&f, "bar", &list(&[("configmaps", "1")])).expect("bar's charge is its own use");
+        // Once recorded, the charge adds nothing more.
+        m.set_local("bar", list(&[("configmaps", "1")]));
+        assert!(m.admit(&f, "qux", &list(&[("configmaps", "1")])).is_err(), "now recorded: still full");
+        m.set_local("baz", list(&[("configmaps", "1")]));
+        m.admit(&f, "qux", &list(&[("configmaps", "1")])).expect("a configmap was deleted in baz");
+    }
+
+    #[test]
+    fn a_use_is_charged_to_the_hrqs_limiting_what_it_increases() {
+        let f = forest();
+        let mut m = QuotaModel::new();
+        m.set_hrq("foo", "pods", list(&[("pods", "10")]));
+        m.set_hrq("bar", "cpu", list(&[("requests.cpu", "2")]));
+        m.set_hrq("bar", "all", list(&[("pods", "5"), ("requests.cpu", "4")]));
+        let admitted = m.admit(&f, "baz", &list(&[("pods", "1")])).unwrap();
+        assert_eq!(
+            admitted.hrqs,
+            vec![(NsName::from("foo"), "pods".to_owned()), (NsName::from("bar"), "all".to_owned())]
+        );
+        assert!(m.admit(&f, "baz", &list(&[])).unwrap().hrqs.is_empty(), "no increase, no charge");
+        assert!(m.admit(&f, "qux", &list(&[("requests.cpu", "1")])).unwrap().hrqs.is_empty());
+    }
+
+    #[test]
+    fn charges_read_back_and_go_once_recorded_and_old_enough() {
+        let charges = Charges::from([
+            (
+                NsName::from("a"),
+                Charge { from: "1".to_owned(), used: list(&[("requests.cpu", "1.5")]), at: 100 },
+            ),
+            (NsName::from("b"), Charge { from: "2".to_owned(), used: list(&[("pods", "3")]), at: 95 }),
+            (NsName::from("c"), Charge { from: "3".to_owned(), used: list(&[("pods", "1")]), at: 30 }),
+        ]);
+        let text = encode_charges(&charges);
+        assert_eq!(decode_charges(&text), charges);
+        assert!(decode_charges("not json").is_empty());
+        assert_eq!(
+            decode_charges(r#"{"a": {"from": "1"}, "b": {"from": "2", "used": {}, "at": 5}}"#).len(),
+            1
+        );
+        // At 106: a moved on 6 s ago (kept), b moved on 11 s ago (gone), c never recorded and too old (gone).
+        let versions = |ns: &str| Some(if ns == "c" { "3" } else { "9" }.to_owned());
+        let live = live_charges(&charges, versions, 106);
+        assert_eq!(live.keys().map(|k| k.to_string()).collect::<Vec<_>>(), vec!["a".to_owned()]);
+        let unmoved = |ns: &str| {
+            Some(
+                match ns {
+                    "a" => "1",
+                    "b" => "2",
+                    _ => "3",
+                }
+                .to_owned(),
+            )
+        };
+        assert_eq!(live_charges(&charges, unmoved, 120).len(), 2, "a and b not yet recorded, c expired");
+    }
+
+    #[test]
+    fn summaries_split_requests_from_limits() {
+        let hard = list(&[("limits.cpu", "2"), ("pods", "10"), ("requests.cpu", "1500m"), ("secrets", "2")]);
+        let used = list(&[("limits.cpu", "0.5"), ("requests.cpu", "1.5"), ("secrets", "3")]);
+        assert_eq!(
+            summaries(&hard, &used),
+            (
+                "pods: 0/10, requests.cpu: 1500m/1500m, secrets: 3/2".to_owned(),
+                "limits.cpu: 500m/2".to_owned()
+            )
+        );
+        assert_eq!(
+            over_limit(&hard, &used).iter().map(|(r, _, _)| r.as_str()).collect::<Vec<_>>(),
+            vec!["secrets"]
+        );
     }
 }

@@ -107,7 +107,7 @@ pub struct HierarchyReconciler {
     dirty: BTreeSet<NsName>,
     all_dirty: bool,
     changed: bool,
-    propagation: Option<PropagationSink>,
+    propagation: Vec<PropagationSink>,
     /// Notices for the propagation engine not sent yet: they go out in [`HierarchyReconciler::flush`] right
     /// after the snapshot they describe is published, never before — the engine plans from the snapshot it
     /// loads when a notice arrives, and an older one would not show the change (a subnamespace not yet under
@@ -130,7 +130,7 @@ impl HierarchyReconciler {
         index: TreeIndex,
         writer: Writer,
         ownership: Ownership,
-        propagation: Option<PropagationSink>,
+        propagation: Vec<PropagationSink>,
     ) -> Self {
         let (outcomes_tx, outcomes) = outcome_channel();
         HierarchyReconciler {
@@ -268,7 +268,7 @@ impl HierarchyReconciler {
         }
         self.changed = true;
         self.dirty.extend(affected.hierarchy);
-        if self.index.current().is_synced() && self.propagation.is_some() {
+        if self.index.current().is_synced() && !self.propagation.is_empty() {
             self.unannounced.subtrees.extend(affected.propagation);
         }
     }
@@ -298,12 +298,16 @@ impl HierarchyReconciler {
     /// Sends the propagation notices gathered since the last publish; called once the snapshot showing their
     /// changes is published.
     fn announce(&mut self) {
-        let Some(sink) = &self.propagation else { return };
         let unannounced = std::mem::take(&mut self.unannounced);
-        if unannounced.all {
-            let _ = sink.send(PropagationDirty::All);
+        let notice = if unannounced.all {
+            PropagationDirty::All
         } else if !unannounced.subtrees.is_empty() {
-            let _ = sink.send(PropagationDirty::Subtrees(unannounced.subtrees.into_iter().collect()));
+            PropagationDirty::Subtrees(unannounced.subtrees.into_iter().collect())
+        } else {
+            return;
+        };
+        for sink in &self.propagation {
+            let _ = sink.send(notice.clone());
         }
     }
 
@@ -438,7 +442,7 @@ mod tests {
             TreeIndex::new(Default::default()),
             writer,
             Ownership::Nothing,
-            Some(tx),
+            vec![tx],
         );
         let reader = reconciler.reader();
         reconciler.apply(namespace("p", "1"));

@@ -31,7 +31,7 @@ impl EventRecorder {
     /// An event the planner found (bad selector, finalizers), on the source object.
     pub fn planned(&mut self, event: &PlannedEvent, resource: Option<Arc<ApiResource>>) {
         let Some(resource) = resource else { return };
-        self.emit(&resource, &event.namespace, &event.name, event.reason, event.message.clone());
+        self.warning(&resource, &event.namespace, &event.name, event.reason, event.message.clone());
     }
 
     /// A write that failed for good: `CannotUpdateObject` on the destination and `CannotPropagateObject` on the
@@ -43,21 +43,40 @@ impl EventRecorder {
             Some(source) => {
                 let message =
                     format!("Could not {action} from source namespace {:?}: {error}", source.as_ref());
-                self.emit(&resource, &write.namespace, &write.name, reasons::CANNOT_UPDATE_OBJECT, message);
+                self.warning(
+                    &resource,
+                    &write.namespace,
+                    &write.name,
+                    reasons::CANNOT_UPDATE_OBJECT,
+                    message,
+                );
                 let message = format!(
                     "Could not {action} to destination namespace {:?}: {error}",
                     write.namespace.as_ref()
                 );
-                self.emit(&resource, &source.clone(), &write.name, reasons::CANNOT_PROPAGATE_OBJECT, message);
+                self.warning(
+                    &resource,
+                    &source.clone(),
+                    &write.name,
+                    reasons::CANNOT_PROPAGATE_OBJECT,
+                    message,
+                );
             }
             None => {
                 let message = format!("Could not {action}: {error}");
-                self.emit(&resource, &write.namespace, &write.name, reasons::CANNOT_UPDATE_OBJECT, message);
+                self.warning(
+                    &resource,
+                    &write.namespace,
+                    &write.name,
+                    reasons::CANNOT_UPDATE_OBJECT,
+                    message,
+                );
             }
         }
     }
 
-    fn emit(
+    /// A Warning Event on `namespace/name` of type `involved`, unless this one was emitted already.
+    pub fn warning(
         &mut self,
         involved: &ApiResource,
         namespace: &str,

@@ -41,8 +41,8 @@ use crate::config::resolve::ActiveType;
 use crate::ownership::Ownership;
 use crate::watch::{Change, feed};
 use crate::webhook::paths::{
-    MUTATE_NAMESPACE, VALIDATE_ANCHOR, VALIDATE_CONFIG, VALIDATE_HIERARCHY, VALIDATE_NAMESPACE,
-    VALIDATE_OBJECTS,
+    MUTATE_NAMESPACE, VALIDATE_ANCHOR, VALIDATE_CONFIG, VALIDATE_HIERARCHY, VALIDATE_HRQ, VALIDATE_NAMESPACE,
+    VALIDATE_OBJECTS, VALIDATE_RQ_STATUS,
 };
 use crate::webhook::tls::ReloadableCert;
 use crate::writer::{ObjectRef, WriteOp, WriteRequest, Writer};
@@ -127,7 +127,8 @@ fn rule(group: &str, version: &str, operations: &[&str], resource: &str) -> Valu
 
 /// The validating entries in upstream's order; the objects entry's rules are `objects_rules` (`None`: the
 /// active types are not known yet, so whatever rules the entry has are kept).
-pub fn validating_entries(endpoint: &Endpoint, objects_rules: Option<Value>) -> Vec<Value> {
+/// With `hrq`, the two hierarchical quota entries follow (spec §8.1).
+pub fn validating_entries(endpoint: &Endpoint, objects_rules: Option<Value>, hrq: bool) -> Vec<Value> {
     let hnc = hnc_api::GROUP;
     let version = hnc_api::VERSION;
     let mut objects = entry(names::OBJECTS_WEBHOOK, endpoint, VALIDATE_OBJECTS, "Fail", json!([]));
@@ -140,7 +141,7 @@ pub fn validating_entries(endpoint: &Endpoint, objects_rules: Option<Value>) -> 
     objects["timeoutSeconds"] = json!(2);
     objects["namespaceSelector"] =
         json!({"matchLabels": {labels::INCLUDED_NAMESPACE: labels::INCLUDED_NAMESPACE_VALUE}});
-    vec![
+    let mut entries = vec![
         entry(
             "subnamespaceanchors.hnc.x-k8s.io",
             endpoint,
@@ -170,7 +171,26 @@ pub fn validating_entries(endpoint: &Endpoint, objects_rules: Option<Value>) -> 
             rule("", "v1", &["DELETE", "CREATE", "UPDATE"], "namespaces"),
         ),
         objects,
-    ]
+    ];
+    if hrq {
+        entries.push(entry(
+            "hrq.hnc.x-k8s.io",
+            endpoint,
+            VALIDATE_HRQ,
+            "Fail",
+            rule(hnc, version, &["CREATE", "UPDATE"], "hierarchicalresourcequotas"),
+        ));
+        // Fail-open as upstream's: with HNC unreachable, namespaces under a hierarchical quota can still create
+        // objects (each namespace's own quota still holds; the subtree's budget is then not enforced).
+        entries.push(entry(
+            "resourcesquotasstatus.hnc.x-k8s.io",
+            endpoint,
+            VALIDATE_RQ_STATUS,
+            "Ignore",
+            rule("", "v1", &["UPDATE"], "resourcequotas/status"),
+        ));
+    }
+    entries
 }
 
 /// The mutating entry.
@@ -337,6 +357,8 @@ pub struct Upkeep {
     pub secret: watch::Receiver<SecretState>,
     /// The active types.
     pub active: watch::Receiver<ActiveTypes>,
+    /// Register the hierarchical quota webhooks (`--enable-hrq`).
+    pub hrq: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -409,7 +431,7 @@ impl Upkeep {
                     names::VALIDATING_WEBHOOK_CONFIGURATION,
                     "ValidatingWebhookConfiguration",
                     &vwc,
-                    validating_entries(&self.endpoint, rules),
+                    validating_entries(&self.endpoint, rules, self.hrq),
                     &observed[Which::Validating as usize],
                 ),
                 (
@@ -513,7 +535,7 @@ mod tests {
     #[test]
     fn entries_are_upstreams() {
         let service = Endpoint::Service { namespace: "hnc-system".into() };
-        let entries = validating_entries(&service, objects_rules(&[]));
+        let entries = validating_entries(&service, objects_rules(&[]), false);
         let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
         assert_eq!(
             names,
@@ -565,7 +587,7 @@ mod tests {
     #[test]
     fn registration_writes_once_and_ignores_server_defaults() {
         let rules = objects_rules(&[active("rbac.authorization.k8s.io", "roles", SyncMode::Propagate)]);
-        let entries = validating_entries(&url(), rules.clone());
+        let entries = validating_entries(&url(), rules.clone(), false);
         let created = written(
             plan("v", "ValidatingWebhookConfiguration", None, &entries, Some("Q0E="), Scope::Register)
                 .unwrap(),
@@ -602,7 +624,7 @@ mod tests {
                 "v",
                 "ValidatingWebhookConfiguration",
                 Some(&stored),
-                &validating_entries(&url(), more),
+                &validating_entries(&url(), more, false),
                 Some("TkVX"),
                 Scope::Register,
             )
@@ -627,7 +649,7 @@ mod tests {
                 "v",
                 "ValidatingWebhookConfiguration",
                 None,
-                &validating_entries(&url(), None),
+                &validating_entries(&url(), None, false),
                 Some("Q0E="),
                 Scope::PatchExisting
             )
@@ -642,7 +664,7 @@ mod tests {
                 "v",
                 "ValidatingWebhookConfiguration",
                 Some(&installed),
-                &validating_entries(&url(), rules),
+                &validating_entries(&url(), rules, false),
                 Some("Q0E="),
                 Scope::PatchExisting,
             )

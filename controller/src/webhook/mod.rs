@@ -21,9 +21,9 @@
 //! * [`limits`] — what one client may cost the server: connections, handshakes, header reads, request time
 //!   and size, and the time an API call made for a request may take;
 //! * [`paths`] — the paths served, which the webhook configurations point at;
-//! * [`server`] — the router, the listener and [`start`], the entry point the replica calls.
-//!
-//! HierarchicalResourceQuota webhooks (§8.9) are not served yet: they depend on the HRQ reconcilers.
+//! * [`server`] — the router, the listener and [`start`], the entry point the replica calls;
+//! * [`quota`] — the HierarchicalResourceQuota validator and the ResourceQuota status validator (§8.9), served
+//!   with `--enable-hrq`;
 
 pub mod anchor;
 pub mod fields;
@@ -33,6 +33,7 @@ pub mod limits;
 pub mod namespace;
 pub mod objects;
 pub mod paths;
+pub mod quota;
 pub mod review;
 pub mod server;
 pub mod server_checks;

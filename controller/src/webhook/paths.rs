@@ -13,3 +13,7 @@ pub const VALIDATE_ANCHOR: &str = "/validate-hnc-x-k8s-io-v1alpha2-subnamespacea
 pub const VALIDATE_CONFIG: &str = "/validate-hnc-x-k8s-io-v1alpha2-hncconfigurations";
 /// Path of the objects validator.
 pub const VALIDATE_OBJECTS: &str = "/validate-objects";
+/// Path of the HierarchicalResourceQuota validator.
+pub const VALIDATE_HRQ: &str = "/validate-hnc-x-k8s-io-v1alpha2-hrq";
+/// Path of the ResourceQuota status validator.
+pub const VALIDATE_RQ_STATUS: &str = "/validate-hnc-x-k8s-io-v1alpha2-resourcequotasstatus";

@@ -30,6 +30,7 @@ use super::hierarchy::HierarchyValidator;
 use super::hncconfig::{CachedDiscovery, ConfigValidator, DiscoverySource};
 use super::namespace::{NamespaceMutator, NamespaceValidator};
 use super::objects::ObjectsValidator;
+use super::quota::{HrqValidator, QuotaStatusValidator, QuotaWebhooks};
 use super::review::{Handler, serve};
 use super::server_checks::ApiServerChecks;
 use super::tls::{self, ReloadableCert};
@@ -60,10 +61,12 @@ pub struct Inputs<'a> {
     pub writer: Writer,
     /// Readiness gates.
     pub ready: &'a Readiness,
+    /// With `--enable-hrq`: the quota view the HRQ webhooks decide from.
+    pub quota: Option<crate::hrq::QuotaView>,
 }
 
 /// The router serving every handler at its path.
-pub fn router(ctx: Context, discovery: Arc<dyn DiscoverySource>) -> Router {
+pub fn router(ctx: Context, discovery: Arc<dyn DiscoverySource>, quota: Option<QuotaWebhooks>) -> Router {
     fn route<H: Handler>(router: Router, path: &str, handler: H) -> Router {
         router.route(path, post(serve::<H>).with_state(Arc::new(handler)))
     }
@@ -73,6 +76,11 @@ pub fn router(ctx: Context, discovery: Arc<dyn DiscoverySource>) -> Router {
     router = route(router, paths::VALIDATE_HIERARCHY, HierarchyValidator::new(ctx.clone()));
     router = route(router, paths::VALIDATE_ANCHOR, AnchorValidator::new(ctx.clone()));
     router = route(router, paths::VALIDATE_CONFIG, ConfigValidator::new(ctx.clone(), discovery));
+    if let Some(quota) = quota {
+        let status = QuotaStatusValidator::new(quota.view, ctx.tree.clone(), quota.client.clone());
+        router = route(router, paths::VALIDATE_RQ_STATUS, status);
+        router = route(router, paths::VALIDATE_HRQ, HrqValidator::new(ctx.tree.clone(), quota.client));
+    }
     route(router, paths::VALIDATE_OBJECTS, ObjectsValidator::new(ctx))
 }
 
@@ -138,7 +146,8 @@ pub fn start(
             rules: Arc::new(rules),
             server: Arc::new(ApiServerChecks::new(inputs.client.clone())),
         };
-        let router = router(ctx, Arc::new(CachedDiscovery::new(inputs.client.clone())));
+        let quota = inputs.quota.clone().map(|view| QuotaWebhooks { view, client: inputs.client.clone() });
+        let router = router(ctx, Arc::new(CachedDiscovery::new(inputs.client.clone())), quota);
         inputs.ready.register(READY_GATE);
         tasks.spawn(tls::serve(listener, tls::server_config(cert.clone()), router, stop.clone()));
         addr = Some(bound);
@@ -168,6 +177,7 @@ pub fn start(
             cert: serve_webhooks.then_some(cert),
             secret: secret_rx,
             active: inputs.active,
+            hrq: flags.enable_hrq,
         };
         tasks.spawn(upkeep.run(stop.clone()));
     }
@@ -210,7 +220,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
         let stop = CancellationToken::new();
-        let app = router(forest.context(), forest.discovery());
+        let app = router(forest.context(), forest.discovery(), None);
         let server = tokio::spawn(tls::serve(listener, tls::server_config(cert), app, stop.clone()));
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(bundle.ca_cert_pem.as_bytes()).unwrap())

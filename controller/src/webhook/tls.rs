@@ -463,7 +463,7 @@ mod tests {
 
     fn webhooks() -> Router {
         let forest = crate::webhook::testing::Forest::new().ns("a");
-        crate::webhook::server::router(forest.context(), forest.discovery())
+        crate::webhook::server::router(forest.context(), forest.discovery(), None)
     }
 
     /// Posts a ConfigMap update's review to the objects webhook; the HTTP status and the answer's `allowed`.

@@ -1,15 +1,17 @@
 //! `kubectl hns describe NAMESPACE`: a namespace's parent, children (full and sub), cascading-deletion setting,
-//! conditions, and the recent Events HNC emitted in it (spec §12.1).
+//! conditions, and the recent Events HNC emitted in it (spec §12.1); then, when any apply, the hierarchical
+//! quotas of the namespace and its ancestors with their subtree's usage (not in upstream's plugin).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 
-use hnc_api::HierarchyConfiguration;
 use hnc_api::keys::names::EVENT_SOURCE;
+use hnc_api::{HierarchicalResourceQuota, HierarchyConfiguration};
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 
 use super::age::age;
+use super::hrq::{Amount, summaries};
 use super::tabwriter::TabWriter;
 use super::tree::condition_text;
 
@@ -124,10 +126,69 @@ fn render_events(namespace: &str, events: &[Event], now: Timestamp) -> String {
     format!("\nEvents from the objects in namespace {namespace}\n{}", table.finish())
 }
 
+/// The `Hierarchical quotas:` section, appended after [`render_describe`]: one line per HRQ of `quotas` that
+/// lives in a namespace of `ancestry` (the described namespace's ancestors, root first, then itself), in that
+/// order and by name within a namespace; empty when none does. Each line is `<namespace>/<name>:` and the
+/// amounts of `status.hard` and `status.used` as `kubectl hns hrq` computes them, requests first, then limits
+/// in parentheses when there are any; ` (over)` follows an amount whose use exceeds its limit. An HRQ whose
+/// status is not written yet shows its `spec.hard` with `?` as used; one without limits shows `<none>`.
+pub fn render_quotas(ancestry: &[String], quotas: &[HierarchicalResourceQuota]) -> String {
+    let mut applying: Vec<(usize, &str, &HierarchicalResourceQuota)> = quotas
+        .iter()
+        .filter_map(|hrq| {
+            let namespace = hrq.metadata.namespace.as_deref()?;
+            let depth = ancestry.iter().position(|a| a == namespace)?;
+            Some((depth, hrq.metadata.name.as_deref().unwrap_or_default(), hrq))
+        })
+        .collect();
+    if applying.is_empty() {
+        return String::new();
+    }
+    applying.sort_by_key(|(depth, name, _)| (*depth, *name));
+
+    let mut table = TabWriter::new(0, 2);
+    for (depth, name, hrq) in applying {
+        let status = hrq.status.clone().unwrap_or_default();
+        let (requests, limits) = if status.hard.is_empty() && !hrq.spec.hard.is_empty() {
+            summaries(&hrq.spec.hard, None)
+        } else {
+            summaries(&status.hard, Some(&status.used))
+        };
+        let mut parts = Vec::new();
+        if !requests.is_empty() {
+            parts.push(marked(&requests));
+        }
+        if !limits.is_empty() {
+            parts.push(format!("({})", marked(&limits)));
+        }
+        if parts.is_empty() {
+            parts.push("<none>".to_owned());
+        }
+        table.row([format!("  {}/{name}:", ancestry[depth]), parts.join("  ")]);
+    }
+    format!("\nHierarchical quotas:\n{}", table.finish())
+}
+
+/// The `Hierarchical quotas:` section when listing them in `namespace` failed with `error`.
+pub fn render_quotas_error(namespace: &str, error: &str) -> String {
+    format!("\nHierarchical quotas:\n  Error listing hierarchical quotas in {namespace}: {error}\n")
+}
+
+/// The amounts, comma-separated, each exceeded one followed by ` (over)`.
+fn marked(amounts: &[Amount]) -> String {
+    let texts: Vec<String> =
+        amounts.iter().map(|a| if a.over { format!("{} (over)", a.text) } else { a.text.clone() }).collect();
+    texts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use hnc_api::condition::{reasons, types};
-    use hnc_api::{Condition, HierarchyConfigurationSpec, HierarchyConfigurationStatus};
+    use hnc_api::hrq::Quantity;
+    use hnc_api::{
+        Condition, HierarchicalResourceQuotaSpec, HierarchicalResourceQuotaStatus,
+        HierarchyConfigurationSpec, HierarchyConfigurationStatus,
+    };
     use k8s_openapi::api::core::v1::{EventSource, ObjectReference};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use pretty_assertions::assert_eq;
@@ -168,6 +229,61 @@ mod tests {
 
     fn now() -> Timestamp {
         "2025-01-01T01:00:00Z".parse().unwrap()
+    }
+
+    fn quota(
+        ns: &str,
+        name: &str,
+        hard: &[(&str, &str)],
+        used: Option<&[(&str, &str)]>,
+    ) -> HierarchicalResourceQuota {
+        let list = |kv: &[(&str, &str)]| {
+            kv.iter().map(|(k, v)| ((*k).to_owned(), Quantity::String((*v).to_owned()))).collect()
+        };
+        let mut hrq =
+            HierarchicalResourceQuota::new(name, HierarchicalResourceQuotaSpec { hard: list(hard) });
+        hrq.metadata.namespace = Some(ns.to_owned());
+        hrq.status = used.map(|used| HierarchicalResourceQuotaStatus {
+            hard: list(hard),
+            used: list(used),
+            ..Default::default()
+        });
+        hrq
+    }
+
+    #[test]
+    fn quotas_of_the_ancestry_root_first_with_limits_apart_and_overuse_marked() {
+        let ancestry = ["acme", "team-a", "dev"].map(str::to_owned);
+        let quotas = [
+            quota("dev", "small", &[("pods", "2")], Some(&[("pods", "3")])),
+            quota("other", "unrelated", &[("pods", "1")], Some(&[])),
+            quota(
+                "team-a",
+                "budget",
+                &[("pods", "10"), ("requests.cpu", "4"), ("limits.cpu", "8")],
+                Some(&[("pods", "3"), ("requests.cpu", "1.5"), ("limits.cpu", "2")]),
+            ),
+            quota("dev", "empty", &[], None),
+            quota("team-a", "alpha", &[("limits.memory", "1Gi")], Some(&[("limits.memory", "2048Mi")])),
+            quota("acme", "new", &[("pods", "5")], None),
+        ];
+        assert_eq!(
+            render_quotas(&ancestry, &quotas),
+            "\n\
+             Hierarchical quotas:\n\
+             \x20 acme/new:       pods: ?/5\n\
+             \x20 team-a/alpha:   (limits.memory: 2Gi/1Gi (over))\n\
+             \x20 team-a/budget:  pods: 3/10, requests.cpu: 1500m/4  (limits.cpu: 2/8)\n\
+             \x20 dev/empty:      <none>\n\
+             \x20 dev/small:      pods: 3/2 (over)\n"
+        );
+    }
+
+    #[test]
+    fn no_applicable_quota_adds_nothing() {
+        let ancestry = ["acme".to_owned()];
+        assert_eq!(render_quotas(&ancestry, &[]), "");
+        assert_eq!(render_quotas(&ancestry, &[quota("elsewhere", "q", &[("pods", "1")], None)]), "");
     }
 
     #[test]

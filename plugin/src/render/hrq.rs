@@ -5,8 +5,11 @@
 //! resource of `status.hard`, in name order, `<resource>: <used>/<hard>` with canonical quantities; resources
 //! whose dotted name starts with `limits` go to LIMIT, all others to REQUEST.
 
+use std::cmp::Ordering;
+
 use hnc_api::HierarchicalResourceQuota;
-use hnc_api::hrq::Quantity;
+use hnc_api::hrq::{Quantity, ResourceList};
+use hnc_api::quantity;
 use k8s_openapi::jiff::Timestamp;
 
 use super::age::age;
@@ -32,7 +35,9 @@ pub fn render_hrq_table(
     }
     table.row(header);
     for hrq in quotas {
-        let (request, limit) = summaries(hrq);
+        let status = hrq.status.clone().unwrap_or_default();
+        let (requests, limits) = summaries(&status.hard, Some(&status.used));
+        let (request, limit) = (joined(&requests), joined(&limits));
         let mut row = Vec::new();
         if with_namespace {
             row.push(hrq.metadata.namespace.clone().unwrap_or_default());
@@ -49,20 +54,52 @@ pub fn render_hrq_table(
     table.finish()
 }
 
-/// The REQUEST and LIMIT cells.
-fn summaries(hrq: &HierarchicalResourceQuota) -> (String, String) {
-    let status = hrq.status.clone().unwrap_or_default();
+/// One resource of an HRQ as printed: `<resource>: <used>/<hard>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Amount {
+    /// `<resource>: <used>/<hard>`, quantities canonical; used is `?` when not known.
+    pub(crate) text: String,
+    /// Used is more than hard (compared exactly; false when either is not a quantity).
+    pub(crate) over: bool,
+}
+
+/// The REQUEST and LIMIT amounts: every resource of `hard`, in name order, with its amount in `used` (0 when
+/// absent; `?` for each when `used` is `None`); resources whose dotted name starts with `limits` go to LIMIT.
+pub(crate) fn summaries(hard: &ResourceList, used: Option<&ResourceList>) -> (Vec<Amount>, Vec<Amount>) {
     let (mut requests, mut limits) = (Vec::new(), Vec::new());
     let zero = Quantity::Int(0);
-    for (resource, hard) in &status.hard {
-        let used = status.used.get(resource).unwrap_or(&zero);
-        let cell = format!("{resource}: {}/{}", canonical_quantity(used), canonical_quantity(hard));
+    for (resource, hard) in hard {
+        let (used_text, over) = match used {
+            Some(used) => {
+                let used = used.get(resource).unwrap_or(&zero);
+                (canonical_quantity(used), exceeds(used, hard))
+            }
+            None => ("?".to_owned(), false),
+        };
+        let amount = Amount { text: format!("{resource}: {used_text}/{}", canonical_quantity(hard)), over };
         match resource.split_once('.') {
-            Some(("limits", _)) => limits.push(cell),
-            _ => requests.push(cell),
+            Some(("limits", _)) => limits.push(amount),
+            _ => requests.push(amount),
         }
     }
-    (requests.join(", "), limits.join(", "))
+    (requests, limits)
+}
+
+/// `used` > `hard`, exactly.
+fn exceeds(used: &Quantity, hard: &Quantity) -> bool {
+    let parse = |q: &Quantity| match q {
+        Quantity::Int(i) => quantity::parse(&i.to_string()),
+        Quantity::String(s) => quantity::parse(s),
+    };
+    match (parse(used), parse(hard)) {
+        (Some(used), Some(hard)) => used.checked_cmp(&hard) == Some(Ordering::Greater),
+        _ => false,
+    }
+}
+
+/// The amounts' texts, comma-separated, as the REQUEST and LIMIT cells show them.
+fn joined(amounts: &[Amount]) -> String {
+    amounts.iter().map(|a| a.text.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 /// apimachinery's `labels.FormatLabels`: `k=v` pairs sorted by key, or `<none>`.
@@ -139,6 +176,30 @@ mod tests {
             "NAMESPACE   NAME   AGE         REQUEST     LIMIT   LABELS\n\
              a-ns        q1     <unknown>   pods: 0/1           <none>\n\
              b-ns        q2     5m          pods: 1/1           env=prod,team=b\n"
+        );
+    }
+
+    #[test]
+    fn amounts_compare_exactly_and_unknown_use_is_a_question_mark() {
+        let list = |kv: &[(&str, Quantity)]| kv.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        let hard: ResourceList =
+            list(&[("cpu", q("1.5")), ("pods", Quantity::Int(2)), ("limits.memory", q("1Gi"))]);
+        let used: ResourceList =
+            list(&[("cpu", q("1500m")), ("pods", q("3")), ("limits.memory", q("1073741825"))]);
+        let amount = |text: &str, over| Amount { text: text.to_owned(), over };
+        assert_eq!(
+            summaries(&hard, Some(&used)),
+            (
+                vec![amount("cpu: 1500m/1500m", false), amount("pods: 3/2", true)],
+                vec![amount("limits.memory: 1073741825/1Gi", true)]
+            )
+        );
+        assert_eq!(
+            summaries(&hard, None),
+            (
+                vec![amount("cpu: ?/1500m", false), amount("pods: ?/2", false)],
+                vec![amount("limits.memory: ?/1Gi", false)]
+            )
         );
     }
 }

@@ -13,6 +13,6 @@ pub mod tabwriter;
 pub mod tree;
 
 pub use config::render_config_describe;
-pub use describe::{AnchorSummary, describe_header, render_describe};
+pub use describe::{AnchorSummary, describe_header, render_describe, render_quotas, render_quotas_error};
 pub use hrq::render_hrq_table;
 pub use tree::{Forest, Roots, TreeNode, TreeOutput, render_tree};

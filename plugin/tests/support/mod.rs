@@ -52,10 +52,23 @@ impl Run {
 
 impl Env {
     pub async fn start() -> Env {
+        Env::start_with_crds(|_| true).await
+    }
+
+    /// Like [`Env::start`], with only the CRD files of `manifests/crds` whose name `keep` accepts.
+    pub async fn start_with_crds(keep: impl Fn(&str) -> bool) -> Env {
         let sim = ApiSim::start(Config::default()).await.expect("apisim starts");
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
-        install_crds_from_dir(&sim, &crds).await.expect("CRDs install");
         let dir = tempfile::tempdir().expect("temp dir");
+        let crds = dir.path().join("crds");
+        std::fs::create_dir(&crds).expect("CRD dir");
+        let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+        for file in std::fs::read_dir(&all).expect("manifests/crds").map(|e| e.expect("entry").path()) {
+            let name = file.file_name().and_then(|n| n.to_str()).expect("utf-8 name").to_owned();
+            if keep(&name) {
+                std::fs::copy(&file, crds.join(&name)).expect("CRD copied");
+            }
+        }
+        install_crds_from_dir(&sim, &crds).await.expect("CRDs install");
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig, sim.admin_token()).expect("kubeconfig written");
         Env { sim, dir, kubeconfig }
@@ -138,6 +151,27 @@ impl Env {
                    "metadata": {"name": "hierarchy", "namespace": ns},
                    "spec": spec, "status": {"children": children, "conditions": conditions}}),
         );
+    }
+
+    /// A namespace with the tree labels HNC gives it: depth 0 for itself, then 1, 2, ... for `ancestors`
+    /// (parent first).
+    pub fn labelled_namespace(&self, name: &str, ancestors: &[&str]) {
+        let mut labels = serde_json::Map::new();
+        for (depth, ns) in std::iter::once(name).chain(ancestors.iter().copied()).enumerate() {
+            labels.insert(format!("{ns}.tree.hnc.x-k8s.io/depth"), json!(depth.to_string()));
+        }
+        self.create("", "namespaces", "", json!({"metadata": {"name": name, "labels": labels}}));
+    }
+
+    /// A HierarchicalResourceQuota `ns/name` with `hard`, and the status a controller would have written when
+    /// `used` is given.
+    pub fn hrq(&self, ns: &str, name: &str, hard: Value, used: Option<Value>) {
+        let mut hrq = json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchicalResourceQuota",
+                             "metadata": {"name": name, "namespace": ns}, "spec": {"hard": hard}});
+        if let Some(used) = used {
+            hrq["status"] = json!({"hard": hard, "used": used});
+        }
+        self.create("hnc.x-k8s.io", "hierarchicalresourcequotas", ns, hrq);
     }
 
     /// A SubnamespaceAnchor `ns/name`, with `state` as its status if not empty.

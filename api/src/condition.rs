@@ -15,6 +15,9 @@ pub mod types {
     pub const OUT_OF_SYNC: &str = "OutOfSync";
     /// Cluster condition summarising namespace conditions across the forest.
     pub const NAMESPACE_CONDITION: &str = "NamespaceCondition";
+    /// HierarchicalResourceQuota condition: the subtree uses more than `hard` allows (this implementation's;
+    /// upstream's HRQ status has no conditions).
+    pub const EXCEEDED: &str = "Exceeded";
 }
 
 /// Condition reasons.
@@ -35,6 +38,8 @@ pub mod reasons {
     pub const RESOURCE_NOT_NAMESPACED: &str = "ResourceNotNamespaced";
     // BadConfiguration / OutOfSync catch-all
     pub const UNKNOWN: &str = "Unknown";
+    // Exceeded (HierarchicalResourceQuota)
+    pub const SUBTREE_OVER_LIMIT: &str = "SubtreeOverLimit";
 }
 
 /// `lastTransitionTime` of the synthesized `AncestorHaltActivities` condition (upstream's zero time).

@@ -68,4 +68,8 @@ pub struct HierarchicalResourceQuotaStatus {
     /// .status.hard.limits and .status.used.limits.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub limits_summary: String,
+    /// Conditions: `Exceeded` while the subtree uses more than hard allows (usage that existed before the
+    /// quota or its lowering, or a namespace moved in with its usage); new uses of those resources are denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<crate::Condition>,
 }

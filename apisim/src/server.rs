@@ -49,7 +49,6 @@ pub struct WriteRecord {
     pub at: Instant,
 }
 
-/// State shared by every request.
 /// The namespaces quota admission is charging, and the workers it has.
 pub(crate) struct QuotaCharges {
     pub(crate) workers: tokio::sync::Semaphore,
@@ -66,6 +65,7 @@ impl Default for QuotaCharges {
     }
 }
 
+/// State shared by every request.
 pub struct Shared {
     pub(crate) store: Mutex<Store>,
     pub(crate) tokens: RwLock<HashMap<String, User>>,

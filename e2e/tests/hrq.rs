@@ -205,11 +205,22 @@ async fn hierarchical_quotas_limit_subtrees_and_report_their_usage() -> anyhow::
     assert_eq!(code, 403, "{message}");
     assert!(message.contains("not managed by HNC"), "{message}");
 
-    // Lowering a limit below usage is reported, not hidden: status shows the over-use and an event says so.
-    put_hrq(&c, &p, "foo", json!({"secrets": "1", "pods": 3})).await?;
-    eventually(CONVERGE, "foo's status over its limit", || async {
-        let (_, summary) = hrq_status(&c, &p, "foo").await?;
-        (summary == "pods: 0/3, secrets: 3/1").then_some(())
+    // A namespace moved in with its usage takes a full subtree over its budget: the hierarchy change is legal,
+    // the over-use is reported (status, condition, event) and further uses are denied.
+    let x = env.ns("hrq-x");
+    namespace(&env, &x, None).await?;
+    create_secret(&c, &x, "x1").await?;
+    create_secret(&c, &x, "x2").await?;
+    env.set_parent(&x, Some(&p)).await?;
+    eventually(CONVERGE, "foo's status over its limit, with the Exceeded condition", || async {
+        let hrq = Api::<HierarchicalResourceQuota>::namespaced(c.clone(), &p).get_opt("foo").await.ok()??;
+        let status = hrq.status?;
+        let exceeded = status.conditions.iter().any(|cond| {
+            cond.type_ == "Exceeded"
+                && cond.reason == "SubtreeOverLimit"
+                && cond.message.contains("secrets: 5/3")
+        });
+        (status.requests_summary == "pods: 0/3, secrets: 5/3" && exceeded).then_some(())
     })
     .await?;
     eventually(CONVERGE, "an OverHierarchicalQuota event on foo", || async {
@@ -224,6 +235,24 @@ async fn hierarchical_quotas_limit_subtrees_and_report_their_usage() -> anyhow::
             .then_some(())
     })
     .await?;
+    eventually(CONVERGE, "the moved namespace's singleton", || async {
+        (singleton(&c, &x).await? == list(&[("pods", "3"), ("secrets", "3")])).then_some(())
+    })
+    .await?;
+    let (code, message) = denial(create_secret(&c, &x, "x3").await);
+    assert_eq!(code, 403, "{message}");
+    // Pods are still within the budget: an over-used resource blocks only itself.
+    Api::<Pod>::namespaced(c.clone(), &x).create(&PostParams::default(), &pod(&x, "fits")).await?;
+
+    // Raising the limit clears the condition.
+    put_hrq(&c, &p, "foo", json!({"secrets": "10", "pods": 3})).await?;
+    eventually(CONVERGE, "foo back within its limit", || async {
+        let hrq = Api::<HierarchicalResourceQuota>::namespaced(c.clone(), &p).get_opt("foo").await.ok()??;
+        let status = hrq.status?;
+        (status.requests_summary == "pods: 1/3, secrets: 5/10" && status.conditions.is_empty()).then_some(())
+    })
+    .await?;
+    env.set_parent(&x, None).await?;
 
     // A namespace moved out of every HRQ's subtree loses its singleton; deleting the HRQs removes the rest.
     env.set_parent(&c2, None).await?;
@@ -242,6 +271,13 @@ async fn hierarchical_quotas_limit_subtrees_and_report_their_usage() -> anyhow::
         })
         .await?;
     }
+    // Each change above was written once or a few times, never in a loop.
+    let writes = env.writes_by("q1");
+    let hrq_writes = writes.iter().filter(|w| w.resource == "hierarchicalresourcequotas").count();
+    let singleton_writes = writes.iter().filter(|w| w.resource == "resourcequotas").count();
+    eprintln!("HRQ writes: {hrq_writes}, singleton writes: {singleton_writes}");
+    assert!(hrq_writes <= 40, "{hrq_writes} HRQ writes");
+    assert!(singleton_writes <= 40, "{singleton_writes} singleton writes");
     Ok(())
 }
 

@@ -53,12 +53,20 @@ pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<Path
     if matches!(command, Command::Faults(_)) && opts.faults.contains(&crate::cli::FaultKind::SlowWebhooks) {
         opts.webhooks = true;
     }
+    // Hierarchical quotas: the replicas enforce them in the ResourceQuota-status webhook, so they serve webhooks.
+    if matches!(command, Command::Quota(_)) {
+        opts.webhooks = true;
+        if !opts.controller_args.iter().any(|a| a == "--enable-hrq" || a.starts_with("--enable-hrq=")) {
+            opts.controller_args.push("--enable-hrq".to_owned());
+        }
+    }
     let opts = &opts;
     let spec = opts.topology_spec();
-    let out = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("loadtest-out/{}-{}", command.name(), spec.label())));
+    let default_out = match command {
+        Command::Quota(_) => format!("loadtest-out/quota-{}", format!("{:?}", spec.shape).to_lowercase()),
+        _ => format!("loadtest-out/{}-{}", command.name(), spec.label()),
+    };
+    let out = opts.out.clone().unwrap_or_else(|| PathBuf::from(default_out));
     std::fs::create_dir_all(&out)?;
     let progress = !opts.no_progress;
     let mut machine = Machine::describe();
@@ -176,6 +184,11 @@ async fn run_phases(
     phases: &mut Vec<PhaseResult>,
 ) -> anyhow::Result<Option<PhaseResult>> {
     let opts = session.opts.clone();
+    // The quota scenario loads its HierarchicalResourceQuotas with the topology, before the replicas start.
+    let quota_start = match command {
+        Command::Quota(_) => Some(session.load_quotas(progress).await?),
+        _ => None,
+    };
     let mut cold = session.cold(progress).await?;
     let converged = cold.converged_s.is_some();
     cold.phase = if matches!(command, Command::Capacity(_)) {
@@ -192,6 +205,10 @@ async fn run_phases(
     }
     if let Command::Faults(_) = command {
         session.faults(progress, phases).await?;
+        return Ok(None);
+    }
+    if let Some(start) = quota_start {
+        phases.push(session.quota(progress, start).await?);
         return Ok(None);
     }
     for phase in command.phases() {

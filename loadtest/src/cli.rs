@@ -19,11 +19,14 @@ Examples (release build: cargo run --release -p hnc-loadtest -- ...):
   hnc-loadtest run --phases cold,warm,churn --topology wide --size 20 --duration 5
   hnc-loadtest faults --topology forest --trees 2000 --namespaces 20000 --replicas 3 --rate 20 \
       --out docs/perf/faults-forest-20k-r3
+  hnc-loadtest quota   # 1,000 namespaces under 100 HRQs of 20 pods, pods created and deleted at 100/s for 60 s
+  hnc-loadtest quota --replicas 3 --sim-profile realistic --quota-budget 10 --duration 30
   hnc-loadtest cold --kubeconfig ~/.kube/config --topology wide --size 100   # a real cluster
-Results go to --out (default loadtest-out/<scenario>-<topology>): result.json, summary.md, *.svg.";
+Results go to --out (default loadtest-out/<scenario>-<topology>; quota: loadtest-out/quota-<shape>): result.json,
+summary.md, *.svg.";
 
 /// Load harness for the hierarchical namespace controller: synthetic topologies, cold start, warm restart,
-/// churn, burst and SLO capacity, against an embedded apisim (default) or a cluster.
+/// churn, burst, SLO capacity, faults and hierarchical quotas, against an embedded apisim (default) or a cluster.
 #[derive(Debug, Parser)]
 #[command(name = "hnc-loadtest", version, about, after_help = EXAMPLES)]
 pub struct Cli {
@@ -49,6 +52,21 @@ pub enum Command {
     /// Cold start, then each of `--faults` in turn under churn at `--rate`: changes lost, writes fenced,
     /// duplicate writers seen by apisim, convergence after the fault, latency through it. Needs 2+ replicas.
     Faults(Common),
+    /// Quota churn: a HierarchicalResourceQuota `budget` (`pods: --quota-budget`) in every root, the replicas
+    /// with `--enable-hrq` and webhooks; cold start until every namespace has its quota, then pods created and
+    /// deleted in random namespaces at `--rate` for `--duration`: creates admitted and denied, their latency,
+    /// pods per tree against the budget, HRQ status agreement and convergence. Defaults: 1,000 namespaces in
+    /// 100 uniform trees, 100 operations/s for 60 s.
+    #[command(
+        mut_arg("topology", |a| a.default_value("forest")),
+        mut_arg("trees", |a| a.default_value("100")),
+        mut_arg("namespaces", |a| a.default_value("1000")),
+        mut_arg("distribution", |a| a.default_value("uniform")),
+        mut_arg("objects", |a| a.default_value("0")),
+        mut_arg("rate", |a| a.default_value("100")),
+        mut_arg("duration", |a| a.default_value("60"))
+    )]
+    Quota(Common),
 }
 
 impl Command {
@@ -61,6 +79,7 @@ impl Command {
             Command::Capacity(_) => "capacity",
             Command::Run(_) => "run",
             Command::Faults(_) => "faults",
+            Command::Quota(_) => "quota",
         }
     }
 
@@ -72,14 +91,15 @@ impl Command {
             | Command::Burst(c)
             | Command::Capacity(c)
             | Command::Run(c)
-            | Command::Faults(c) => c,
+            | Command::Faults(c)
+            | Command::Quota(c) => c,
         }
     }
 
     /// The phases this command runs after loading and the cold start.
     pub fn phases(&self) -> Vec<Phase> {
         match self {
-            Command::Cold(_) | Command::Capacity(_) | Command::Faults(_) => vec![],
+            Command::Cold(_) | Command::Capacity(_) | Command::Faults(_) | Command::Quota(_) => vec![],
             Command::Warm(_) => vec![Phase::Warm],
             Command::Churn(_) => vec![Phase::Churn],
             Command::Burst(_) => vec![Phase::Burst],
@@ -263,10 +283,10 @@ pub struct Common {
     /// Warm restart: how long the new replicas must stay write-free after they are ready.
     #[arg(long, default_value_t = 5.0, help_heading = "Phases")]
     pub settle: f64,
-    /// Churn: changes per second.
+    /// Churn: changes per second (quota: pod operations per second).
     #[arg(long, default_value_t = 10.0, help_heading = "Phases")]
     pub rate: f64,
-    /// Churn: seconds.
+    /// Churn: seconds (quota: seconds of pod operations).
     #[arg(long, default_value_t = 30.0, help_heading = "Phases")]
     pub duration: f64,
     /// Churn mix, relative weights: create, update, delete (sources), subns-create, subns-delete, reparent.
@@ -332,6 +352,12 @@ pub struct Common {
     /// kinds fail (failurePolicy Fail) while hierarchy writes pass slowly.
     #[arg(long, default_value_t = 3.0, help_heading = "Faults")]
     pub webhook_latency: f64,
+
+    // --- quota ------------------------------------------------------------------------------------------
+    /// `quota` only: `spec.hard.pods` of the HierarchicalResourceQuota in every root (the pods each tree may
+    /// hold).
+    #[arg(long, default_value_t = 20, help_heading = "Quota")]
+    pub quota_budget: u64,
 
     // --- output -----------------------------------------------------------------------------------------
     /// Output directory (created).

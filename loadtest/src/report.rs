@@ -197,6 +197,8 @@ pub struct PhaseResult {
     pub capacity_per_s: Option<f64>,
     /// A fault phase: what was injected and what it did.
     pub fault: Option<FaultResult>,
+    /// The quota phase (`hnc-loadtest quota`): pod operations under hierarchical quotas.
+    pub quota: Option<QuotaResult>,
     pub notes: Vec<String>,
     /// Completed changes (for plots), capped.
     #[serde(skip)]
@@ -247,6 +249,109 @@ pub struct FaultResult {
     /// Writes the API server answered 500 during the phase, the harness's and the replicas' (a webhook that
     /// timed out under failurePolicy Fail, in `slow-webhooks`; the injected 500s in `error-burst`).
     pub writes_refused_500: Option<RefusedWrites>,
+}
+
+/// Percentiles of a set of durations, in seconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Spread {
+    pub count: usize,
+    pub p50_s: f64,
+    pub p99_s: f64,
+    pub max_s: f64,
+    pub mean_s: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (seconds).
+    pub fn of(values: &[f64]) -> Spread {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        Spread {
+            count: sorted.len(),
+            p50_s: percentile(&sorted, 0.50),
+            p99_s: percentile(&sorted, 0.99),
+            max_s: sorted.last().copied().unwrap_or(0.0),
+            mean_s: if sorted.is_empty() { 0.0 } else { sorted.iter().sum::<f64>() / sorted.len() as f64 },
+        }
+    }
+}
+
+/// The quota phase: pods created and deleted in random namespaces under hierarchical quotas. Times are seconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QuotaResult {
+    /// The API server: embedded apisim and its load profile, or a cluster.
+    pub api_server: String,
+    /// `spec.hard.pods` of every HRQ.
+    pub budget: u64,
+    /// HRQs (one per tree, in its root) and the namespaces under them.
+    pub hrqs: usize,
+    pub namespaces_under_hrqs: usize,
+    /// Cold start of quotas, from the replicas' start: until the last namespace's ResourceQuota
+    /// `hrq.hnc.x-k8s.io` was created, and until the last HRQ's status was first written (apisim's write log).
+    pub singletons_created_s: Option<f64>,
+    pub hrq_status_written_s: Option<f64>,
+    /// From the replicas' start until the harness saw everything ready for the churn: every singleton with its
+    /// limits and usage, every HRQ status at 0 used, the quota webhook registered.
+    pub ready_s: f64,
+    pub target_rate: f64,
+    pub achieved_rate: f64,
+    pub duration_s: f64,
+    /// Operations started, and operations not started because `in_flight_limit` requests were outstanding.
+    pub operations: u64,
+    pub skipped_at_in_flight_limit: u64,
+    pub in_flight_limit: usize,
+    pub creates: u64,
+    pub creates_admitted: u64,
+    /// 403 for the quota: HNC's webhook (`exceeded hierarchical quota`) plus the namespace's own ResourceQuota
+    /// (`exceeded quota: hrq.hnc.x-k8s.io`, when one namespace alone holds the whole budget).
+    pub creates_denied_by_quota: u64,
+    pub denied_by_hrq_webhook: u64,
+    pub denied_by_resource_quota: u64,
+    pub creates_other_errors: u64,
+    /// Denials by HNC's webhook although the tree had room by the harness's own count: fewer pods than the
+    /// budget counting every create admitted before the denial was answered, and only the deletes done 1 s or
+    /// more before the denied create was sent (so not the replicas' watch lag).
+    pub denied_with_room: u64,
+    pub denied_with_room_examples: Vec<String>,
+    pub deletes: u64,
+    pub deletes_failed: u64,
+    /// Request latency as the harness saw it (the admission path, the quota webhook included).
+    pub create_latency: Spread,
+    pub admitted_latency: Spread,
+    pub denied_latency: Spread,
+    pub delete_latency: Spread,
+    pub denial_example: Option<String>,
+    pub error_examples: Vec<String>,
+    /// Pods per tree against the budget, every 250 ms during the churn and once after it (pods listed).
+    pub usage_samples: u64,
+    pub usage_sample_errors: u64,
+    /// The highest pods / budget of any tree in any sample.
+    pub max_tree_usage: f64,
+    pub max_tree_pods: u64,
+    /// (tree, sample) pairs with more pods than the budget (must be 0).
+    pub budget_exceeded_samples: u64,
+    pub exceeded_examples: Vec<String>,
+    pub pods_at_end: u64,
+    /// During the churn, per tree and sample: HRQ `status.used.pods` against the pods listed.
+    pub status_samples: u64,
+    pub status_agreeing: u64,
+    pub status_agreement: f64,
+    pub status_mean_abs_error: f64,
+    pub status_max_abs_error: u64,
+    /// After the last operation, per tree: from its last pod change (apisim's write log) until its HRQ's
+    /// `status.used.pods` equalled its pod count (the harness's HRQ watch).
+    pub convergence: Spread,
+    pub convergence_goal_s: f64,
+    pub trees_changed: usize,
+    pub trees_converged: usize,
+    /// Trees whose status still differed at the deadline: `namespace: status vs pods`.
+    pub trees_not_converged: Vec<String>,
+    /// The replicas' own counters over the phase: the ResourceQuota-status webhook's decisions, the denials it
+    /// counted, and the charge writes that lost a race.
+    pub webhook_allowed: f64,
+    pub webhook_denied: f64,
+    pub webhook_denials_counted: f64,
+    pub charge_conflicts: f64,
 }
 
 /// Writes answered 500, by who made them.
@@ -402,6 +507,9 @@ pub fn markdown(r: &RunResult) -> String {
             );
         }
     }
+    for q in r.phases.iter().filter_map(|p| p.quota.as_ref()) {
+        quota_markdown(&mut s, q);
+    }
     if let Some(e) = &r.error {
         let _ = writeln!(s, "\n**The run stopped early:** {e}");
     }
@@ -519,6 +627,107 @@ pub fn markdown(r: &RunResult) -> String {
         }
     }
     s
+}
+
+/// The quota phase's figures, in plain sentences.
+fn quota_markdown(s: &mut String, q: &QuotaResult) {
+    let spread = |x: &Spread| format!("p50 {} s, p99 {} s, max {} s", f(x.p50_s), f(x.p99_s), f(x.max_s));
+    let _ = writeln!(s, "\n## Hierarchical quotas\n");
+    let _ = writeln!(s, "* API server: {}.", q.api_server);
+    let _ = writeln!(
+        s,
+        "* {} HRQs of {} pods, one in each root, over {} namespaces.",
+        q.hrqs, q.budget, q.namespaces_under_hrqs
+    );
+    let _ = writeln!(
+        s,
+        "* Cold start of quotas, from the replicas' start: last ResourceQuota created at {} s, last HRQ status \
+         first written at {} s, everything ready for the churn at {} s.",
+        q.singletons_created_s.map_or("-".into(), f),
+        q.hrq_status_written_s.map_or("-".into(), f),
+        f(q.ready_s)
+    );
+    let _ = writeln!(
+        s,
+        "* Pod operations: {} in {} s ({:.1}/s of {:.1}/s asked); {} not started because {} were in flight.",
+        q.operations,
+        f(q.duration_s),
+        q.achieved_rate,
+        q.target_rate,
+        q.skipped_at_in_flight_limit,
+        q.in_flight_limit
+    );
+    let _ = writeln!(
+        s,
+        "* Creates: {}; admitted {}; denied by the quota {} ({} by HNC's webhook, {} by the namespace's own \
+         ResourceQuota); other errors {}.",
+        q.creates,
+        q.creates_admitted,
+        q.creates_denied_by_quota,
+        q.denied_by_hrq_webhook,
+        q.denied_by_resource_quota,
+        q.creates_other_errors
+    );
+    let _ = writeln!(
+        s,
+        "* Denied by HNC's webhook although the tree had room (fewer pods than the budget counting every create \
+         admitted by then, and only deletes done 1 s before): {}.",
+        q.denied_with_room
+    );
+    let _ = writeln!(s, "* Deletes: {}; failed {}.", q.deletes, q.deletes_failed);
+    let _ = writeln!(s, "* Create latency, all: {}.", spread(&q.create_latency));
+    let _ = writeln!(s, "  * admitted: {}.", spread(&q.admitted_latency));
+    let _ = writeln!(s, "  * denied: {}.", spread(&q.denied_latency));
+    let _ = writeln!(s, "* Delete latency: {}.", spread(&q.delete_latency));
+    let _ = writeln!(
+        s,
+        "* Budget: {} samples of the pods per tree; the fullest tree held {} pods, {:.0} % of its budget; \
+         {} (tree, sample) pairs over the budget (must be 0); {} pods at the end.",
+        q.usage_samples,
+        q.max_tree_pods,
+        q.max_tree_usage * 100.0,
+        q.budget_exceeded_samples,
+        q.pods_at_end
+    );
+    let _ = writeln!(
+        s,
+        "* HRQ status during the churn: {:.1} % of {} (tree, sample) pairs agreed with the pods listed; off by \
+         {:.2} pods on average, {} at most.",
+        q.status_agreement * 100.0,
+        q.status_samples,
+        q.status_mean_abs_error,
+        q.status_max_abs_error
+    );
+    let _ = writeln!(
+        s,
+        "* HRQ status after the last operation, from each tree's last pod change until its status matched: {} \
+         (goal {} s); {} of {} changed trees converged.",
+        spread(&q.convergence),
+        f(q.convergence_goal_s),
+        q.trees_converged,
+        q.trees_changed
+    );
+    let _ = writeln!(
+        s,
+        "* The replicas' ResourceQuota-status webhook: {} allowed, {} denied ({} counted as quota denials); {} \
+         charge writes lost a race and were retried.",
+        q.webhook_allowed, q.webhook_denied, q.webhook_denials_counted, q.charge_conflicts
+    );
+    if let Some(d) = &q.denial_example {
+        let _ = writeln!(s, "* A denial: {d}");
+    }
+    for e in &q.error_examples {
+        let _ = writeln!(s, "* An error: {e}");
+    }
+    for e in &q.exceeded_examples {
+        let _ = writeln!(s, "* Over the budget: {e}");
+    }
+    for e in &q.denied_with_room_examples {
+        let _ = writeln!(s, "* Denied with room: {e}");
+    }
+    for t in &q.trees_not_converged {
+        let _ = writeln!(s, "* Not converged: {t}");
+    }
 }
 
 /// Writes `result.json` and `summary.md` into `dir`.

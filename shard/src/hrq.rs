@@ -88,7 +88,14 @@ pub struct QuotaModel {
     local: HashMap<NsName, ResourceList>,
     /// The charges recorded on each HRQ (namespace, name) and not yet known to be reflected in `local`.
     charges: HashMap<(NsName, String), Charges>,
+    /// The versions of each namespace's recorded usage seen lately, oldest first, the current one last (at
+    /// most [`VERSIONS_KEPT`]): they tell a charge made from a version this view has moved on from (recorded,
+    /// or overtaken) from one made from a version it has not reached yet.
+    versions: HashMap<NsName, std::collections::VecDeque<String>>,
 }
+
+/// How many versions of a namespace's recorded usage [`QuotaModel`] remembers.
+pub const VERSIONS_KEPT: usize = 256;
 
 /// What an admitted usage must be charged to before it is allowed: every HRQ limiting a resource it increases,
 /// root-most first (the order [`QuotaModel::admit`] checks them in).
@@ -156,6 +163,35 @@ impl QuotaModel {
             self.local.remove(ns);
         } else {
             self.local.insert(ns.into(), usage);
+        }
+    }
+
+    /// Records `usage` as `ns`'s own as of `version` (its singleton's resourceVersion), like
+    /// [`QuotaModel::set_local`], and remembers the version.
+    pub fn record_usage(&mut self, ns: &str, usage: ResourceList, version: &str) {
+        self.set_local(ns, usage);
+        let seen = self.versions.entry(ns.into()).or_default();
+        if seen.back().is_none_or(|last| last != version) {
+            seen.push_back(version.to_owned());
+            if seen.len() > VERSIONS_KEPT {
+                seen.pop_front();
+            }
+        }
+    }
+
+    /// Forgets the recorded usage of `ns` and its versions (its singleton is gone).
+    pub fn forget_usage(&mut self, ns: &str) {
+        self.local.remove(ns);
+        self.versions.remove(ns);
+    }
+
+    /// True while `charge` of `ns` may hold a use the recorded usage does not show: unless the recorded usage
+    /// has moved on from the version the charge was made from. A version never seen (this view lags behind
+    /// the charge, or forgot it) counts as not moved on.
+    pub fn charge_pending(&self, ns: &str, charge: &Charge) -> bool {
+        match self.versions.get(ns) {
+            Some(seen) => seen.back().is_some_and(|v| *v == charge.from) || !seen.contains(&charge.from),
+            None => true,
         }
     }
 
@@ -312,6 +348,9 @@ impl QuotaModel {
         let mut sum = Quantity::ZERO;
         for (charged, charge) in charges {
             let Some(amount) = charge.used.get(resource) else { continue };
+            if !self.charge_pending(charged, charge) {
+                continue;
+            }
             let in_subtree = charged == top || view.ancestors(charged).iter().any(|a| a == top);
             if !in_subtree {
                 continue;
@@ -445,18 +484,15 @@ pub fn encode_charges(charges: &Charges) -> String {
 }
 
 /// The charges still needed at `now`: a charge goes once the recorded usage of its namespace has moved on from
-/// the version it was charged from (`recorded_version` says what version that is) and [`CHARGE_GRACE_SECS`]
-/// have passed, or after [`CHARGE_EXPIRY_SECS`] in any case.
-pub fn live_charges(
-    charges: &Charges,
-    recorded_version: impl Fn(&str) -> Option<String>,
-    now: i64,
-) -> Charges {
+/// the version it was charged from (`pending` says whether it has not, [`QuotaModel::charge_pending`]) and
+/// [`CHARGE_GRACE_SECS`] have passed — so that every replica's view has moved on too — or after
+/// [`CHARGE_EXPIRY_SECS`] in any case.
+pub fn live_charges(charges: &Charges, pending: impl Fn(&str, &Charge) -> bool, now: i64) -> Charges {
     charges
         .iter()
         .filter(|(ns, charge)| {
             let age = now.saturating_sub(charge.at);
-            let moved_on = recorded_version(ns).is_none_or(|v| v != charge.from);
+            let moved_on = !pending(ns, charge);
             age < CHARGE_EXPIRY_SECS && !(moved_on && age >= CHARGE_GRACE_SECS)
         })
         .map(|(ns, charge)| (ns.clone(), charge.clone()))
@@ -664,6 +700,34 @@ mod tests {
     }
 
     #[test]
+    fn a_charge_counts_until_the_recorded_usage_moves_on_from_its_version() {
+        // bar's charge (1 configmap, made from version 7) fills foo's budget of 3 with baz's 2.
+        let f = forest();
+        let mut m = QuotaModel::new();
+        m.set_hrq("foo", "budget", list(&[("configmaps", "3")]));
+        m.record_usage("baz", list(&[("configmaps", "2")]), "5");
+        let charge = Charge { from: "7".to_owned(), used: list(&[("configmaps", "1")]), at: 100 };
+        m.set_charges("foo", "budget", Charges::from([(NsName::from("bar"), charge.clone())]));
+        let one = list(&[("configmaps", "1")]);
+        // A view that has not reached version 7 yet counts the charge; so does one still at 7.
+        assert!(m.charge_pending("bar", &charge));
+        assert!(m.admit(&f, "qux", &one).is_err());
+        m.record_usage("bar", list(&[]), "6");
+        assert!(m.admit(&f, "qux", &one).is_err(), "6 is older than the charge");
+        m.record_usage("bar", list(&[]), "7");
+        assert!(m.admit(&f, "qux", &one).is_err(), "still at the version charged from");
+        // The API server recorded the charged use (version 8), then it was deleted again (version 9): the
+        // charge no longer counts, though it is still on the HRQ until pruned.
+        m.record_usage("bar", one.clone(), "8");
+        assert!(!m.charge_pending("bar", &charge));
+        assert!(m.admit(&f, "qux", &one).is_err(), "recorded: full");
+        m.record_usage("bar", list(&[]), "9");
+        m.admit(&f, "qux", &one).expect("the charged configmap was deleted: room for one");
+        m.forget_usage("bar");
+        assert!(m.charge_pending("bar", &charge), "a forgotten namespace counts its charges");
+    }
+
+    #[test]
     fn a_use_is_charged_to_the_hrqs_limiting_what_it_increases() {
         let f = forest();
         let mut m = QuotaModel::new();
@@ -697,19 +761,10 @@ mod tests {
             1
         );
         // At 106: a moved on 6 s ago (kept), b moved on 11 s ago (gone), c never recorded and too old (gone).
-        let versions = |ns: &str| Some(if ns == "c" { "3" } else { "9" }.to_owned());
-        let live = live_charges(&charges, versions, 106);
+        let pending = |ns: &str, _: &Charge| ns == "c";
+        let live = live_charges(&charges, pending, 106);
         assert_eq!(live.keys().map(|k| k.to_string()).collect::<Vec<_>>(), vec!["a".to_owned()]);
-        let unmoved = |ns: &str| {
-            Some(
-                match ns {
-                    "a" => "1",
-                    "b" => "2",
-                    _ => "3",
-                }
-                .to_owned(),
-            )
-        };
+        let unmoved = |_: &str, _: &Charge| true;
         assert_eq!(live_charges(&charges, unmoved, 120).len(), 2, "a and b not yet recorded, c expired");
     }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hnc_api::HierarchicalResourceQuota;
+use hnc_api::condition::{Condition, carry_transition_times, reasons as condition_reasons, types};
 use hnc_api::keys::{annotations, events as reasons, labels, names};
 use hnc_shard::TreeReader;
 use hnc_shard::hrq::{ResourceList, encode_charges, live_charges, over_limit, summaries};
@@ -81,6 +82,8 @@ pub struct QuotaReconciler {
     dirty_singletons: BTreeSet<NsName>,
     all_dirty: bool,
     sent: HashMap<Part, Sent>,
+    /// The conditions last written into each HRQ's status.
+    sent_conditions: HashMap<Part, Vec<Condition>>,
     tags: HashMap<u64, Part>,
     next_tag: u64,
     synced_tx: watch::Sender<bool>,
@@ -112,6 +115,7 @@ impl QuotaReconciler {
             dirty_singletons: BTreeSet::new(),
             all_dirty: true,
             sent: HashMap::new(),
+            sent_conditions: HashMap::new(),
             tags: HashMap::new(),
             next_tag: 0,
             synced_tx: watch::channel(false).0,
@@ -333,7 +337,13 @@ impl QuotaReconciler {
         let now = jiff::Timestamp::now().as_second();
         let mut over = Vec::new();
         for (ns, name) in statuses {
-            if !self.ownership.owns(&*tree, &ns) || !state.hrqs.contains_key(&(ns.clone(), name.clone())) {
+            if !state.hrqs.contains_key(&(ns.clone(), name.clone())) {
+                let part = Part::Hrq(ns, name);
+                self.sent.remove(&part);
+                self.sent_conditions.remove(&part);
+                continue;
+            }
+            if !self.ownership.owns(&*tree, &ns) {
                 continue;
             }
             writes.extend(self.plan_hrq(&state, &*tree, &ns, &name, now, &mut over));
@@ -432,30 +442,44 @@ impl QuotaReconciler {
         let (requests, limits) = summaries(&observed.hard, &used);
         let part = Part::Hrq(ns.clone(), name.to_owned());
         let current_used = super::view::read_list(&observed.status.used).0;
-        let status_current = observed.status.hard == observed.hard_as_written
-            && same(&current_used, &used)
-            && observed.status.requests_summary == requests
-            && observed.status.limits_summary == limits;
         let exceeded = over_limit(&observed.hard, &used);
+        let mut conditions = Vec::new();
         if !exceeded.is_empty() {
             let text = |q: &hnc_api::quantity::Quantity| q.canonical().unwrap_or_default();
             let amounts: Vec<String> =
                 exceeded.iter().map(|(r, u, h)| format!("{r}: {}/{}", text(u), text(h))).collect();
-            over.push((
-                ns.clone(),
-                name.to_owned(),
-                format!(
-                    "the subtree of {ns:?} uses more than this quota allows ({}); new uses of these resources \
-                     are denied until usage goes down",
-                    amounts.join(", ")
-                ),
+            let message = format!(
+                "the subtree of {ns:?} uses more than this quota allows ({}); new uses of these resources are \
+                 denied until usage goes down",
+                amounts.join(", ")
+            );
+            over.push((ns.clone(), name.to_owned(), message.clone()));
+            let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            conditions.push(Condition::new(
+                types::EXCEEDED,
+                condition_reasons::SUBTREE_OVER_LIMIT,
+                message,
+                now,
             ));
+            // Unchanged conditions keep their time: as stored, or as last sent (so that a write the view does
+            // not show yet is not rewritten with a new time, see `register`).
+            if let Some(sent) = self.sent_conditions.get(&part) {
+                carry_transition_times(&mut conditions, sent);
+            }
+            carry_transition_times(&mut conditions, &observed.status.conditions);
         }
+        let status_current = observed.status.hard == observed.hard_as_written
+            && same(&current_used, &used)
+            && observed.status.requests_summary == requests
+            && observed.status.limits_summary == limits
+            && observed.status.conditions.len() == conditions.len()
+            && observed.status.conditions.iter().zip(&conditions).all(|(a, b)| a.same_as(b));
         // Charges the recorded usage shows by now (or too old to matter) go; an annotation that does not read
         // counts as no charges and goes too.
         let charges = match state.model.charges(ns, name) {
             Some(charges) => {
-                let live = live_charges(charges, |charged| state.singleton_version(charged), now);
+                let live =
+                    live_charges(charges, |charged, charge| state.model.charge_pending(charged, charge), now);
                 (live.len() != charges.len())
                     .then(|| if live.is_empty() { Value::Null } else { Value::String(encode_charges(&live)) })
             }
@@ -463,6 +487,7 @@ impl QuotaReconciler {
         };
         if status_current && charges.is_none() {
             self.sent.remove(&part);
+            self.sent_conditions.remove(&part);
             return None;
         }
         // One write per object (the writer keeps only the newest plan of an object): the status, and the
@@ -478,7 +503,10 @@ impl QuotaReconciler {
             for resource in observed.status.used.keys().filter(|r| !used.contains_key(*r)) {
                 used_json[resource] = Value::Null;
             }
-            patch["status"] = json!({"hard": hard, "used": used_json, "requestsSummary": requests, "limitsSummary": limits});
+            let conditions_json = if conditions.is_empty() { Value::Null } else { json!(conditions) };
+            patch["status"] = json!({"hard": hard, "used": used_json, "requestsSummary": requests,
+                "limitsSummary": limits, "conditions": conditions_json});
+            self.sent_conditions.insert(part.clone(), conditions);
         }
         if let Some(charges) = charges {
             patch["metadata"] = json!({

@@ -119,7 +119,8 @@ impl QuotaState {
                     .as_ref()
                     .and_then(|a| a.get(annotations::NONE))
                     .is_some_and(|v| v == "true");
-        self.model.set_local(&ns, used.clone());
+        let version = rq.metadata.resource_version.clone().unwrap_or_default();
+        self.model.record_usage(&ns, used.clone(), &version);
         self.singletons.insert(
             ns.clone(),
             ObservedSingleton {
@@ -135,13 +136,8 @@ impl QuotaState {
 
     /// Forgets the singleton of `ns`.
     pub fn delete_singleton(&mut self, ns: &str) {
-        self.model.set_local(ns, ResourceList::new());
+        self.model.forget_usage(ns);
         self.singletons.remove(ns);
-    }
-
-    /// The resourceVersion of `ns`'s singleton, if there is one.
-    pub fn singleton_version(&self, ns: &str) -> Option<String> {
-        self.singletons.get(ns).map(|s| s.resource_version.clone())
     }
 }
 

@@ -7,11 +7,14 @@
 //!  warm:    stop replicas, start them again ─▶ ready, planned, then `settle` s: count writes (must be 0)
 //!  churn:   at `rate`/s: pick a change ─▶ model delta ─▶ tracker.register ─▶ write ─▶ ack ─▶ latency
 //!  burst:   one new source in the largest root at a time, until all its copies are observed
+//!  quota:   an HRQ in every root; at `rate`/s: create or delete a pod ─▶ admitted or denied (HNC's quota webhook);
+//!           pods per tree against the budget, HRQ status against the pods
 //! ```
 //!
 //! One module per phase: `cold` (cold start, warm restart), `churn` (and the changes it makes), `burst`,
 //! `failover` (failover, scale-out), `capacity` (the ramp), `faults` (each fault of `hnc-loadtest faults` under
-//! churn).
+//! churn), `quota` (`hnc-loadtest quota`: pods created and deleted under hierarchical resource quotas, the budget
+//! checked and HRQ status convergence measured).
 //!
 //! Each phase is measured by a [`Meter`]: writes from apisim's log (per replica user) or the controllers'
 //! metrics, CPU and peak RSS per replica from /proc, apisim's and the harness's CPU by thread name, API requests.
@@ -22,8 +25,10 @@ mod churn;
 mod cold;
 mod failover;
 mod faults;
+mod quota;
 
 pub use churn::parse_mix;
+pub use quota::QuotaStart;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

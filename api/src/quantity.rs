@@ -156,6 +156,11 @@ impl Quantity {
         self.format
     }
 
+    /// The value as a float (for metrics; inexact beyond 2^53).
+    pub fn to_f64(&self) -> f64 {
+        self.mantissa as f64 * 10f64.powi(self.exponent)
+    }
+
     /// True below zero.
     pub fn is_negative(&self) -> bool {
         self.mantissa < 0

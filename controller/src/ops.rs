@@ -48,10 +48,16 @@ impl Readiness {
 /// Produces the JSON of a `/debug/...` page from the request's query parameters.
 pub type DebugPage = Arc<dyn Fn(&BTreeMap<String, String>) -> serde_json::Value + Send + Sync>;
 
-/// Diagnostic pages registered once the parts that know them are running (404 until then).
+/// Renders metric families in the Prometheus text format at scrape time, for values that are a function of
+/// state the replica holds anyway (and whose series must disappear with it, which recorded gauges cannot).
+pub type ScrapeMetrics = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Diagnostic pages, and metrics computed at scrape time, registered once the parts that know them are running
+/// (a page is 404 until then).
 #[derive(Clone, Default)]
 pub struct DebugPages {
     pages: Arc<Mutex<BTreeMap<&'static str, DebugPage>>>,
+    metrics: Arc<Mutex<BTreeMap<&'static str, ScrapeMetrics>>>,
 }
 
 impl DebugPages {
@@ -62,6 +68,16 @@ impl DebugPages {
 
     fn get(&self, name: &str) -> Option<DebugPage> {
         self.pages.lock().get(name).cloned()
+    }
+
+    /// Appends what `render` produces to every `/metrics` answer.
+    pub fn register_metrics(&self, name: &'static str, render: ScrapeMetrics) {
+        self.metrics.lock().insert(name, render);
+    }
+
+    fn scrape(&self) -> String {
+        let sources: Vec<ScrapeMetrics> = self.metrics.lock().values().cloned().collect();
+        sources.iter().map(|render| render()).collect()
     }
 }
 
@@ -173,5 +189,7 @@ async fn debug_page(
 
 async fn render_metrics(State(state): State<OpsState>) -> impl IntoResponse {
     state.metrics.run_upkeep();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    let mut text = state.metrics.render();
+    text.push_str(&state.debug.scrape());
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

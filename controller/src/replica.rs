@@ -262,6 +262,10 @@ impl Replica {
                         gate.set("hrq", true);
                     }
                 });
+                debug.register_metrics(
+                    "hrq",
+                    crate::hrq::usage_metrics(view.clone(), tree.clone(), ownership.clone()),
+                );
                 core.spawn(
                     "hrq-reconciler",
                     reconciler.run(quota_rx, quota_notices_rx, ownership_rx.clone(), stop.clone()),

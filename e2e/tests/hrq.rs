@@ -129,7 +129,7 @@ fn denial(result: Result<(), kube::Error>) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hierarchical_quotas_limit_subtrees_and_report_their_usage() -> anyhow::Result<()> {
-    let Some((env, _)) = hrq_env(&["q1"], &["--excluded-namespace=kube-system"]).await? else {
+    let Some((env, replicas)) = hrq_env(&["q1"], &["--excluded-namespace=kube-system"]).await? else {
         return Ok(());
     };
     let c = env.client.clone();
@@ -185,6 +185,15 @@ async fn hierarchical_quotas_limit_subtrees_and_report_their_usage() -> anyhow::
     assert!(message.contains("resourcesquotasstatus.hnc.x-k8s.io"), "{message}");
     let (code, _) = denial(create_secret(&c, &c2, "s4").await);
     assert_eq!(code, 403);
+    // The owner reports each HRQ's usage and limits as metrics; denials are counted.
+    let used = format!("hnc_hrq_used{{hrq_namespace=\"{p}\",hrq=\"foo\",resource=\"secrets\"}} 3");
+    let hard = format!("hnc_hrq_hard{{hrq_namespace=\"{p}\",hrq=\"foo\",resource=\"secrets\"}} 3");
+    let metrics = eventually(CONVERGE, "the HRQ metrics", || async {
+        let metrics = env.replica(replicas[0]).get_metrics().await.ok()?;
+        (metrics.lines().any(|l| l == used) && metrics.lines().any(|l| l == hard)).then_some(metrics)
+    })
+    .await?;
+    assert!(hnc_e2e::metric_sum(&metrics, "hnc_hrq_denials_total") >= 2.0);
 
     // Freed usage can be used again.
     Api::<Secret>::namespaced(c.clone(), &g).delete("s3", &DeleteParams::default()).await?;

@@ -156,6 +156,20 @@ async fn hierarchical_quotas_limit_subtrees_and_report_their_usage() -> anyhow::
     })
     .await?;
 
+    // A singleton is HNC's: deleted or edited by someone else, it is put back.
+    let quotas = Api::<ResourceQuota>::namespaced(c.clone(), &c2);
+    quotas.delete(SINGLETON, &DeleteParams::default()).await?;
+    eventually(CONVERGE, "the deleted singleton to be recreated", || async {
+        (singleton(&c, &c2).await? == list(&[("pods", "3"), ("secrets", "3")])).then_some(())
+    })
+    .await?;
+    let edit = json!({"spec": {"hard": {"secrets": "300", "pods": null}}});
+    quotas.patch(SINGLETON, &PatchParams::default(), &Patch::Merge(&edit)).await?;
+    eventually(CONVERGE, "the edited singleton to be restored", || async {
+        (singleton(&c, &c2).await? == list(&[("pods", "3"), ("secrets", "3")])).then_some(())
+    })
+    .await?;
+
     // Usage in siblings adds up in the common ancestor's HRQ, summaries as `kubectl get hrq` shows them.
     create_secret(&c, &c1, "s1").await?;
     create_secret(&c, &c2, "s2").await?;
@@ -385,5 +399,51 @@ async fn concurrent_creates_in_siblings_never_exceed_the_budget_across_a_handove
         .await?;
     }
     assert!(admitted.load(Ordering::Relaxed) >= TREES, "creates were admitted at all");
+    Ok(())
+}
+
+fn pod_requesting(ns: &str, name: &str, cpu: &str) -> Pod {
+    serde_json::from_value(json!({"metadata": {"name": name, "namespace": ns},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9",
+            "resources": {"requests": {"cpu": cpu}, "limits": {"cpu": cpu}}}]}}))
+    .expect("a Pod")
+}
+
+/// Decimal amounts add up exactly (upstream #292 concerns their parsing): three pods of `0.1` CPU fill a budget
+/// of `300m`, written as a decimal string; a fourth of one millicore does not fit, and the HRQ shows `300m`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimal_amounts_add_up_exactly() -> anyhow::Result<()> {
+    let Some((env, _)) = hrq_env(&["d1"], &[]).await? else { return Ok(()) };
+    let c = env.client.clone();
+    let (p, a, b) = (env.ns("cpu-p"), env.ns("cpu-a"), env.ns("cpu-b"));
+    namespace(&env, &p, None).await?;
+    namespace(&env, &a, Some(&p)).await?;
+    namespace(&env, &b, Some(&p)).await?;
+    put_hrq(&c, &p, "cpu", json!({"requests.cpu": "0.3", "limits.cpu": "0.3"})).await?;
+    for ns in [&p, &a, &b] {
+        eventually(CONVERGE, &format!("the singleton of {ns}"), || async {
+            (singleton(&c, ns).await? == list(&[("limits.cpu", "300m"), ("requests.cpu", "300m")]))
+                .then_some(())
+        })
+        .await?;
+    }
+    let pods = |ns: &str| Api::<Pod>::namespaced(c.clone(), ns);
+    pods(&a).create(&PostParams::default(), &pod_requesting(&a, "one", "0.1")).await?;
+    pods(&b).create(&PostParams::default(), &pod_requesting(&b, "two", "100m")).await?;
+    pods(&p).create(&PostParams::default(), &pod_requesting(&p, "three", "0.1")).await?;
+    let (code, message) =
+        denial(pods(&b).create(&PostParams::default(), &pod_requesting(&b, "four", "1m")).await.map(drop));
+    assert_eq!(code, 403, "{message}");
+    assert!(
+        message.contains("requested: limits.cpu=1m, used: limits.cpu=300m, limited: limits.cpu=300m"),
+        "{message}"
+    );
+    eventually(CONVERGE, "the HRQ to show exactly 300m", || async {
+        let (_, summary) = hrq_status(&c, &p, "cpu").await?;
+        let hrq = Api::<HierarchicalResourceQuota>::namespaced(c.clone(), &p).get_opt("cpu").await.ok()??;
+        (summary == "requests.cpu: 300m/300m" && hrq.status?.limits_summary == "limits.cpu: 300m/300m")
+            .then_some(())
+    })
+    .await?;
     Ok(())
 }

@@ -59,12 +59,12 @@ enum Part {
     Hrq(NsName, String),
 }
 
-/// A write submitted: what it set, and when it succeeded.
+/// A write submitted: what it set, and when it succeeded with which resourceVersion.
 #[derive(Debug)]
 struct Sent {
     body: String,
     tag: u64,
-    done: Option<Instant>,
+    done: Option<(Instant, Option<String>)>,
 }
 
 /// The reconciler. Build with [`QuotaReconciler::new`], then [`QuotaReconciler::run`].
@@ -82,6 +82,9 @@ pub struct QuotaReconciler {
     dirty_singletons: BTreeSet<NsName>,
     all_dirty: bool,
     sent: HashMap<Part, Sent>,
+    /// When to look again at parts whose write was held back waiting for its echo, and which.
+    recheck: Option<Instant>,
+    rechecks: Vec<Part>,
     /// The conditions last written into each HRQ's status.
     sent_conditions: HashMap<Part, Vec<Condition>>,
     tags: HashMap<u64, Part>,
@@ -115,6 +118,8 @@ impl QuotaReconciler {
             dirty_singletons: BTreeSet::new(),
             all_dirty: true,
             sent: HashMap::new(),
+            recheck: None,
+            rechecks: Vec::new(),
             sent_conditions: HashMap::new(),
             tags: HashMap::new(),
             next_tag: 0,
@@ -166,6 +171,12 @@ impl QuotaReconciler {
                 _ = async { recount.as_mut().expect("checked").tick().await }, if recount.is_some() => {
                     self.all_dirty = true;
                 }
+                _ = tokio::time::sleep_until(self.recheck.unwrap_or(last_round)), if self.recheck.is_some() => {
+                    self.recheck = None;
+                    for part in std::mem::take(&mut self.rechecks) {
+                        self.mark(part);
+                    }
+                }
                 _ = tokio::time::sleep_until(last_round + ROUND_INTERVAL), if due => {}
             }
             let tree = self.tree.load();
@@ -187,6 +198,20 @@ impl QuotaReconciler {
             Usage(NsName),
             Everything,
         }
+        let echo = match &event {
+            QuotaEvent::Hrq(Change::Apply(hrq)) => hrq
+                .metadata
+                .namespace
+                .as_deref()
+                .zip(hrq.metadata.name.clone())
+                .map(|(ns, name)| (Part::Hrq(ns.into(), name), hrq.metadata.resource_version.clone())),
+            QuotaEvent::Singleton(Change::Apply(rq)) => rq
+                .metadata
+                .namespace
+                .as_deref()
+                .map(|ns| (Part::Singleton(ns.into()), rq.metadata.resource_version.clone())),
+            _ => None,
+        };
         let view = self.view.clone();
         let mut state = view.write();
         let changed = match event {
@@ -214,11 +239,47 @@ impl QuotaReconciler {
         let synced = state.is_synced();
         drop(state);
         self.synced_tx.send_if_modified(|s| std::mem::replace(s, synced) != synced);
+        if let Some((part, version)) = &echo {
+            self.echoed(part, version.as_deref());
+        }
         match changed {
             Some(Changed::Hrq(ns)) => self.hrq_changed(&ns),
             Some(Changed::Usage(ns)) => self.usage_changed(&ns),
             Some(Changed::Everything) => self.all_dirty = true,
             None => {}
+        }
+    }
+
+    fn mark(&mut self, part: Part) {
+        match part {
+            Part::Singleton(ns) => {
+                self.dirty_singletons.insert(ns);
+            }
+            Part::Hrq(ns, name) => {
+                self.dirty_status.insert((ns, name));
+            }
+        }
+    }
+
+    /// The resourceVersion the view shows for the object `part` writes.
+    fn observed_version(&self, part: &Part) -> Option<String> {
+        let state = self.view.read();
+        match part {
+            Part::Singleton(ns) => state.singletons.get(ns).map(|s| s.resource_version.clone()),
+            Part::Hrq(ns, name) => {
+                state.hrqs.get(&(ns.clone(), name.clone())).map(|h| h.resource_version.clone())
+            }
+        }
+    }
+
+    /// The watch showed `part`'s object at `version`: a write of it that produced that version is seen, and from
+    /// now on the view is at least as new as that write.
+    fn echoed(&mut self, part: &Part, version: Option<&str>) {
+        if let Some(sent) = self.sent.get(part)
+            && let Some((_, Some(written))) = &sent.done
+            && version == Some(written.as_str())
+        {
+            self.sent.remove(part);
         }
     }
 
@@ -263,7 +324,13 @@ impl QuotaReconciler {
                 if let Some(sent) = self.sent.get_mut(&part)
                     && sent.tag == done.tag
                 {
-                    sent.done = Some(Instant::now());
+                    sent.done = Some((Instant::now(), done.resource_version.clone()));
+                    // The watch may have shown the write already.
+                    if done.resource_version.is_some()
+                        && self.observed_version(&part) == done.resource_version
+                    {
+                        self.sent.remove(&part);
+                    }
                 }
                 return;
             }
@@ -278,14 +345,7 @@ impl QuotaReconciler {
         if self.sent.get(&part).is_some_and(|s| s.tag == done.tag) {
             self.sent.remove(&part);
         }
-        match part {
-            Part::Singleton(ns) => {
-                self.dirty_singletons.insert(ns);
-            }
-            Part::Hrq(ns, name) => {
-                self.dirty_status.insert((ns, name));
-            }
-        }
+        self.mark(part);
     }
 
     /// upstream's `CannotWriteResourceQuota`, on every HRQ in the namespace's ancestry.
@@ -359,13 +419,23 @@ impl QuotaReconciler {
 
     /// Keeps `request` unless the same write is in flight or succeeded a moment ago and the view has not
     /// caught up; tags it.
+    /// A write the watch has not shown yet is not repeated: while in flight, and for [`ECHO_WAIT`] after it
+    /// succeeded (the part is looked at again then, in case no event comes).
     fn register(&mut self, part: Part, mut request: WriteRequest) -> Option<WriteRequest> {
         let body = format!("{:?}", request.op);
         if let Some(sent) = self.sent.get(&part)
             && sent.body == body
-            && sent.done.is_none_or(|at| at.elapsed() < ECHO_WAIT)
         {
-            return None;
+            match &sent.done {
+                None => return None,
+                Some((at, _)) if at.elapsed() < ECHO_WAIT => {
+                    let due = *at + ECHO_WAIT;
+                    self.recheck = Some(self.recheck.map_or(due, |r| r.min(due)));
+                    self.rechecks.push(part);
+                    return None;
+                }
+                Some(_) => {}
+            }
         }
         self.next_tag += 1;
         request.tag = self.next_tag;

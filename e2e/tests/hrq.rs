@@ -156,6 +156,47 @@ async fn hierarchical_quotas_limit_subtrees_and_report_their_usage() -> anyhow::
     })
     .await?;
 
+    // A singleton HNC cannot write is reported on every HRQ above (upstream's CannotWriteResourceQuota), retried
+    // with back-off, and written once it can be.
+    let z = env.ns("hrq-z");
+    namespace(&env, &z, Some(&c1)).await?;
+    let sim = env.sim().expect("apisim");
+    let refusal = sim.faults().add(hnc_apisim::FaultRule {
+        verb: Some("POST".to_owned()),
+        resource: Some("resourcequotas".to_owned()),
+        user: Some(hnc_e2e::replica_user("q1")),
+        latency: Duration::ZERO,
+        error: Some(403),
+        error_rate: 1.0,
+        retry_after: None,
+    });
+    eventually(CONVERGE, "CannotWriteResourceQuota on foo and bar", || async {
+        let mut found = 0;
+        for (ns, hrq) in [(&p, "foo"), (&c1, "bar")] {
+            let events = Api::<Event>::namespaced(c.clone(), ns).list(&ListParams::default()).await.ok()?;
+            found += usize::from(events.items.iter().any(|e| {
+                e.reason.as_deref() == Some("CannotWriteResourceQuota")
+                    && e.involved_object.name.as_deref() == Some(hrq)
+                    && e.message.as_deref().is_some_and(|m| {
+                        m.contains(&format!(
+                            "could not create/update lower-level ResourceQuota in namespace \"{z}\""
+                        ))
+                    })
+            }));
+        }
+        (found == 2).then_some(())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused = sim.writes().iter().filter(|w| w.resource == "resourcequotas" && w.namespace == z).count();
+    assert!(refused <= 6, "{refused} refused creates in 2 s: retried without back-off");
+    sim.faults().remove(refusal);
+    eventually(CONVERGE, "the singleton once writes are allowed", || async {
+        singleton(&c, &z).await.map(drop)
+    })
+    .await?;
+    env.delete_namespace(&z).await?;
+
     // A singleton is HNC's: deleted or edited by someone else, it is put back.
     let quotas = Api::<ResourceQuota>::namespaced(c.clone(), &c2);
     quotas.delete(SINGLETON, &DeleteParams::default()).await?;

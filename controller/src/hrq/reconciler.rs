@@ -12,7 +12,7 @@
 //! function of the view and the owner is the only writer of these fields. Pruning charges is conditional on the
 //! HRQ's resourceVersion, since webhooks add charges concurrently.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,10 @@ pub enum QuotaEvent {
 const ROUND_INTERVAL: Duration = Duration::from_millis(50);
 /// How long a write that succeeded is not repeated while the view does not show it yet.
 const ECHO_WAIT: Duration = Duration::from_secs(5);
+/// The first delay before a failed write is planned again; it doubles with each failure in a row.
+const FAILURE_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest such delay.
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(30);
 /// How often charges are checked for pruning without another reason.
 const PRUNE_PERIOD: Duration = Duration::from_secs(2);
 
@@ -84,7 +88,9 @@ pub struct QuotaReconciler {
     sent: HashMap<Part, Sent>,
     /// When to look again at parts whose write was held back waiting for its echo, and which.
     recheck: Option<Instant>,
-    rechecks: Vec<Part>,
+    rechecks: HashSet<Part>,
+    /// Writes of each part that failed in a row, and until when the part is not written again (back-off).
+    failures: HashMap<Part, (u32, Instant)>,
     /// The conditions last written into each HRQ's status.
     sent_conditions: HashMap<Part, Vec<Condition>>,
     tags: HashMap<u64, Part>,
@@ -119,7 +125,8 @@ impl QuotaReconciler {
             all_dirty: true,
             sent: HashMap::new(),
             recheck: None,
-            rechecks: Vec::new(),
+            rechecks: HashSet::new(),
+            failures: HashMap::new(),
             sent_conditions: HashMap::new(),
             tags: HashMap::new(),
             next_tag: 0,
@@ -321,6 +328,7 @@ impl QuotaReconciler {
         let Some(part) = self.tags.remove(&done.tag) else { return };
         match &done.outcome {
             Outcome::Written => {
+                self.failures.remove(&part);
                 if let Some(sent) = self.sent.get_mut(&part)
                     && sent.tag == done.tag
                 {
@@ -338,7 +346,18 @@ impl QuotaReconciler {
                 if let Part::Singleton(ns) = &part {
                     self.cannot_write_singleton(ns, message);
                 }
-                tracing::warn!(?part, error = %message, "hierarchical quota write failed; planned again");
+                // Planned again after a back-off (a refusal that lasts is not retried in a loop).
+                let count = self.failures.get(&part).map_or(1, |(n, _)| n.saturating_add(1));
+                let delay = FAILURE_BACKOFF.saturating_mul(1 << (count - 1).min(6)).min(MAX_FAILURE_BACKOFF);
+                let due = Instant::now() + delay;
+                self.failures.insert(part.clone(), (count, due));
+                tracing::warn!(?part, error = %message, retry_in = ?delay, "hierarchical quota write failed");
+                if self.sent.get(&part).is_some_and(|s| s.tag == done.tag) {
+                    self.sent.remove(&part);
+                }
+                self.recheck = Some(self.recheck.map_or(due, |r| r.min(due)));
+                self.rechecks.insert(part);
+                return;
             }
             Outcome::Conflict | Outcome::Gone | Outcome::Fenced | Outcome::Superseded => {}
         }
@@ -420,8 +439,17 @@ impl QuotaReconciler {
     /// Keeps `request` unless the same write is in flight or succeeded a moment ago and the view has not
     /// caught up; tags it.
     /// A write the watch has not shown yet is not repeated: while in flight, and for [`ECHO_WAIT`] after it
-    /// succeeded (the part is looked at again then, in case no event comes).
+    /// succeeded (the part is looked at again then, in case no event comes); a part whose last write failed is
+    /// not written until its back-off ends.
     fn register(&mut self, part: Part, mut request: WriteRequest) -> Option<WriteRequest> {
+        if let Some((_, until)) = self.failures.get(&part)
+            && *until > Instant::now()
+        {
+            let due = *until;
+            self.recheck = Some(self.recheck.map_or(due, |r| r.min(due)));
+            self.rechecks.insert(part);
+            return None;
+        }
         let body = format!("{:?}", request.op);
         if let Some(sent) = self.sent.get(&part)
             && sent.body == body
@@ -431,7 +459,7 @@ impl QuotaReconciler {
                 Some((at, _)) if at.elapsed() < ECHO_WAIT => {
                     let due = *at + ECHO_WAIT;
                     self.recheck = Some(self.recheck.map_or(due, |r| r.min(due)));
-                    self.rechecks.push(part);
+                    self.rechecks.insert(part);
                     return None;
                 }
                 Some(_) => {}

@@ -784,4 +784,28 @@ mod tests {
             vec!["secrets"]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// The charges annotation is written by webhooks but readable by anyone who may edit HRQs: whatever it
+        /// holds reads without panicking, and what HNC writes reads back.
+        #[test]
+        fn any_charges_annotation_reads(
+            text in proptest::prelude::any::<String>(),
+            entries in proptest::collection::vec(("[a-z]{1,8}", "[0-9]{1,6}", 0u32..1000, -5i64..5_000_000_000), 0..6),
+        ) {
+            let _ = decode_charges(&text);
+            let junk = format!("{{\"a\": {text:?}, \"b\": {{\"from\": 1, \"used\": [], \"at\": \"x\"}}}}");
+            proptest::prop_assert!(decode_charges(&junk).is_empty());
+            let charges: Charges = entries
+                .into_iter()
+                .map(|(ns, from, pods, at)| {
+                    let used = ResourceList::from([("pods".to_owned(), Quantity::from_int(i64::from(pods)))]);
+                    (NsName::from(ns.as_str()), Charge { from, used, at })
+                })
+                .collect();
+            proptest::prop_assert_eq!(decode_charges(&encode_charges(&charges)), charges);
+        }
+    }
 }

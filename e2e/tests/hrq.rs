@@ -197,6 +197,16 @@ async fn hierarchical_quotas_limit_subtrees_and_report_their_usage() -> anyhow::
     .await?;
     env.delete_namespace(&z).await?;
 
+    // HNC's singleton left in a namespace HNC does not manage (say, excluded since it was written) is removed.
+    let left: ResourceQuota = serde_json::from_value(json!({"metadata": {"name": SINGLETON,
+        "namespace": "kube-system", "labels": {"hnc.x-k8s.io/hrq": "true"},
+        "annotations": {"propagate.hnc.x-k8s.io/none": "true"}}, "spec": {"hard": {"pods": "1"}}}))?;
+    Api::<ResourceQuota>::namespaced(c.clone(), "kube-system").create(&PostParams::default(), &left).await?;
+    eventually(CONVERGE, "the singleton in the excluded namespace to go", || async {
+        singleton(&c, "kube-system").await.is_none().then_some(())
+    })
+    .await?;
+
     // A singleton is HNC's: deleted or edited by someone else, it is put back.
     let quotas = Api::<ResourceQuota>::namespaced(c.clone(), &c2);
     quotas.delete(SINGLETON, &DeleteParams::default()).await?;

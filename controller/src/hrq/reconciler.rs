@@ -19,9 +19,9 @@ use std::time::Duration;
 use hnc_api::HierarchicalResourceQuota;
 use hnc_api::condition::{Condition, carry_transition_times, reasons as condition_reasons, types};
 use hnc_api::keys::{annotations, events as reasons, labels, names};
-use hnc_shard::TreeReader;
 use hnc_shard::hrq::{ResourceList, encode_charges, live_charges, over_limit, summaries};
 use hnc_shard::view::{HierarchyView, NsName};
+use hnc_shard::{TreeReader, TreeSnapshot};
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::core::ApiResource;
 use serde_json::{Value, json};
@@ -409,7 +409,7 @@ impl QuotaReconciler {
             if !self.ownership.owns(&*tree, &ns) {
                 continue;
             }
-            if let Some(write) = self.plan_singleton(&state, &*tree, &ns) {
+            if let Some(write) = self.plan_singleton(&state, &tree, &ns) {
                 writes.push(write);
             }
         }
@@ -475,18 +475,31 @@ impl QuotaReconciler {
     fn plan_singleton(
         &mut self,
         state: &QuotaState,
-        tree: &dyn HierarchyView,
+        tree: &TreeSnapshot,
         ns: &NsName,
     ) -> Option<(Part, WriteRequest)> {
         let part = Part::Singleton(ns.clone());
-        // A namespace that is gone or unmanaged has no limits; its singleton (if any) goes with it, or is
-        // left alone when HNC does not manage the namespace.
-        if !tree.is_managed(ns) {
+        let target = ObjectRef::new(self.rq.clone(), Some(ns), names::HRQ_RESOURCE_QUOTA);
+        // A namespace that is gone or being deleted is left alone (its singleton goes with it); one HNC does not
+        // manage (any more) loses HNC's singleton: no HRQ applies there.
+        let observed = tree.node(ns).and_then(|n| n.namespace());
+        if observed.is_none_or(|n| n.deleting) {
             self.sent.remove(&part);
             return None;
         }
+        if !tree.is_managed(ns) {
+            return match state.singletons.get(ns) {
+                Some(observed) if observed.marked => {
+                    let op = WriteOp::Delete { resource_version: None, uid: Some(observed.uid.clone()) };
+                    Some((part, WriteRequest::new(target, op, ns)))
+                }
+                _ => {
+                    self.sent.remove(&part);
+                    None
+                }
+            };
+        }
         let limits = state.model.limits(tree, ns);
-        let target = ObjectRef::new(self.rq.clone(), Some(ns), names::HRQ_RESOURCE_QUOTA);
         let op = match state.singletons.get(ns) {
             None if limits.is_empty() => None,
             Some(observed) if limits.is_empty() => {

@@ -24,6 +24,12 @@ pub trait ShardOwnership: Send + Sync {
 
     /// True while this replica is the leader, which alone writes cluster singletons.
     fn is_leader(&self) -> bool;
+
+    /// True once this replica knows which trees are its own (it has been assigned shards). Before that, every
+    /// tree looks like another replica's.
+    fn knows_its_trees(&self) -> bool {
+        true
+    }
 }
 
 /// Ownership through the shard coordinator: a root's shard comes from the ring, and the replica may write for
@@ -47,6 +53,10 @@ impl ShardOwnership for ShardedOwnership {
 
     fn is_leader(&self) -> bool {
         self.coordinator.is_leader()
+    }
+
+    fn knows_its_trees(&self) -> bool {
+        self.coordinator.has_assignment()
     }
 }
 
@@ -87,6 +97,15 @@ impl Ownership {
 }
 
 impl Ownership {
+    /// True once the trees this replica owns are known: always for one replica or a webhooks-only one; for
+    /// shards, once it has been assigned some.
+    pub fn knows_its_trees(&self) -> bool {
+        match self {
+            Ownership::Everything | Ownership::Nothing => true,
+            Ownership::Shards(shards) => shards.knows_its_trees(),
+        }
+    }
+
     /// True when this replica writes cluster singletons.
     pub fn is_leader(&self) -> bool {
         match self {

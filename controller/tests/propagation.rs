@@ -1,5 +1,5 @@
-//! The propagation engine against apisim through the real binary, with apisim slowing the controller's writes
-//! so that a change arrives while a copy's write is on its way.
+//! The propagation engine against apisim through the real binary: apisim slows the controller's writes so that a
+//! change arrives while a copy's write is on its way, or fails its watches while objects are deleted.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -80,11 +80,9 @@ fn role(ns: &str, name: &str) -> serde_json::Value {
         "metadata": {"name": name, "namespace": ns}, "rules": []})
 }
 
-/// A source deleted while the create of its copy is on its way: the copy lands after the engine has seen the
-/// deletion, and must then be deleted too (not left until the next full resync, ten minutes later).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_copy_whose_source_is_deleted_while_it_is_being_created_is_deleted() {
-    let dir = tempfile::tempdir().unwrap();
+/// apisim with HNC's CRDs and the namespaces `hnc-system`, `parent` and `child` (a child of `parent`), and an
+/// admin client.
+async fn parent_and_child() -> (ApiSim, kube::Client) {
     let sim = ApiSim::start(Config::default()).await.unwrap();
     for (_, crd) in hnc_api::crd::all() {
         sim.create(
@@ -112,6 +110,72 @@ async fn a_copy_whose_source_is_deleted_while_it_is_being_created_is_deleted() {
             kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
         kube::Client::try_from(config).unwrap()
     };
+    (sim, admin)
+}
+
+/// The propagated types' watches keep no list of the cluster's objects; the engine finds what a relist implies
+/// from what it holds: a source deleted while its watch was down takes its copies with it, and a copy deleted
+/// meanwhile is created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_was_deleted_while_the_watch_was_down_is_followed_after_the_relist() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, admin) = parent_and_child().await;
+    let (sources, copies) =
+        (Api::<Role>::namespaced(admin.clone(), "parent"), Api::<Role>::namespaced(admin, "child"));
+    let controller = Controller::start(&sim, dir.path());
+    for name in ["kept", "gone"] {
+        sim.create("rbac.authorization.k8s.io", "roles", "parent", role("parent", name)).unwrap();
+    }
+    for name in ["kept", "gone"] {
+        eventually(&format!("the copy {name}"), Duration::from_secs(60), || async {
+            copies.get_opt(name).await.ok().flatten().is_some()
+        })
+        .await;
+    }
+
+    // The controller's Role watch and lists fail; meanwhile a source and a copy are deleted and the history is
+    // compacted, so the watch cannot resume: it must list again.
+    let down: Vec<_> = ["WATCH", "LIST"]
+        .into_iter()
+        .map(|verb| {
+            sim.faults().add(FaultRule {
+                verb: Some(verb.into()),
+                resource: Some("roles".into()),
+                user: Some(CONTROLLER_USER.into()),
+                error: Some(500),
+                error_rate: 1.0,
+                ..Default::default()
+            })
+        })
+        .collect();
+    sim.faults().drop_watches();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sources.delete("gone", &DeleteParams::default()).await.unwrap();
+    copies.delete("kept", &DeleteParams::default()).await.unwrap();
+    sim.compact();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for rule in down {
+        sim.faults().remove(rule);
+    }
+
+    eventually("the copy of the deleted source to go", Duration::from_secs(60), || async {
+        copies.get_opt("gone").await.ok().flatten().is_none()
+    })
+    .await;
+    eventually("the deleted copy to be created again", Duration::from_secs(60), || async {
+        copies.get_opt("kept").await.ok().flatten().is_some()
+    })
+    .await;
+    drop(controller);
+    sim.shutdown().await;
+}
+
+/// A source deleted while the create of its copy is on its way: the copy lands after the engine has seen the
+/// deletion, and must then be deleted too (not left until the next full resync, ten minutes later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_source_is_deleted_while_it_is_being_created_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, admin) = parent_and_child().await;
     let (sources, copies) =
         (Api::<Role>::namespaced(admin.clone(), "parent"), Api::<Role>::namespaced(admin, "child"));
     let controller = Controller::start(&sim, dir.path());

@@ -488,6 +488,12 @@ impl CoordinatorHandle {
         self.shared.assigned_tx.subscribe()
     }
 
+    /// True once an assignment has given this replica shards: from then on, a tree it does not hold is (save a
+    /// handover in progress) another replica's.
+    pub fn has_assignment(&self) -> bool {
+        !self.shared.assigned_tx.borrow().is_empty()
+    }
+
     /// Publishes how many objects this replica caches per shard it holds; the leader adds them to the shard
     /// weights. Written with the next membership renewal.
     pub fn publish_shard_objects(&self, objects: &BTreeMap<u32, u64>) {

@@ -16,7 +16,10 @@
 //! in that window does not write it again.
 //!
 //! The cache holds only the trees this replica owns, so its memory follows ownership. Objects of other trees
-//! are dropped as they arrive and their namespaces remembered as *unloaded*. When unloaded namespaces become
+//! are reduced by the watch task, before they are queued, to their key and (for a source) the policy the
+//! cluster-wide source index keeps for admission; their namespaces are remembered as *unloaded*. Watched objects
+//! are read without `managedFields` ([`WatchedObject`]), and the watches keep no set of every object's key: a
+//! relist's deletions are found from what the engine holds ([`ObjectChange::Relisting`]). When unloaded namespaces become
 //! owned (shards gained, or a subtree re-parented into an owned tree) they are *loaded* with lists while the
 //! watches keep running: namespace by namespace when they are a small share of the cluster, one cluster-wide
 //! paged list per type otherwise. Until a load completes, no write is planned into its namespaces or below
@@ -29,22 +32,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hnc_api::SyncMode;
+use hnc_api::keys::labels;
 use hnc_shard::propagation::{
     CopyOp, Dirty, DirtySet, ForestCache, ForestCacheReader, PlannedWrite, ResourceVersion, SourceNames,
     SourceNamesReader, TypeKey, TypeModes, plan,
 };
 use hnc_shard::{HierarchyView, NsName, TreeReader, TreeSnapshot};
 use kube::Client;
-use kube::core::{ApiResource, DynamicObject};
+use kube::core::ApiResource;
+use kube::runtime::watcher::Event;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::events::EventRecorder;
+use super::watched::WatchedObject;
 use crate::config::reconciler::ActiveTypes;
 use crate::hierarchy::reconciler::PropagationDirty;
 use crate::ownership::Ownership;
-use crate::watch::{Change, EVENT_BUFFER, RESYNC_PERIOD};
+use crate::watch::{EVENT_BUFFER, ObjectKey, RESYNC_PERIOD, key_of};
 use crate::writer::{
     Body, Completed, LatencyGroup, ObjectRef, Outcome, PendingWrites, RetryQueue, WriteOp, WriteRequest,
     Writer, outcome_channel, retry_delay,
@@ -77,10 +83,35 @@ pub struct ObjectEvent {
     /// The object's type.
     pub ty: TypeKey,
     /// What happened.
-    pub change: Change<DynamicObject>,
+    pub change: ObjectChange,
     /// From the load with this id (a list) rather than the watch: ignored if the watch already showed
     /// something newer. A load's `Synced` marks it complete.
     pub load: Option<u64>,
+}
+
+/// What a watch or a load shows of one object, or of the whole type.
+#[derive(Debug)]
+pub enum ObjectChange {
+    /// The object exists, as shown.
+    Apply(WatchedObject),
+    /// The object exists in a tree another replica owns. The watch reduced it to what the cluster-wide source
+    /// index needs (its policy when it is a source, `None` when it is a copy) before queueing it, so that the
+    /// queue and the engine's work for other replicas' trees stay small.
+    Elsewhere {
+        /// `(namespace, name)`.
+        key: ObjectKey,
+        /// The source's policy fields ([`policy_fields`]); `None` for a copy.
+        policy: Option<serde_json::Value>,
+    },
+    /// The object `(namespace, name)` was deleted.
+    Delete(ObjectKey),
+    /// The watch is listing: every object that exists is applied before the next `Synced`, and what the engine
+    /// holds that the list did not show was deleted while the watch was down. The engine finds those itself,
+    /// from what it holds, rather than have the watch keep the key of every object of the type (most of the
+    /// cluster's objects, while the engine holds those of its own trees).
+    Relisting,
+    /// Every object that existed when the list was taken has been applied (a watch's list, or a load).
+    Synced,
 }
 
 struct TypeWatch {
@@ -121,6 +152,8 @@ pub struct PropagationEngine {
     next_load: u64,
     /// Objects the watch showed deleted while a load was in progress: a listed copy of one is older.
     tombstones: HashSet<(TypeKey, NsName, String)>,
+    /// Types whose watch is listing, with the objects the engine holds that the list has shown so far.
+    relisting: HashMap<TypeKey, HashSet<(NsName, String)>>,
     /// True once every watched type has listed and the first plan ran: the cache's counts are complete.
     counted: Arc<AtomicBool>,
 }
@@ -158,6 +191,7 @@ impl PropagationEngine {
             load_started: HashMap::new(),
             next_load: 0,
             tombstones: HashSet::new(),
+            relisting: HashMap::new(),
             counted: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -286,6 +320,7 @@ impl PropagationEngine {
                         self.client.clone(),
                         ty.clone(),
                         resource.clone(),
+                        (self.tree.clone(), self.ownership.clone()),
                         self.object_tx.clone(),
                         stop.clone(),
                     ));
@@ -310,55 +345,32 @@ impl PropagationEngine {
     fn ingest(&mut self, event: ObjectEvent) {
         let ObjectEvent { ty, change, load } = event;
         let dirty = match change {
-            Change::Apply(object) => {
-                let ns = object.metadata.namespace.as_deref().unwrap_or_default();
-                let name = object.metadata.name.as_deref().unwrap_or_default();
-                if let Some(id) = load {
-                    // A load fills in only the namespaces it was started for, and never overrides the watch.
-                    let wanted = self.loads.get(&id).is_some_and(|namespaces| namespaces.contains(ns));
-                    if !wanted
-                        || self.is_stale(&ty, &object)
-                        || self.tombstones.contains(&(ty.clone(), ns.into(), name.to_owned()))
-                    {
-                        return;
-                    }
+            ObjectChange::Apply(object) => {
+                let listed = (load.is_none() && self.relisting.contains_key(&ty)).then(|| key_of(&object));
+                let dirty = self.ingest_object(&ty, object, load);
+                if let Some((ns, name)) = listed {
+                    self.listed(&ty, ns, name);
                 }
-                let tree = self.tree.load();
-                if !tree.policy().is_managed(ns) {
-                    return;
-                }
-                if load.is_none() {
-                    self.sources.apply(&ty, ns, name, &policy_fields(&object));
-                }
-                // Before the hierarchy is complete a namespace's tree is not known: keep everything, and evict
-                // what is not ours once it is.
-                if tree.is_synced() && !self.ownership.owns(&*tree, ns) {
-                    self.unloaded.insert(ns.into());
-                    return;
-                }
-                let value = match serde_json::to_value(&object) {
-                    Ok(v) => v,
-                    Err(error) => return tracing::warn!(%error, "cannot read a watched object"),
-                };
-                match self.cache.apply(&ty, &value) {
-                    Ok(dirty) => dirty,
-                    Err(error) => {
-                        let name = object.metadata.name.as_deref().unwrap_or_default();
-                        tracing::warn!(%error, kind = %ty.kind, namespace = ns, name, "ignoring a malformed object");
-                        return;
-                    }
-                }
+                dirty
             }
-            Change::Delete((ns, name)) => {
-                if !self.loads.is_empty() {
-                    self.tombstones.insert((ty.clone(), ns.as_str().into(), name.clone()));
+            ObjectChange::Elsewhere { key: (ns, name), policy } => {
+                self.ingest_elsewhere(&ty, &ns, &name, policy.as_ref());
+                if self.relisting.contains_key(&ty) {
+                    self.listed(&ty, ns, name);
                 }
-                self.sources.delete(&ty, &ns, &name);
-                self.cache.delete(&ty, &ns, &name)
+                None
             }
-            Change::Synced => {
+            ObjectChange::Delete((ns, name)) => self.forget(&ty, &ns, &name),
+            ObjectChange::Relisting => {
+                self.relisting.insert(ty, HashSet::new());
+                return;
+            }
+            ObjectChange::Synced => {
                 if let Some(id) = load {
                     return self.loaded(id);
+                }
+                if let Some(seen) = self.relisting.remove(&ty) {
+                    self.forget_unlisted(&ty, &seen);
                 }
                 if let Some(w) = self.watches.get_mut(&ty)
                     && !w.synced
@@ -374,8 +386,111 @@ impl PropagationEngine {
         }
     }
 
+    /// Ingests one object from a watch or, with `load`, from a load's list.
+    fn ingest_object(&mut self, ty: &TypeKey, object: WatchedObject, load: Option<u64>) -> Option<Dirty> {
+        let ns = object.metadata.namespace.as_deref().unwrap_or_default();
+        let name = object.metadata.name.as_deref().unwrap_or_default();
+        if let Some(id) = load {
+            // A load fills in only the namespaces it was started for, and never overrides the watch.
+            let wanted = self.loads.get(&id).is_some_and(|namespaces| namespaces.contains(ns));
+            if !wanted
+                || self.is_stale(ty, &object)
+                || self.tombstones.contains(&(ty.clone(), ns.into(), name.to_owned()))
+            {
+                return None;
+            }
+        }
+        let tree = self.tree.load();
+        if !tree.policy().is_managed(ns) {
+            return None;
+        }
+        if load.is_none() {
+            self.sources.apply(ty, ns, name, &policy_fields(&object));
+        }
+        // Before the hierarchy is complete a namespace's tree is not known: keep everything, and evict
+        // what is not ours once it is.
+        if tree.is_synced() && !self.ownership.owns(&*tree, ns) {
+            self.unloaded.insert(ns.into());
+            return None;
+        }
+        let (ns, name) = (ns.to_owned(), name.to_owned());
+        match self.cache.apply(ty, &object.into_value()) {
+            Ok(dirty) => dirty,
+            Err(error) => {
+                tracing::warn!(%error, kind = %ty.kind, namespace = ns, name, "ignoring a malformed object");
+                None
+            }
+        }
+    }
+
+    /// Ingests an object the watch found in a tree another replica owns.
+    fn ingest_elsewhere(&mut self, ty: &TypeKey, ns: &str, name: &str, policy: Option<&serde_json::Value>) {
+        let tree = self.tree.load();
+        if !tree.policy().is_managed(ns) {
+            return;
+        }
+        match policy {
+            Some(policy) => self.sources.apply(ty, ns, name, policy),
+            None => self.sources.delete(ty, ns, name),
+        }
+        let ns = NsName::from(ns);
+        self.unloaded.insert(ns.clone());
+        // The watch decided before this replica gained the tree (a handover, or a re-parent into an owned tree):
+        // the object's body is not here. The gain's load lists what the namespace holds now, newer than this
+        // event — unless the namespace was not known to be unloaded then; it is listed now.
+        if self.ownership.owns(&*tree, &ns) && !self.loads.values().any(|l| l.contains(&ns)) {
+            self.follow_ownership(Some(&[ns]));
+        }
+    }
+
+    /// During a relist of `ty`: the list showed `namespace/name`; remembered if the engine holds it.
+    fn listed(&mut self, ty: &TypeKey, ns: String, name: String) {
+        if self.holds(ty, &ns, &name)
+            && let Some(seen) = self.relisting.get_mut(ty)
+        {
+            seen.insert((ns.into(), name));
+        }
+    }
+
+    /// Forgets an object the API server no longer has.
+    fn forget(&mut self, ty: &TypeKey, ns: &str, name: &str) -> Option<Dirty> {
+        if !self.loads.is_empty() {
+            self.tombstones.insert((ty.clone(), ns.into(), name.to_owned()));
+        }
+        self.sources.delete(ty, ns, name);
+        self.cache.delete(ty, ns, name)
+    }
+
+    /// True when the source index or the cache holds the object.
+    fn holds(&self, ty: &TypeKey, ns: &str, name: &str) -> bool {
+        let cache = self.cache.current();
+        self.sources.current().holds(ty, ns, name)
+            || cache.source(ty, ns, name).is_some()
+            || cache.copy(ty, ns, name).is_some()
+    }
+
+    /// A list of `ty` completed: forgets what the engine holds that the list did not show (`seen`).
+    fn forget_unlisted(&mut self, ty: &TypeKey, seen: &HashSet<(NsName, String)>) {
+        let mut held: HashSet<(NsName, String)> =
+            self.sources.current().keys(ty).into_iter().map(|(ns, name)| (ns, name.to_string())).collect();
+        if let Some(forest) = self.cache.current().forest(ty) {
+            for objects in forest.namespaces() {
+                held.extend(objects.names().map(|name| (objects.namespace().clone(), name.to_string())));
+            }
+        }
+        let gone: Vec<(NsName, String)> = held.into_iter().filter(|key| !seen.contains(key)).collect();
+        if !gone.is_empty() {
+            tracing::info!(kind = %ty.kind, objects = gone.len(), "objects deleted while the watch was down");
+        }
+        for (ns, name) in gone {
+            if let Some(dirty) = self.forget(ty, &ns, &name) {
+                self.mark(dirty);
+            }
+        }
+    }
+
     /// True when the cache already holds a newer version of `object` than this (listed) one.
-    fn is_stale(&self, ty: &TypeKey, object: &DynamicObject) -> bool {
+    fn is_stale(&self, ty: &TypeKey, object: &WatchedObject) -> bool {
         let (Some(ns), Some(name)) = (object.metadata.namespace.as_deref(), object.metadata.name.as_deref())
         else {
             return false;
@@ -472,7 +587,7 @@ impl PropagationEngine {
                 .map(move |(scope, ty, resource)| {
                     let (client, tx) = (client.clone(), sender.clone());
                     async move {
-                        let api: kube::Api<DynamicObject> = match &scope {
+                        let api: kube::Api<WatchedObject> = match &scope {
                             Some(ns) => kube::Api::namespaced_with(client, ns, &*resource),
                             None => kube::Api::all_with(client, &*resource),
                         };
@@ -483,7 +598,7 @@ impl PropagationEngine {
                         );
                         let wrap = |object| ObjectEvent {
                             ty: ty.clone(),
-                            change: Change::Apply(object),
+                            change: ObjectChange::Apply(object),
                             load: Some(id),
                         };
                         list_into(&api, &what, &tx, wrap).await
@@ -493,7 +608,8 @@ impl PropagationEngine {
                 .all(|listed| async move { listed })
                 .await;
             if listed {
-                let _ = tx.send(ObjectEvent { ty: any_type, change: Change::Synced, load: Some(id) }).await;
+                let _ =
+                    tx.send(ObjectEvent { ty: any_type, change: ObjectChange::Synced, load: Some(id) }).await;
             }
         });
     }
@@ -691,7 +807,7 @@ fn to_writer_op(write: &PlannedWrite, resource: &ApiResource) -> WriteOp {
 
 /// What a source's propagation policy is made of: its metadata and, for Secrets, its `type`. Reduced so that
 /// objects of trees another replica owns are indexed without converting their bodies.
-fn policy_fields(object: &DynamicObject) -> serde_json::Value {
+fn policy_fields(object: &WatchedObject) -> serde_json::Value {
     let meta = &object.metadata;
     serde_json::json!({
         "metadata": {
@@ -705,10 +821,10 @@ fn policy_fields(object: &DynamicObject) -> serde_json::Value {
 /// Sends every object `api` lists, page by page, through `tx`. Failures are retried with backoff, and a
 /// continued list that expired (410) starts over. False when the engine is gone.
 async fn list_into(
-    api: &kube::Api<DynamicObject>,
+    api: &kube::Api<WatchedObject>,
     what: &str,
     tx: &mpsc::Sender<ObjectEvent>,
-    wrap: impl Fn(DynamicObject) -> ObjectEvent,
+    wrap: impl Fn(WatchedObject) -> ObjectEvent,
 ) -> bool {
     let mut token: Option<String> = None;
     let mut failures = 0u32;
@@ -743,22 +859,39 @@ async fn list_into(
     }
 }
 
-/// Watches every object of one type cluster-wide until `stop`.
+/// Watches every object of one type cluster-wide until `stop`. Objects of trees `ownership` does not grant are
+/// reduced to [`ObjectChange::Elsewhere`] here, before they are queued — once the hierarchy is synced and this
+/// replica has been assigned its trees (until then the engine sorts full objects itself, as they arrive).
 async fn watch_type(
     client: Client,
     ty: TypeKey,
     resource: Arc<ApiResource>,
+    (tree, ownership): (TreeReader, Ownership),
     tx: mpsc::Sender<ObjectEvent>,
     stop: CancellationToken,
 ) {
-    let api: kube::Api<DynamicObject> = kube::Api::all_with(client, &*resource);
+    let api: kube::Api<WatchedObject> = kube::Api::all_with(client, &*resource);
     let kind = resource.plural.clone();
     let config = kube::runtime::watcher::Config::default();
-    let feed = crate::watch::feed(api, config, tx, kind, move |change| ObjectEvent {
-        ty: ty.clone(),
-        change,
-        load: None,
-    });
+    let event = move |change| ObjectEvent { ty: ty.clone(), change, load: None };
+    let exists = move |object: WatchedObject| {
+        let snapshot = tree.load();
+        let ns = object.metadata.namespace.as_deref().unwrap_or_default();
+        if !snapshot.is_synced() || !ownership.knows_its_trees() || ownership.owns(&*snapshot, ns) {
+            return ObjectChange::Apply(object);
+        }
+        let is_copy = object.metadata.labels.as_ref().is_some_and(|l| l.contains_key(labels::INHERITED_FROM));
+        ObjectChange::Elsewhere { policy: (!is_copy).then(|| policy_fields(&object)), key: key_of(&object) }
+    };
+    let handle = move |e: Event<WatchedObject>| {
+        vec![event(match e {
+            Event::Apply(object) | Event::InitApply(object) => exists(object),
+            Event::Delete(object) => ObjectChange::Delete(key_of(&object)),
+            Event::Init => ObjectChange::Relisting,
+            Event::InitDone => ObjectChange::Synced,
+        })]
+    };
+    let feed = crate::watch::feed_events(api, config, tx, kind, handle);
     tokio::select! {
         _ = feed => {}
         _ = stop.cancelled() => {}

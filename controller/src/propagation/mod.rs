@@ -2,7 +2,9 @@
 //! `hnc-shard`) decides the writes, the writer performs them.
 //!
 //! * [`engine`] — the task owning the cache: ingest, configure types, plan, submit, follow outcomes;
-//! * [`events`] — Warning Events about propagation problems.
+//! * [`events`] — Warning Events about propagation problems;
+//! * [`watched`] — the objects the engine watches, read without `managedFields`.
 
 pub mod engine;
 pub mod events;
+pub mod watched;

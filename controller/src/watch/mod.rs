@@ -85,7 +85,8 @@ impl RelistTracker {
     }
 }
 
-fn key_of<K: Resource>(obj: &K) -> ObjectKey {
+/// The `(namespace, name)` of an object.
+pub fn key_of<K: Resource>(obj: &K) -> ObjectKey {
     (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
 }
 
@@ -163,6 +164,23 @@ pub async fn feed<K, E>(
     K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
 {
     let mut tracker = RelistTracker::default();
+    let handle = move |event| tracker.handle(event).into_iter().map(&wrap).collect();
+    feed_events(api, config, tx, kind, handle).await
+}
+
+/// [`feed`] without its relist tracking: each watcher event is turned into what `tx` carries by `handle`. For a
+/// consumer that knows which objects it holds and finds the deletions a relist implies itself, so that no set
+/// of every object's key is kept beside it (the propagation engine, whose types hold most of a cluster's
+/// objects while it holds those of its own trees).
+pub async fn feed_events<K, E>(
+    api: Api<K>,
+    config: watcher::Config,
+    tx: mpsc::Sender<E>,
+    kind: String,
+    mut handle: impl FnMut(Event<K>) -> Vec<E>,
+) where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
     let mut listing: Option<(std::time::Instant, usize)> = None;
     let mut lists = 0u64;
     let stream = watcher::watcher(api, config).default_backoff();
@@ -195,8 +213,8 @@ pub async fn feed<K, E>(
                     }
                     Event::Apply(_) | Event::Delete(_) => {}
                 }
-                for change in tracker.handle(event) {
-                    if tx.send(wrap(change)).await.is_err() {
+                for item in handle(event) {
+                    if tx.send(item).await.is_err() {
                         return;
                     }
                 }

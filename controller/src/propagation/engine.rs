@@ -100,7 +100,7 @@ pub enum ObjectChange {
     Elsewhere {
         /// `(namespace, name)`.
         key: ObjectKey,
-        /// The source's policy fields ([`policy_fields`]); `None` for a copy.
+        /// The source's metadata and `type` (what its policy is made of); `None` for a copy.
         policy: Option<serde_json::Value>,
     },
     /// The object `(namespace, name)` was deleted.

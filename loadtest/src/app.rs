@@ -11,6 +11,18 @@ use crate::session::Session;
 
 /// Runs `cli`; the exit code says whether it worked.
 pub fn main(cli: Cli) -> ExitCode {
+    if let Command::ScalingPlot(args) = &cli.command {
+        return match crate::plot::scaling_from_runs(args) {
+            Ok(()) => {
+                println!("plot in {}", args.out.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let build = |name: &str| {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name(name).enable_all().build()
     };
@@ -48,7 +60,10 @@ pub fn main(cli: Cli) -> ExitCode {
 /// Runs the command; returns the output directory.
 pub async fn run(cli: &Cli, sim: &tokio::runtime::Handle) -> anyhow::Result<PathBuf> {
     let command = &cli.command;
-    let mut opts = command.common().clone();
+    let Some(opts) = command.common() else {
+        anyhow::bail!("{} runs no scenario", command.name());
+    };
+    let mut opts = opts.clone();
     // The slow-webhooks fault needs replicas that serve webhooks.
     if matches!(command, Command::Faults(_)) && opts.faults.contains(&crate::cli::FaultKind::SlowWebhooks) {
         opts.webhooks = true;

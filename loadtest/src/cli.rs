@@ -22,6 +22,8 @@ Examples (release build: cargo run --release -p hnc-loadtest -- ...):
   hnc-loadtest quota   # 1,000 namespaces under 100 HRQs of 20 pods, pods created and deleted at 100/s for 60 s
   hnc-loadtest quota --replicas 3 --sim-profile realistic --quota-budget 10 --duration 30
   hnc-loadtest cold --kubeconfig ~/.kube/config --topology wide --size 100   # a real cluster
+  hnc-loadtest scaling-plot docs/perf/scale-forest-20k-r1 docs/perf/scale-forest-20k-r2 \
+      docs/perf/scale-forest-20k-r4 --out docs/perf/scaling-forest-20k.svg
 Results go to --out (default loadtest-out/<scenario>-<topology>; quota: loadtest-out/quota-<shape>): result.json,
 summary.md, *.svg.";
 
@@ -67,6 +69,24 @@ pub enum Command {
         mut_arg("duration", |a| a.default_value("60"))
     )]
     Quota(Common),
+    /// Draws how per-replica cost scales from the results of runs of one topology at different replica counts
+    /// (their `result.json`): each replica's CPU-s and peak RSS of the cold start as a share of the
+    /// 1-replica run's, against the replica count. Needs a 1-replica run among them.
+    ScalingPlot(ScalingPlotArgs),
+}
+
+/// Arguments of `hnc-loadtest scaling-plot`.
+#[derive(Debug, Clone, Args)]
+pub struct ScalingPlotArgs {
+    /// Result directories (or their result.json), one per replica count.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The SVG to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The goal drawn as a horizontal line (share of the 1-replica cost).
+    #[arg(long, default_value_t = 0.3)]
+    pub goal: f64,
 }
 
 impl Command {
@@ -80,11 +100,13 @@ impl Command {
             Command::Run(_) => "run",
             Command::Faults(_) => "faults",
             Command::Quota(_) => "quota",
+            Command::ScalingPlot(_) => "scaling-plot",
         }
     }
 
-    pub fn common(&self) -> &Common {
-        match self {
+    /// The options of a command that runs a scenario (`None` for `scaling-plot`).
+    pub fn common(&self) -> Option<&Common> {
+        Some(match self {
             Command::Cold(c)
             | Command::Warm(c)
             | Command::Churn(c)
@@ -93,13 +115,18 @@ impl Command {
             | Command::Run(c)
             | Command::Faults(c)
             | Command::Quota(c) => c,
-        }
+            Command::ScalingPlot(_) => return None,
+        })
     }
 
     /// The phases this command runs after loading and the cold start.
     pub fn phases(&self) -> Vec<Phase> {
         match self {
-            Command::Cold(_) | Command::Capacity(_) | Command::Faults(_) | Command::Quota(_) => vec![],
+            Command::Cold(_)
+            | Command::Capacity(_)
+            | Command::Faults(_)
+            | Command::Quota(_)
+            | Command::ScalingPlot(_) => vec![],
             Command::Warm(_) => vec![Phase::Warm],
             Command::Churn(_) => vec![Phase::Churn],
             Command::Burst(_) => vec![Phase::Burst],

@@ -1,5 +1,6 @@
 //! SVG plots (plotters' SVG backend needs no system fonts): propagation latency over time, cold-start progress,
-//! and the capacity curve (p99 latency against churn rate, one line per replica count).
+//! the capacity curve (p99 latency against churn rate, one line per replica count), and per-replica cost
+//! against the replica count.
 
 use std::path::Path;
 
@@ -230,4 +231,145 @@ pub fn capacity_curve(path: &Path, title: &str, runs: &[PhaseResult], slo: f64) 
         .map_err(err)?;
     root.present().map_err(err)?;
     Ok(())
+}
+
+/// The cold start of one run as the scaling plot reads it: replica count, and each replica's CPU-s and peak RSS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingRun {
+    pub replicas: usize,
+    /// `(cpu_s, peak_rss_mib)` per replica.
+    pub per_replica: Vec<(f64, f64)>,
+}
+
+/// Reads the cold phase of a `result.json` (or a directory holding one).
+pub fn read_scaling_run(path: &Path) -> anyhow::Result<ScalingRun> {
+    let file = if path.is_dir() { path.join("result.json") } else { path.to_path_buf() };
+    let text = std::fs::read_to_string(&file).map_err(|e| anyhow!("reading {}: {e}", file.display()))?;
+    let result: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| anyhow!("{} is not JSON: {e}", file.display()))?;
+    let cold = result["phases"]
+        .as_array()
+        .and_then(|phases| phases.iter().find(|p| p["phase"] == "cold"))
+        .ok_or_else(|| anyhow!("{} has no cold phase", file.display()))?;
+    let replicas = cold["replicas"]
+        .as_u64()
+        .and_then(|r| usize::try_from(r).ok())
+        .ok_or_else(|| anyhow!("{}: cold phase without a replica count", file.display()))?;
+    // Replica processes are the ones with a peak RSS and a name that is not a parenthesized aggregate.
+    let per_replica: Vec<(f64, f64)> = cold["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"].as_str().is_some_and(|n| !n.starts_with('(')))
+        .filter_map(|p| Some((p["cpu_s"].as_f64()?, p["peak_rss_mib"].as_f64()?)))
+        .collect();
+    if per_replica.len() != replicas {
+        return Err(anyhow!("{}: {} replicas, usage of {}", file.display(), replicas, per_replica.len()));
+    }
+    Ok(ScalingRun { replicas, per_replica })
+}
+
+/// `hnc-loadtest scaling-plot`: reads the runs and draws [`scaling`].
+pub fn scaling_from_runs(args: &crate::cli::ScalingPlotArgs) -> anyhow::Result<()> {
+    let runs = args.runs.iter().map(|p| read_scaling_run(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    scaling(&args.out, "Per-replica cost of the cold start against one replica's", &runs, args.goal)
+}
+
+/// Each replica's CPU-s and peak RSS as a share of the 1-replica run's (points), their largest per replica
+/// count (lines), the ideal 1/R and the goal.
+pub fn scaling(path: &Path, title: &str, runs: &[ScalingRun], goal: f64) -> anyhow::Result<()> {
+    let base = runs
+        .iter()
+        .find(|r| r.replicas == 1)
+        .and_then(|r| r.per_replica.first().copied())
+        .filter(|(cpu, rss)| *cpu > 0.0 && *rss > 0.0)
+        .ok_or_else(|| anyhow!("a 1-replica run is needed as the baseline"))?;
+    let mut runs = runs.to_vec();
+    runs.sort_by_key(|r| r.replicas);
+    let most = i32::try_from(runs.last().map_or(1, |r| r.replicas)).unwrap_or(i32::MAX - 1);
+    let root = canvas(path)?;
+    let mut chart = chart_builder(&root, title).build_cartesian_2d(0..most + 1, 0.0..1.1).map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("replicas")
+        .y_desc("share of one replica's cost")
+        .x_labels(most as usize + 2)
+        .draw()
+        .map_err(err)?;
+    let x = |r: &ScalingRun| i32::try_from(r.replicas).unwrap_or(most);
+    type Share = fn(&(f64, f64), (f64, f64)) -> f64;
+    let series: [(&str, RGBColor, Share); 2] = [
+        ("CPU-s", BLUE, |(cpu, _), (base, _)| cpu / base),
+        ("peak RSS", RED, |(_, rss), (_, base)| rss / base),
+    ];
+    for (name, color, share) in series {
+        let worst: Vec<(i32, f64)> = runs
+            .iter()
+            .map(|r| (x(r), r.per_replica.iter().map(|u| share(u, base)).fold(0.0, f64::max)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(worst, color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{name}, largest replica"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        let points: Vec<(i32, f64)> =
+            runs.iter().flat_map(|r| r.per_replica.iter().map(move |u| (x(r), share(u, base)))).collect();
+        chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled()))).map_err(err)?;
+    }
+    let ideal: Vec<(i32, f64)> = (1..=most).map(|r| (r, 1.0 / f64::from(r))).collect();
+    chart
+        .draw_series(LineSeries::new(ideal, BLACK.mix(0.4)))
+        .map_err(err)?
+        .label("1 / replicas")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+    chart
+        .draw_series(LineSeries::new(vec![(0, goal), (most + 1, goal)], GREEN.stroke_width(1)))
+        .map_err(err)?
+        .label(format!("goal ≤ {goal}"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(replicas: usize, usage: &[(f64, f64)]) -> serde_json::Value {
+        let mut processes: Vec<serde_json::Value> = usage
+            .iter()
+            .enumerate()
+            .map(|(i, (cpu, rss))| serde_json::json!({"name": format!("lt-r{i}"), "cpu_s": cpu, "peak_rss_mib": rss}))
+            .collect();
+        processes.push(serde_json::json!({"name": "(apisim threads)", "cpu_s": 40.0, "peak_rss_mib": null}));
+        serde_json::json!({"phases": [{"phase": "cold", "replicas": replicas, "processes": processes}]})
+    }
+
+    #[test]
+    fn reads_each_replicas_usage_of_the_cold_start_and_draws_against_one_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = Vec::new();
+        for (r, usage) in [(1, vec![(100.0, 500.0)]), (2, vec![(50.0, 300.0), (45.0, 280.0)])] {
+            let sub = dir.path().join(format!("r{r}"));
+            std::fs::create_dir(&sub).unwrap();
+            std::fs::write(sub.join("result.json"), result(r, &usage).to_string()).unwrap();
+            runs.push(read_scaling_run(&sub).unwrap());
+        }
+        assert_eq!(runs[1], ScalingRun { replicas: 2, per_replica: vec![(50.0, 300.0), (45.0, 280.0)] });
+        let svg = dir.path().join("scaling.svg");
+        scaling(&svg, "t", &runs, 0.3).unwrap();
+        assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+        // No baseline, or a result that does not add up: a clear error.
+        assert!(scaling(&svg, "t", &runs[1..], 0.3).unwrap_err().to_string().contains("1-replica"));
+        std::fs::write(dir.path().join("bad.json"), result(3, &[(1.0, 1.0)]).to_string()).unwrap();
+        assert!(read_scaling_run(&dir.path().join("bad.json")).is_err());
+        assert!(read_scaling_run(&dir.path().join("missing")).is_err());
+    }
 }

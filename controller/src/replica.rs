@@ -194,6 +194,16 @@ impl Replica {
             ownership.clone(),
         );
         let cache = engine.cache_reader();
+        // Admission's conflict checks read the source index: a replica is not ready before every propagated
+        // type's first list has reached it.
+        let mut sources_synced = engine.sources_synced();
+        ready.register("sources");
+        let gate = ready.clone();
+        helpers.spawn(async move {
+            if sources_synced.wait_for(|s| *s).await.is_ok() {
+                gate.set("sources", true);
+            }
+        });
         debug.register(
             "namespace",
             ownership::namespace_page(tree.clone(), cache.clone(), ring.clone(), ownership.clone()),

@@ -16,6 +16,7 @@ const CONTROLLER_USER: &str = "system:serviceaccount:hnc-system:hnc";
 struct Controller {
     child: Child,
     metrics: String,
+    health: String,
 }
 
 impl Drop for Controller {
@@ -41,15 +42,24 @@ impl Controller {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let metrics = loop {
+        let (metrics, health) = loop {
             let line = lines.next().expect("controller exited before listening").unwrap();
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             if v["message"] == "ops server listening" {
-                break v["metrics_addr"].as_str().unwrap().to_owned();
+                let addr = |field: &str| v[field].as_str().unwrap().to_owned();
+                break (addr("metrics_addr"), addr("health_addr"));
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        Controller { child, metrics }
+        Controller { child, metrics, health }
+    }
+
+    /// `/readyz`'s status code and body.
+    async fn readyz(&self) -> (u16, String) {
+        match reqwest::get(format!("http://{}/readyz", self.health)).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
     }
 
     /// The sum of metric `name` over its label sets (0 when not reported).
@@ -164,6 +174,36 @@ async fn what_was_deleted_while_the_watch_was_down_is_followed_after_the_relist(
     .await;
     eventually("the deleted copy to be created again", Duration::from_secs(60), || async {
         copies.get_opt("kept").await.ok().flatten().is_some()
+    })
+    .await;
+    drop(controller);
+    sim.shutdown().await;
+}
+
+/// Admission's conflict checks read the source index: a replica whose Role list cannot complete is not ready,
+/// and says what it waits for; it becomes ready once the list goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_is_not_ready_before_every_type_is_listed_into_the_source_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, _admin) = parent_and_child().await;
+    let failing = sim.faults().add(FaultRule {
+        verb: Some("LIST".into()),
+        resource: Some("roles".into()),
+        user: Some(CONTROLLER_USER.into()),
+        error: Some(500),
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    let controller = Controller::start(&sim, dir.path());
+    // Long enough for everything else (the hierarchy, the other types) to be listed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, body) = controller.readyz().await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("sources"), "{body}");
+    assert!(!body.contains("hierarchy"), "the hierarchy is listed: {body}");
+    sim.faults().remove(failing);
+    eventually("the replica to be ready", Duration::from_secs(60), || async {
+        controller.readyz().await.0 == 200
     })
     .await;
     drop(controller);

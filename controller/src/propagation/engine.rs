@@ -156,6 +156,9 @@ pub struct PropagationEngine {
     relisting: HashMap<TypeKey, HashSet<(NsName, String)>>,
     /// True once every watched type has listed and the first plan ran: the cache's counts are complete.
     counted: Arc<AtomicBool>,
+    /// Turns true once, when every type's first list has reached the source index: admission's conflict checks
+    /// are complete from then on.
+    sources_synced: watch::Sender<bool>,
 }
 
 impl PropagationEngine {
@@ -193,6 +196,7 @@ impl PropagationEngine {
             tombstones: HashSet::new(),
             relisting: HashMap::new(),
             counted: Arc::new(AtomicBool::new(false)),
+            sources_synced: watch::channel(false).0,
         }
     }
 
@@ -205,6 +209,12 @@ impl PropagationEngine {
     /// the HNCConfiguration status keeps the counts it already shows rather than publish partial ones.
     pub fn counts_known(&self) -> Arc<AtomicBool> {
         self.counted.clone()
+    }
+
+    /// Turns true once every propagated type has been listed into the source index (the readiness gate of
+    /// admission's conflict checks; types added later do not close it again).
+    pub fn sources_synced(&self) -> watch::Receiver<bool> {
+        self.sources_synced.subscribe()
     }
 
     /// Readers of the cluster-wide source index (admission's conflict checks).
@@ -378,6 +388,9 @@ impl PropagationEngine {
                     w.synced = true;
                     self.mark(Dirty::Type { ty });
                 }
+                if self.watches.values().all(|w| w.synced) {
+                    self.sources_synced.send_if_modified(|synced| !std::mem::replace(synced, true));
+                }
                 return;
             }
         };
@@ -434,11 +447,15 @@ impl PropagationEngine {
             None => self.sources.delete(ty, ns, name),
         }
         let ns = NsName::from(ns);
-        self.unloaded.insert(ns.clone());
+        if !tree.is_synced() || !self.ownership.owns(&*tree, &ns) {
+            self.unloaded.insert(ns);
+            return;
+        }
         // The watch decided before this replica gained the tree (a handover, or a re-parent into an owned tree):
-        // the object's body is not here. The gain's load lists what the namespace holds now, newer than this
-        // event — unless the namespace was not known to be unloaded then; it is listed now.
-        if self.ownership.owns(&*tree, &ns) && !self.loads.values().any(|l| l.contains(&ns)) {
+        // the object's body is not here. A load in progress lists what the namespace holds now, newer than this
+        // event; otherwise the namespace is listed now.
+        if !self.loads.values().any(|l| l.contains(&ns)) {
+            self.unloaded.insert(ns.clone());
             self.follow_ownership(Some(&[ns]));
         }
     }

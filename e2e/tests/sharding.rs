@@ -279,7 +279,29 @@ async fn a_subtree_moved_to_another_replicas_tree_is_maintained_by_it() -> anyho
         .into_iter()
         .filter(|w| w.namespace == grandchild && w.name == "local" && w.verb == "DELETE")
         .count();
-    assert_eq!(deleted_local, 0, "m2 deleted a copy that stayed valid");
+    let story = || -> Vec<String> {
+        let mut writes: Vec<_> = ["m1", "m2"]
+            .into_iter()
+            .flat_map(|r| env.writes_by(r).into_iter().map(move |w| (r, w)))
+            .filter(|(_, w)| w.namespace == grandchild || w.namespace == *moved)
+            .collect();
+        writes.sort_by_key(|(_, w)| w.at);
+        writes
+            .into_iter()
+            .map(|(r, w)| {
+                let at =
+                    w.at.checked_duration_since(move_sent)
+                        .map_or_else(|| format!("-{:?}", move_sent - w.at), |after| format!("+{after:?}"));
+                format!("{at} {r} {} {} {}/{} {}", w.verb, w.resource, w.namespace, w.name, w.code)
+            })
+            .collect()
+    };
+    assert_eq!(
+        deleted_local,
+        0,
+        "m2 deleted a copy that stayed valid; writes around the move: {:#?}",
+        story()
+    );
     // Both replicas agree where the moved namespace now lives, and only m2 owns and caches it. m1 evicts what
     // it cached there once its engine has heard of the move, which comes after the move is published.
     eventually(CONVERGE, "m1 evicting the moved namespace", || async {

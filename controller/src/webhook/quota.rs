@@ -14,7 +14,7 @@ use std::time::Duration;
 use hnc_api::HierarchicalResourceQuota;
 use hnc_api::keys::{annotations, names};
 use hnc_shard::TreeReader;
-use hnc_shard::hrq::{Charge, ResourceList, encode_charges};
+use hnc_shard::hrq::{Charge, Charges, Exceeded, ResourceList, encode_charges};
 use hnc_shard::view::NsName;
 use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -49,14 +49,33 @@ impl QuotaStatusValidator {
         QuotaStatusValidator { view, tree, client }
     }
 
-    /// Records `charge` for `ns` on HRQ `hrq_ns/hrq`, conditional on the version the view shows. Ok(true):
-    /// charged; Ok(false): the HRQ changed meanwhile (the view now shows it as it is); Err: the API call failed.
-    async fn charge(&self, hrq_ns: &NsName, hrq: &str, ns: &NsName, charge: &Charge) -> Result<bool, String> {
-        let (version, mut charges) = {
-            let state = self.view.read();
-            let Some(observed) = state.hrqs.get(&(hrq_ns.clone(), hrq.to_owned())) else { return Ok(false) };
-            (observed.resource_version.clone(), state.model.charges(hrq_ns, hrq).cloned().unwrap_or_default())
-        };
+    /// Decides whether `ns` may use `proposed` (absolute amounts) from the view as it is now: the HRQs to charge,
+    /// each with the version and charges the decision counted, or the HRQ it would exceed.
+    fn decide(&self, ns: &NsName, proposed: &ResourceList) -> Result<Vec<ChargeBasis>, Exceeded> {
+        let state = self.view.read();
+        let tree = self.tree.load();
+        let admission = state.model.admit(&*tree, ns, proposed)?;
+        Ok(admission
+            .hrqs
+            .into_iter()
+            .map(|(hrq_ns, hrq)| {
+                let key = (hrq_ns, hrq);
+                let version = state.hrqs.get(&key).map(|observed| observed.resource_version.clone());
+                let charges = state.model.charges(&key.0, &key.1).cloned().unwrap_or_default();
+                ChargeBasis { hrq_ns: key.0, hrq: key.1, version, charges }
+            })
+            .collect())
+    }
+
+    /// Records `charge` for `ns` on the HRQ of `basis`, conditional on the version the decision counted — not
+    /// the version the view shows now: another admission's charge may have reached the view since, and a write
+    /// conditional on that newer version would succeed without the decision having counted it. Ok(true):
+    /// charged; Ok(false): the HRQ changed since the decision (the view now shows it as it is); Err: the API
+    /// call failed.
+    async fn charge(&self, basis: &ChargeBasis, ns: &NsName, charge: &Charge) -> Result<bool, String> {
+        let ChargeBasis { hrq_ns, hrq, version, charges } = basis;
+        let Some(version) = version else { return Ok(false) };
+        let mut charges = charges.clone();
         charges.insert(ns.clone(), charge.clone());
         let api: Api<HierarchicalResourceQuota> = Api::namespaced(self.client.clone(), hrq_ns);
         let patch = json!({"metadata": {
@@ -93,6 +112,16 @@ impl QuotaStatusValidator {
     }
 }
 
+/// One HRQ an admission must charge, as the decision saw it.
+struct ChargeBasis {
+    hrq_ns: NsName,
+    hrq: String,
+    /// The HRQ's resourceVersion the decision read (None: the view has no such HRQ any more).
+    version: Option<String>,
+    /// The charges the decision counted.
+    charges: Charges,
+}
+
 impl Handler for QuotaStatusValidator {
     fn name(&self) -> &'static str {
         "resourcesquotasstatus.hnc.x-k8s.io"
@@ -126,27 +155,23 @@ impl Handler for QuotaStatusValidator {
         }
         let charge = Charge { from, used: proposed.clone(), at: jiff::Timestamp::now().as_second() };
         for _ in 0..CHARGE_ROUNDS {
-            let admission = {
-                let state = self.view.read();
-                let tree = self.tree.load();
-                state.model.admit(&*tree, &ns, &proposed)
-            };
-            let hrqs = match admission {
-                Ok(admission) => admission.hrqs,
+            let bases = match self.decide(&ns, &proposed) {
+                Ok(bases) => bases,
                 Err(exceeded) => {
                     metrics::counter!("hnc_hrq_denials_total").increment(1);
                     return forbidden(resp(), exceeded.to_string());
                 }
             };
             let mut all_charged = true;
-            for (hrq_ns, hrq) in &hrqs {
-                match self.charge(hrq_ns, hrq, &ns, &charge).await {
+            for basis in &bases {
+                match self.charge(basis, &ns, &charge).await {
                     Ok(true) => {}
                     Ok(false) => {
                         all_charged = false;
                         break;
                     }
                     Err(error) => {
+                        let (hrq_ns, hrq) = (&basis.hrq_ns, &basis.hrq);
                         tracing::warn!(namespace = %ns, %error, "could not charge a hierarchical quota");
                         return deny::internal(
                             resp(),
@@ -283,4 +308,80 @@ pub struct QuotaWebhooks {
     pub view: QuotaView,
     /// Charges and dry runs.
     pub client: Client,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use serde_json::json;
+
+    use super::*;
+    use crate::webhook::testing::Forest;
+
+    fn pods(n: &str) -> ResourceList {
+        [("pods".to_owned(), hnc_api::quantity::parse(n).unwrap())].into()
+    }
+
+    fn singleton(ns: &str, used: &str) -> ResourceQuota {
+        serde_json::from_value(json!({
+            "metadata": {"name": names::HRQ_RESOURCE_QUOTA, "namespace": ns, "resourceVersion": "1"},
+            "spec": {"hard": {"pods": "1"}}, "status": {"hard": {"pods": "1"}, "used": {"pods": used}}}))
+        .unwrap()
+    }
+
+    /// Two admissions in sibling namespaces decide from the same view, with room for one of them; the first
+    /// to charge wins. The second's charge must be conditional on the HRQ as its decision saw it, so it
+    /// conflicts even though the view, by then, shows the HRQ with the first one's charge — and deciding
+    /// again, it is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_charge_is_conditional_on_the_hrq_its_decision_counted() {
+        let sim = hnc_apisim::ApiSim::start(Default::default()).await.unwrap();
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+        hnc_apisim::install_crds_from_dir(&sim, &crds).await.unwrap();
+        for ns in ["root", "a", "b"] {
+            sim.create("", "namespaces", "", json!({"metadata": {"name": ns}})).unwrap();
+        }
+        let kubeconfig = Kubeconfig::from_yaml(&sim.kubeconfig_yaml(sim.admin_token())).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        let client = Client::try_from(config).unwrap();
+        let hrqs: Api<HierarchicalResourceQuota> = Api::namespaced(client.clone(), "root");
+        let hrq: HierarchicalResourceQuota = serde_json::from_value(json!({
+            "apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchicalResourceQuota",
+            "metadata": {"name": "budget", "namespace": "root"}, "spec": {"hard": {"pods": "1"}}}))
+        .unwrap();
+        let hrq = hrqs.create(&PostParams::default(), &hrq).await.unwrap();
+
+        let view = QuotaView::new();
+        {
+            let mut state = view.write();
+            state.apply_hrq(&hrq);
+            state.apply_singleton(&singleton("a", "0"));
+            state.apply_singleton(&singleton("b", "0"));
+            state.hrqs_synced = true;
+            state.singletons_synced = true;
+        }
+        let tree = Forest::new().ns("root").child("a", "root").child("b", "root").context().tree;
+        let validator = QuotaStatusValidator::new(view, tree, client);
+        let (a, b): (NsName, NsName) = ("a".into(), "b".into());
+        let in_a = validator.decide(&a, &pods("1")).expect("room for one pod");
+        let in_b = validator.decide(&b, &pods("1")).expect("room for one pod");
+        assert_eq!(in_a.len(), 1);
+        let charge = Charge { from: "1".to_owned(), used: pods("1"), at: 0 };
+        assert_eq!(validator.charge(&in_b[0], &b, &charge).await, Ok(true), "the first charge is recorded");
+        assert_eq!(
+            validator.charge(&in_a[0], &a, &charge).await,
+            Ok(false),
+            "a charge decided before the other one was recorded must conflict"
+        );
+        let again = validator.decide(&a, &pods("1"));
+        assert!(again.is_err(), "deciding again counts b's charge: {:?}", again.map(|b| b.len()));
+        let stored = hrqs.get("budget").await.unwrap();
+        let charges = stored.metadata.annotations.unwrap_or_default();
+        let charges = charges.get(annotations::HRQ_CHARGES).map(String::as_str).unwrap_or_default();
+        assert!(charges.contains("\"b\"") && !charges.contains("\"a\""), "only b is charged: {charges}");
+        sim.shutdown().await;
+    }
 }

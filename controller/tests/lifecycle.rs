@@ -86,6 +86,8 @@ async fn wait_ready(health: &str) {
     }
 }
 
+/// Blocks this thread until the controller exits: the tests run on a multi-threaded runtime so that apisim keeps
+/// answering meanwhile (a controller shutting down releases its Leases, and waits for answers).
 fn signal_and_wait(child: &mut Child, signal: &str) -> std::process::ExitStatus {
     assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -98,7 +100,7 @@ fn signal_and_wait(child: &mut Child, signal: &str) -> std::process::ExitStatus 
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ready_serves_health_and_metrics_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (_sim, kubeconfig) = cluster(dir.path()).await;
@@ -119,7 +121,7 @@ async fn ready_serves_health_and_metrics_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_port_serves_everything_and_sigint_stops() {
     let dir = tempfile::tempdir().unwrap();
     let (_sim, kubeconfig) = cluster(dir.path()).await;

@@ -25,7 +25,13 @@ pub trait ShardOwnership: Send + Sync {
     /// True while this replica is the leader, which alone writes cluster singletons.
     fn is_leader(&self) -> bool;
 
-    /// True once this replica knows which trees are its own (it has been assigned shards). Before that, every
+    /// True while `root`'s shard is held or assigned to this replica (about to be held): its objects are worth
+    /// keeping whole, since writing for it starts as soon as the fence opens.
+    fn expects_root(&self, root: &str) -> bool {
+        self.holds_root(root)
+    }
+
+    /// True once this replica knows which trees are its own (an assignment has counted it). Before that, every
     /// tree looks like another replica's.
     fn knows_its_trees(&self) -> bool {
         true
@@ -53,6 +59,11 @@ impl ShardOwnership for ShardedOwnership {
 
     fn is_leader(&self) -> bool {
         self.coordinator.is_leader()
+    }
+
+    fn expects_root(&self, root: &str) -> bool {
+        let shard = self.ring.shard_of(root);
+        self.coordinator.holds(shard) || self.coordinator.is_assigned(shard)
     }
 
     fn knows_its_trees(&self) -> bool {
@@ -97,6 +108,16 @@ impl Ownership {
 }
 
 impl Ownership {
+    /// True when this replica owns `ns`'s tree or is about to (its shard is assigned here and the Lease not yet
+    /// taken): what it keeps of the tree's objects. Writes still wait for [`Ownership::owns`].
+    pub fn expects(&self, view: &dyn HierarchyView, ns: &str) -> bool {
+        match self {
+            Ownership::Everything => true,
+            Ownership::Nothing => false,
+            Ownership::Shards(shards) => shards.expects_root(&view.root(ns)),
+        }
+    }
+
     /// True once the trees this replica owns are known: always for one replica or a webhooks-only one; for
     /// shards, once it has been assigned some.
     pub fn knows_its_trees(&self) -> bool {

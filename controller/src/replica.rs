@@ -85,7 +85,7 @@ impl Replica {
         let index = TreeIndex::new(flags.namespace_policy());
         let tree = index.reader();
         let ring = ShardRing::new(flags.shards, DEFAULT_VIRTUAL_NODES);
-        // Bumped whenever this replica gains or loses shards or leadership.
+        // Bumped whenever this replica gains or loses shards (assigned or held) or leadership.
         let (ownership_tx, ownership_rx) = watch::channel(0u64);
         let (ownership, coordinator) = if flags.webhooks_only {
             (Ownership::Nothing, None)
@@ -93,10 +93,12 @@ impl Replica {
             let (coordinator, task) = start_coordinator(flags, client.clone(), tree.clone(), ring.clone())?;
             debug.register("shards", ownership::shards_page(coordinator.clone()));
             let (mut held, mut leading) = (coordinator.held_shards(), coordinator.leadership());
+            let mut assigned = coordinator.assigned_shards();
             core.spawn("ownership-notifier", async move {
                 loop {
                     tokio::select! {
                         changed = held.changed() => if changed.is_err() { return },
+                        changed = assigned.changed() => if changed.is_err() { return },
                         changed = leading.changed() => if changed.is_err() { return },
                     }
                     ownership_tx.send_modify(|v| *v += 1);

@@ -198,6 +198,8 @@ pub(crate) struct Shared {
     pub(crate) assigned_tx: watch::Sender<BTreeSet<u32>>,
     assignment: Mutex<Option<PublishedAssignment>>,
     ignored_epoch: std::sync::atomic::AtomicU64,
+    /// Set once an applied assignment listed this replica among the live ones.
+    member_of_an_assignment: std::sync::atomic::AtomicBool,
     /// Annotations for this replica's membership lease.
     pub(crate) facts: Mutex<BTreeMap<String, String>>,
     last_contact: Mutex<Instant>,
@@ -313,6 +315,7 @@ impl Shared {
             fence.set_wanted(mine.contains(&(shard as u32)));
         }
         metrics::gauge!(m::ASSIGNMENT_EPOCH).set(doc.epoch as f64);
+        let member = doc.replicas.contains(&self.me);
         *current = Some(doc);
         drop(current);
         self.assigned_tx.send_if_modified(|assigned| {
@@ -320,6 +323,10 @@ impl Shared {
             *assigned = mine;
             changed
         });
+        // After the assigned shards: whoever reads "known" then reads them too.
+        if member {
+            self.member_of_an_assignment.store(true, std::sync::atomic::Ordering::Release);
+        }
         self.refresh_held();
     }
 
@@ -367,6 +374,7 @@ impl Coordinator {
             assigned_tx: watch::channel(BTreeSet::new()).0,
             assignment: Mutex::new(None),
             ignored_epoch: Default::default(),
+            member_of_an_assignment: Default::default(),
             facts: Mutex::new(BTreeMap::new()),
             last_contact: Mutex::new(Instant::now()),
             last_error: Mutex::new(None),
@@ -488,10 +496,15 @@ impl CoordinatorHandle {
         self.shared.assigned_tx.subscribe()
     }
 
-    /// True once an assignment has given this replica shards: from then on, a tree it does not hold is (save a
-    /// handover in progress) another replica's.
+    /// True once an assignment has counted this replica among the live ones (whether or not it gave it shards):
+    /// from then on, a tree it neither holds nor is assigned is (save a handover in progress) another replica's.
     pub fn has_assignment(&self) -> bool {
-        !self.shared.assigned_tx.borrow().is_empty()
+        self.shared.member_of_an_assignment.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// True when the newest assignment gives this replica `shard` (held already, or about to be).
+    pub fn is_assigned(&self, shard: u32) -> bool {
+        self.shared.assigned_tx.borrow().contains(&shard)
     }
 
     /// Publishes how many objects this replica caches per shard it holds; the leader adds them to the shard

@@ -15,9 +15,11 @@
 //! restart never plans from a partial picture. A write submitted and not yet echoed is remembered: a re-plan
 //! in that window does not write it again.
 //!
-//! The cache holds only the trees this replica owns, so its memory follows ownership. Objects of other trees
-//! are reduced by the watch task, before they are queued, to their key and (for a source) the policy the
-//! cluster-wide source index keeps for admission; their namespaces are remembered as *unloaded*. Watched objects
+//! The cache holds only the trees this replica owns or is assigned (its Lease about to be taken), so its memory
+//! follows ownership; writes wait for the Lease. The watches start once this replica knows its trees (the
+//! hierarchy synced, an assignment counted it), so even their first list keeps only those trees whole. Objects
+//! of other trees are reduced by the watch task, before they are queued, to their key and (for a source) the
+//! policy the cluster-wide source index keeps for admission; their namespaces are remembered as *unloaded*. Watched objects
 //! are read without `managedFields` ([`WatchedObject`]), and the watches keep no set of every object's key: a
 //! relist's deletions are found from what the engine holds ([`ObjectChange::Relisting`]). When unloaded namespaces become
 //! owned (shards gained, or a subtree re-parented into an owned tree) they are *loaded* with lists while the
@@ -76,6 +78,8 @@ const LOAD_PAGE: u32 = 500;
 /// ingested. A limit of its own, tuned to the engine, like the hierarchy reconciler's
 /// [`MAX_EVENTS_PER_FLUSH`](crate::hierarchy::reconciler::MAX_EVENTS_PER_FLUSH).
 const MAX_EVENTS_PER_PLAN: usize = 4096;
+/// How often a propagated type's watch looks whether this replica knows its trees yet, before its first list.
+const WAIT_FOR_TREES_POLL: Duration = Duration::from_millis(50);
 
 /// A change to an object of a propagated type.
 #[derive(Debug)]
@@ -267,7 +271,11 @@ impl PropagationEngine {
                     }
                 }
                 dirty = self.retries.next() => self.mark(dirty),
-                Ok(()) = ownership_changed.changed() => self.follow_ownership(None),
+                Ok(()) = ownership_changed.changed() => {
+                    self.follow_ownership(None);
+                    // Trees whose Lease was just taken may be cached already (kept while assigned): plan them.
+                    self.mark(Dirty::All);
+                }
                 _ = resync.tick() => self.mark(Dirty::All),
             }
             if !was_synced && self.tree.load().is_synced() {
@@ -422,7 +430,7 @@ impl PropagationEngine {
         }
         // Before the hierarchy is complete a namespace's tree is not known: keep everything, and evict
         // what is not ours once it is.
-        if tree.is_synced() && !self.ownership.owns(&*tree, ns) {
+        if tree.is_synced() && !self.ownership.expects(&*tree, ns) {
             self.unloaded.insert(ns.into());
             return None;
         }
@@ -447,7 +455,7 @@ impl PropagationEngine {
             None => self.sources.delete(ty, ns, name),
         }
         let ns = NsName::from(ns);
-        if !tree.is_synced() || !self.ownership.owns(&*tree, &ns) {
+        if !tree.is_synced() || !self.ownership.expects(&*tree, &ns) {
             self.unloaded.insert(ns);
             return;
         }
@@ -537,7 +545,7 @@ impl PropagationEngine {
         let in_scope = |ns: &str| scope.as_ref().is_none_or(|s| s.contains(ns));
         let mut evicted = Vec::new();
         self.cache.retain_namespaces(|ns| {
-            let keep = !in_scope(ns) || self.ownership.owns(&*tree, ns);
+            let keep = !in_scope(ns) || self.ownership.expects(&*tree, ns);
             if !keep {
                 evicted.push(NsName::from(ns));
             }
@@ -549,7 +557,7 @@ impl PropagationEngine {
         let gained: Vec<NsName> = self
             .unloaded
             .iter()
-            .filter(|ns| in_scope(ns) && self.ownership.owns(&*tree, ns))
+            .filter(|ns| in_scope(ns) && self.ownership.expects(&*tree, ns))
             .cloned()
             .collect();
         self.unloaded.extend(evicted);
@@ -744,7 +752,7 @@ impl PropagationEngine {
         if !self.watches.is_empty() && self.loads.is_empty() {
             self.counted.store(true, Ordering::Relaxed);
         }
-        for event in &batch.events {
+        for event in batch.events.iter().filter(|e| self.ownership.owns(&*tree, &e.namespace)) {
             self.events.planned(event, self.resource_of(&event.ty));
         }
         if batch.writes.is_empty() {
@@ -876,9 +884,9 @@ async fn list_into(
     }
 }
 
-/// Watches every object of one type cluster-wide until `stop`. Objects of trees `ownership` does not grant are
-/// reduced to [`ObjectChange::Elsewhere`] here, before they are queued — once the hierarchy is synced and this
-/// replica has been assigned its trees (until then the engine sorts full objects itself, as they arrive).
+/// Watches every object of one type cluster-wide until `stop`, starting once the hierarchy is synced and this
+/// replica knows its trees. Objects of trees `ownership` neither grants nor is about to grant are reduced to
+/// [`ObjectChange::Elsewhere`] here, before they are queued.
 async fn watch_type(
     client: Client,
     ty: TypeKey,
@@ -889,12 +897,13 @@ async fn watch_type(
 ) {
     let api: kube::Api<WatchedObject> = kube::Api::all_with(client, &*resource);
     let kind = resource.plural.clone();
+    let (wait_tree, wait_ownership) = (tree.clone(), ownership.clone());
     let config = kube::runtime::watcher::Config::default();
     let event = move |change| ObjectEvent { ty: ty.clone(), change, load: None };
     let exists = move |object: WatchedObject| {
         let snapshot = tree.load();
         let ns = object.metadata.namespace.as_deref().unwrap_or_default();
-        if !snapshot.is_synced() || !ownership.knows_its_trees() || ownership.owns(&*snapshot, ns) {
+        if !snapshot.is_synced() || !ownership.knows_its_trees() || ownership.expects(&*snapshot, ns) {
             return ObjectChange::Apply(object);
         }
         let is_copy = object.metadata.labels.as_ref().is_some_and(|l| l.contains_key(labels::INHERITED_FROM));
@@ -908,7 +917,15 @@ async fn watch_type(
             Event::InitDone => ObjectChange::Synced,
         })]
     };
-    let feed = crate::watch::feed_events(api, config, tx, kind, handle);
+    let feed = async {
+        // The first list comes once this replica can tell its trees from the others': every object of a tree
+        // it will not own is then reduced here, instead of arriving whole and its namespace being listed
+        // again once the assignment shows it was ours.
+        while !(wait_tree.load().is_synced() && wait_ownership.knows_its_trees()) {
+            tokio::time::sleep(WAIT_FOR_TREES_POLL).await;
+        }
+        crate::watch::feed_events(api, config, tx, kind, handle).await
+    };
     tokio::select! {
         _ = feed => {}
         _ = stop.cancelled() => {}

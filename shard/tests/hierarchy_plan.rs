@@ -261,8 +261,8 @@ fn observed_json(snapshot: &TreeSnapshot, kind: HierarchyKind, namespace: Option
             let ns = snapshot.node(name).and_then(|n| n.namespace()).expect("patched namespaces exist");
             json!({"metadata": {
                 "resourceVersion": ns.resource_version,
-                "labels": strings(&ns.labels),
-                "annotations": strings(&ns.annotations),
+                "labels": strings(&ns.labels.to_btree()),
+                "annotations": strings(&ns.annotations.to_btree()),
             }})
         }
         HierarchyKind::Hierarchy => {
@@ -412,10 +412,12 @@ fn reference(
                     }
                     map
                 };
-            let labels = wanted(&observed_ns.labels, &target.set_labels, &target.remove_labels);
+            let (observed_labels, observed_annotations) =
+                (observed_ns.labels.to_btree(), observed_ns.annotations.to_btree());
+            let labels = wanted(&observed_labels, &target.set_labels, &target.remove_labels);
             let annotations =
-                wanted(&observed_ns.annotations, &target.set_annotations, &target.remove_annotations);
-            if labels != observed_ns.labels || annotations != observed_ns.annotations {
+                wanted(&observed_annotations, &target.set_annotations, &target.remove_annotations);
+            if labels != observed_labels || annotations != observed_annotations {
                 let after = json!({"labels": strings(&labels), "annotations": strings(&annotations)});
                 effects.push(effect(
                     HierarchyKind::Namespace,
@@ -671,13 +673,15 @@ fn a_converged_forest_plans_nothing() {
         match (w.kind, &w.op) {
             (HierarchyKind::Namespace, HierarchyOp::MergePatch(patch)) => {
                 let mut ns = current.node(&w.name).and_then(|n| n.namespace()).unwrap().clone();
-                for (field, map) in [("labels", &mut ns.labels), ("annotations", &mut ns.annotations)] {
+                for (field, observed) in [("labels", &mut ns.labels), ("annotations", &mut ns.annotations)] {
+                    let mut map = observed.to_btree();
                     for (k, v) in patch["metadata"][field].as_object().into_iter().flatten() {
                         match v.as_str() {
                             Some(v) => map.insert(k.clone(), v.to_owned()),
                             None => map.remove(k),
                         };
                     }
+                    *observed = map.into();
                 }
                 ns.resource_version.push('+');
                 index.apply_namespace(&w.name, ns);

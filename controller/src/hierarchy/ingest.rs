@@ -1,7 +1,7 @@
 //! Watch events of the three hierarchy kinds, turned into the compact observations the tree index holds.
 
 use hnc_api::{HierarchyConfiguration, SubnamespaceAnchor};
-use hnc_shard::tree::{ObservedAnchor, ObservedHierarchy, ObservedNamespace};
+use hnc_shard::tree::{ObservedAnchor, ObservedHierarchy, ObservedNamespace, StringMap};
 use k8s_openapi::api::core::v1::Namespace;
 
 use crate::watch::{Change, ObjectKey};
@@ -30,8 +30,8 @@ pub fn namespace(ns: &Namespace) -> Option<(String, ObservedNamespace)> {
         ObservedNamespace {
             uid: meta.uid.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
-            labels: meta.labels.clone().unwrap_or_default(),
-            annotations: meta.annotations.clone().unwrap_or_default(),
+            labels: meta.labels.as_ref().map(StringMap::from).unwrap_or_default(),
+            annotations: meta.annotations.as_ref().map(StringMap::from).unwrap_or_default(),
             deleting: meta.deletion_timestamp.is_some(),
         },
     ))

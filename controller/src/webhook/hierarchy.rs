@@ -292,7 +292,7 @@ fn labels_after_move(tree: &TreeSnapshot, dest: &str, moved: &str, parent: &str)
         .map(|n| n.labels.iter().filter(|(k, _)| label_keys::tree_label_ancestor(k).is_none()))
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     let mut chain: Vec<String> = vec![dest.to_owned()];
     let mut current = dest.to_owned();
@@ -326,7 +326,7 @@ fn labels_after_move(tree: &TreeSnapshot, dest: &str, moved: &str, parent: &str)
                                 .ok()
                                 .and_then(|d| label_keys::shifted_tree_depth(value, d))
                         {
-                            out.insert(key.clone(), shifted.to_string());
+                            out.insert(key.to_owned(), shifted.to_string());
                         }
                     }
                 }

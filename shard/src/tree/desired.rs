@@ -12,6 +12,7 @@ use hnc_api::keys::labels as label_keys;
 use hnc_api::{Condition, MetaKvp};
 
 use super::index::TreeSnapshot;
+use super::strings::StringMap;
 use crate::view::{Labels, NsName};
 
 /// Labels and annotations HNC must set on, or remove from, a Namespace. Keys not mentioned are the user's.
@@ -259,7 +260,7 @@ impl TreeSnapshot {
         &self,
         name: &str,
         spec: &[MetaKvp],
-        observed: Option<&BTreeMap<String, String>>,
+        observed: Option<&StringMap>,
         legal: impl Fn(&str) -> bool,
     ) -> Vec<(String, String)> {
         let mut out: BTreeMap<String, String> = spec
@@ -270,7 +271,7 @@ impl TreeSnapshot {
         if self.external_manager(name).is_some()
             && let Some(observed) = observed
         {
-            out.extend(observed.iter().filter(|(k, _)| legal(k)).map(|(k, v)| (k.clone(), v.clone())));
+            out.extend(observed.iter().filter(|(k, _)| legal(k)).map(|(k, v)| (k.to_owned(), v.to_owned())));
         }
         out.into_iter().collect()
     }
@@ -307,7 +308,7 @@ impl TreeSnapshot {
                         if label_keys::tree_label_ancestor(key).is_some()
                             && label_keys::parse_tree_depth(value).is_some()
                         {
-                            set.insert(key.clone(), value.clone());
+                            set.insert(key.to_owned(), value.to_owned());
                         }
                     }
                 }
@@ -379,13 +380,13 @@ impl TreeSnapshot {
             .keys()
             .filter(|k| !target.set_labels.contains_key(*k))
             .filter(|k| label_keys::tree_label_ancestor(k).is_some() || self.policy.is_managed_label(k))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         target.remove_annotations = ns
             .annotations
             .keys()
             .filter(|k| !target.set_annotations.contains_key(*k) && self.policy.is_managed_annotation(k))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         Some(target)
     }
@@ -403,7 +404,7 @@ impl TreeSnapshot {
 
     fn computed_labels_uncached(&self, name: &str) -> Option<Arc<Labels>> {
         let ns = self.node(name)?.namespace()?;
-        let mut labels = ns.labels.clone();
+        let mut labels = ns.labels.to_btree();
         if !self.policy.is_managed(name) {
             labels.remove(label_keys::INCLUDED_NAMESPACE);
             return Some(Arc::new(labels));
@@ -521,7 +522,7 @@ mod tests {
         let mut index = TreeIndex::new(NamespacePolicy::default());
         let mut ext = ObservedNamespace::default();
         ext.annotations.insert("hnc.x-k8s.io/managed-by".into(), "other-tool".into());
-        ext.labels.extend(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        ext.labels.extend(labels.iter().copied());
         index.apply_namespace("ext", ext);
         let mut parent = "ext";
         for name in chain {

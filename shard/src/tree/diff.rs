@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::desired::{AnchorTarget, HierarchyTarget, NamespaceTarget, SpecRewrite};
 use super::observed::{ObservedAnchor, ObservedHierarchy, ObservedNamespace};
+use super::strings::StringMap;
 
 /// A write to one hierarchy object (a Namespace, a HierarchyConfiguration or a SubnamespaceAnchor).
 #[derive(Clone, Debug, PartialEq)]
@@ -94,14 +95,10 @@ pub fn namespace_patch(observed: &ObservedNamespace, target: &NamespaceTarget) -
     Some(HierarchyOp::MergePatch(json!({ "metadata": metadata })))
 }
 
-fn map_delta(
-    observed: &BTreeMap<String, String>,
-    set: &BTreeMap<String, String>,
-    remove: &[String],
-) -> Map<String, Value> {
+fn map_delta(observed: &StringMap, set: &BTreeMap<String, String>, remove: &[String]) -> Map<String, Value> {
     let mut delta = Map::new();
     for (k, v) in set {
-        if observed.get(k) != Some(v) {
+        if observed.get(k) != Some(v.as_str()) {
             delta.insert(k.clone(), v.clone().into());
         }
     }
@@ -216,7 +213,7 @@ mod tests {
     fn ns(labels: &[(&str, &str)]) -> ObservedNamespace {
         ObservedNamespace {
             resource_version: "7".into(),
-            labels: labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+            labels: labels.iter().copied().collect(),
             ..Default::default()
         }
     }

@@ -17,6 +17,7 @@ mod memo;
 pub mod observed;
 pub mod plan;
 pub mod policy;
+pub mod strings;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub use index::{Affected, DeletingCrds, NsNode, TreeIndex, TreeReader, TreeSnaps
 pub use observed::{ObservedAnchor, ObservedHierarchy, ObservedNamespace};
 pub use plan::{HierarchyBatch, HierarchyKind, HierarchyWrite};
 pub use policy::{AnchoredRegex, NamespacePolicy};
+pub use strings::StringMap;
 
 use crate::view::{HierarchyView, Labels, NsName};
 

@@ -2,10 +2,10 @@
 //! and compares before writing. The tree index holds these and nothing else, so a replica's memory for the
 //! hierarchy is bytes per namespace.
 
-use std::collections::BTreeMap;
-
 use hnc_api::keys::annotations;
 use hnc_api::{HierarchyConfigurationSpec, HierarchyConfigurationStatus, MetaKvp};
+
+use super::StringMap;
 
 /// A Namespace as last observed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,9 +16,9 @@ pub struct ObservedNamespace {
     /// `metadata.resourceVersion`.
     pub resource_version: String,
     /// `metadata.labels`.
-    pub labels: BTreeMap<String, String>,
+    pub labels: StringMap,
     /// `metadata.annotations`.
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: StringMap,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
 }
@@ -26,7 +26,7 @@ pub struct ObservedNamespace {
 impl ObservedNamespace {
     /// The `hnc.x-k8s.io/subnamespace-of` annotation, if non-empty.
     pub fn subnamespace_of(&self) -> Option<&str> {
-        self.annotations.get(annotations::SUBNAMESPACE_OF).map(String::as_str).filter(|p| !p.is_empty())
+        self.annotations.get(annotations::SUBNAMESPACE_OF).filter(|p| !p.is_empty())
     }
 
     /// The external manager named by `hnc.x-k8s.io/managed-by`, if the namespace is external (the annotation is
@@ -34,7 +34,6 @@ impl ObservedNamespace {
     pub fn external_manager(&self) -> Option<&str> {
         self.annotations
             .get(annotations::MANAGED_BY)
-            .map(String::as_str)
             .filter(|m| !m.is_empty() && *m != annotations::MANAGED_BY_INTERNAL)
     }
 }

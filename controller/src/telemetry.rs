@@ -24,7 +24,7 @@ pub const LATENCY_BUCKETS: &[f64] =
 /// Buckets (seconds) for admission latency, which is answered from memory in tens of microseconds: the
 /// shared buckets would put every request in the first one.
 pub const WEBHOOK_BUCKETS: &[f64] =
-    &[0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 2.0];
+    &[0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1.0, 2.0];
 
 /// Buckets (writes) for `hnc_write_batch_size`: one plan can emit one write or a hundred thousand.
 pub const BATCH_SIZE_BUCKETS: &[f64] =

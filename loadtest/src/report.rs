@@ -184,6 +184,9 @@ pub struct PhaseResult {
     pub latency: Option<LatencyStats>,
     /// The controllers' own `hnc_propagation_latency_seconds` over the phase (p50, p99), from buckets.
     pub controller_latency_p50_p99_s: Option<(f64, f64)>,
+    /// Each replica's admission reviews over the phase, from its `hnc_webhook_duration_seconds` (time in the
+    /// handler, every webhook): (reviews, p99 seconds). Empty without webhooks.
+    pub admission_by_replica: BTreeMap<String, (u64, f64)>,
     pub processes: Vec<ProcessUsage>,
     /// API requests by `VERB resource` during the phase (apisim).
     pub requests: BTreeMap<String, f64>,
@@ -559,6 +562,15 @@ pub fn markdown(r: &RunResult) -> String {
                 f(p50),
                 f(p99)
             );
+        }
+        if !p.admission_by_replica.is_empty() {
+            let per: Vec<String> = p
+                .admission_by_replica
+                .iter()
+                .map(|(id, (n, p99))| format!("{id} {n} reviews, p99 {:.2} ms", p99 * 1000.0))
+                .collect();
+            let _ =
+                writeln!(s, "* admission (replicas' histograms, time in the handler): {}", per.join("; "));
         }
         if let Some(l) = &p.latency {
             let _ = writeln!(

@@ -515,6 +515,19 @@ impl Session {
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         result.controller_latency_p50_p99_s =
             prom::quantile(&buckets, 0.5).zip(prom::quantile(&buckets, 0.99));
+        // Each replica's admission latency over the phase.
+        for (id, m) in &after {
+            let before = meter
+                .controller_writes
+                .get(id)
+                .map(|b| prom::buckets(b, "hnc_webhook_duration_seconds"))
+                .unwrap_or_default();
+            let delta = prom::bucket_delta(&prom::buckets(m, "hnc_webhook_duration_seconds"), &before);
+            let reviews = delta.last().map_or(0.0, |(_, n)| *n);
+            if let Some(p99) = prom::quantile(&delta, 0.99) {
+                result.admission_by_replica.insert(id.clone(), (reviews.round() as u64, p99));
+            }
+        }
 
         for r in &self.replicas {
             let before = meter.usage.get(&r.id).copied().unwrap_or_default();

@@ -194,7 +194,8 @@ impl Replica {
             tree.clone(),
             writer.with_flow("propagation"),
             ownership.clone(),
-        );
+        )
+        .with_max_writes_in_flight(flags.max_writes_in_flight as usize);
         let cache = engine.cache_reader();
         // Admission's conflict checks read the source index: a replica is not ready before every propagated
         // type's first list has reached it.

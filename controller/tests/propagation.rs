@@ -29,6 +29,11 @@ impl Drop for Controller {
 impl Controller {
     /// Starts the controller as [`CONTROLLER_USER`] and reads its metrics address from its JSON log.
     fn start(sim: &ApiSim, dir: &std::path::Path) -> Controller {
+        Controller::start_with(sim, dir, &[])
+    }
+
+    /// [`Controller::start`] with `extra` arguments.
+    fn start_with(sim: &ApiSim, dir: &std::path::Path, extra: &[&str]) -> Controller {
         sim.add_user("hnc-token", CONTROLLER_USER, &["system:serviceaccounts", "system:masters"]);
         let kubeconfig = dir.join("kubeconfig-hnc");
         sim.write_kubeconfig(&kubeconfig, "hnc-token").unwrap();
@@ -36,6 +41,7 @@ impl Controller {
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["--no-webhooks", "--metrics-addr=127.0.0.1:0", "--health-probe-bind-address=127.0.0.1:0"])
+            .args(extra)
             .env_remove("KUBECONFIG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -278,5 +284,52 @@ async fn a_copy_whose_source_is_deleted_while_it_is_being_created_is_deleted() {
             "the controller deleted it"
         );
     }
+    sim.shutdown().await;
+}
+
+/// A replica holds at most `--max-writes-in-flight` copy writes at a time; what a plan finds beyond that waits as
+/// names and is planned again as writes finish. Every copy is still written, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_beyond_the_in_flight_bound_wait_and_are_all_made_once() {
+    const CHILDREN: usize = 40;
+    const SOURCES: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let (sim, admin) = parent_and_child().await;
+    for i in 0..CHILDREN {
+        let name = format!("kid-{i}");
+        sim.create("", "namespaces", "", json!({"metadata": {"name": name}})).unwrap();
+        sim.create(
+            "hnc.x-k8s.io",
+            "hierarchyconfigurations",
+            &name,
+            json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+                "metadata": {"name": "hierarchy", "namespace": name}, "spec": {"parent": "parent"}}),
+        )
+        .unwrap();
+    }
+    for s in 0..SOURCES {
+        sim.create("rbac.authorization.k8s.io", "roles", "parent", role("parent", &format!("source-{s}")))
+            .unwrap();
+    }
+    let controller = Controller::start_with(&sim, dir.path(), &["--max-writes-in-flight=7"]);
+    // `child` is a child of `parent` too.
+    let expected = (CHILDREN + 1) * SOURCES;
+    let roles: Api<Role> = Api::all(admin);
+    eventually("every copy", Duration::from_secs(120), || async {
+        let listed = roles.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+        listed.iter().filter(|r| r.metadata.namespace.as_deref() != Some("parent")).count() == expected
+    })
+    .await;
+    assert!(
+        controller.metric("hnc_propagation_deferred_writes_total").await > 0.0,
+        "a plan of {expected} copies with room for 7 deferred some"
+    );
+    let creates = sim
+        .writes()
+        .into_iter()
+        .filter(|w| w.user == CONTROLLER_USER && w.resource == "roles" && w.verb == "POST")
+        .count();
+    assert_eq!(creates, expected, "each copy is created once");
+    drop(controller);
     sim.shutdown().await;
 }

@@ -28,7 +28,7 @@
 //! them — a copy is never judged from half of its tree. A listed object is ignored when the watch already delivered a newer
 //! version or showed it deleted. Trees this replica no longer owns are evicted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -78,6 +78,12 @@ const LOAD_PAGE: u32 = 500;
 /// ingested. A limit of its own, tuned to the engine, like the hierarchy reconciler's
 /// [`MAX_EVENTS_PER_FLUSH`](crate::hierarchy::reconciler::MAX_EVENTS_PER_FLUSH).
 const MAX_EVENTS_PER_PLAN: usize = 4096;
+/// The default of the most writes submitted and not yet finished (`--max-writes-in-flight`). A plan that would
+/// submit more defers the rest as the names to plan again (a few dozen bytes each, against a kilobyte or more
+/// for a queued write and its bookkeeping), and they are planned again, oldest first, once half of these have
+/// finished: a cold start of a replica owning a million copies then holds ten thousand writes at a time, not a
+/// million. At a write rate of a few hundred to a few thousand per second, a few seconds of work.
+pub const MAX_WRITES_IN_FLIGHT: usize = 10_000;
 /// How often a propagated type's watch looks whether this replica knows its trees yet, before its first list.
 const WAIT_FOR_TREES_POLL: Duration = Duration::from_millis(50);
 
@@ -147,6 +153,12 @@ pub struct PropagationEngine {
     object_rx: Option<mpsc::Receiver<ObjectEvent>>,
     /// Objects to plan again after a write that did not land.
     retries: RetryQueue<Dirty>,
+    /// The most writes in flight (see [`MAX_WRITES_IN_FLIGHT`]).
+    max_in_flight: usize,
+    /// Planned writes left unsubmitted while `max_in_flight` were in flight, as names to plan again, and since
+    /// when the oldest of them has waited.
+    deferred: VecDeque<Dirty>,
+    deferred_since: Option<Instant>,
     /// Namespaces whose objects were dropped or evicted because another replica owns their tree.
     unloaded: HashSet<NsName>,
     /// Loads in progress, by id: the namespaces each lists. Writes into them and below them wait.
@@ -193,6 +205,9 @@ impl PropagationEngine {
             object_tx,
             object_rx: Some(object_rx),
             retries: RetryQueue::new(),
+            max_in_flight: MAX_WRITES_IN_FLIGHT,
+            deferred: VecDeque::new(),
+            deferred_since: None,
             unloaded: HashSet::new(),
             loads: HashMap::new(),
             load_started: HashMap::new(),
@@ -202,6 +217,12 @@ impl PropagationEngine {
             counted: Arc::new(AtomicBool::new(false)),
             sources_synced: watch::channel(false).0,
         }
+    }
+
+    /// At most `max` writes submitted and not yet finished (`--max-writes-in-flight`); at least one.
+    pub fn with_max_writes_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.max(1);
+        self
     }
 
     /// Readers of the published cache (statistics, shard weights).
@@ -722,6 +743,20 @@ impl PropagationEngine {
 
     /// Plans when there is something to plan and the picture is complete.
     async fn plan_if_ready(&mut self) {
+        let room = self.max_in_flight.saturating_sub(self.in_flight.len());
+        if !self.deferred.is_empty() && room >= self.max_in_flight.div_ceil(2) {
+            // Oldest first, as many as there is room for (planning them all each time would plan the rest
+            // again and again). They count their latency from when they were first due.
+            let since = self.deferred_since;
+            for dirty in self.deferred.drain(..room.min(self.deferred.len())) {
+                self.dirty.insert(dirty);
+            }
+            if self.deferred.is_empty() {
+                self.deferred_since = None;
+            }
+            let since = since.unwrap_or_else(Instant::now);
+            self.dirty_since = Some(self.dirty_since.map_or(since, |now| now.min(since)));
+        }
         if self.dirty.is_empty() {
             return;
         }
@@ -730,7 +765,14 @@ impl PropagationEngine {
             return;
         }
         let dirty = self.dirty.take();
-        let since = self.dirty_since.take().unwrap_or_else(Instant::now);
+        let mut since = self.dirty_since.take().unwrap_or_else(Instant::now);
+        if dirty.is_all() {
+            // Planning everything plans what was deferred too (and defers again what still does not fit).
+            self.deferred.clear();
+            if let Some(deferred_since) = self.deferred_since.take() {
+                since = since.min(deferred_since);
+            }
+        }
         let cache = self.cache.current().clone();
         let modes: TypeModes = self.watches.iter().map(|(ty, w)| (ty.clone(), w.mode)).collect();
         let started = Instant::now();
@@ -759,7 +801,7 @@ impl PropagationEngine {
             return;
         }
         let latency = LatencyGroup::new(since);
-        let mut requests = Vec::with_capacity(batch.writes.len());
+        let mut requests = Vec::with_capacity(batch.writes.len().min(self.max_in_flight));
         let mut to_load = HashSet::new();
         for write in batch.writes {
             let Some(resource) = self.resource_of(&write.ty) else { continue };
@@ -772,6 +814,16 @@ impl PropagationEngine {
             if self.in_flight.get(&target).is_some_and(|w| same_write(w, &write)) {
                 continue;
             }
+            if self.in_flight.len() >= self.max_in_flight {
+                metrics::counter!("hnc_propagation_deferred_writes_total").increment(1);
+                self.deferred_since.get_or_insert(since);
+                self.deferred.push_back(Dirty::Name {
+                    ty: write.ty,
+                    name: write.name,
+                    namespace: write.namespace,
+                });
+                continue;
+            }
             let op = to_writer_op(&write, &resource);
             let mut request = WriteRequest::new(target, op, &write.namespace);
             request.latency = Some(latency.clone());
@@ -780,6 +832,7 @@ impl PropagationEngine {
         }
         drop(latency);
         metrics::counter!("hnc_planned_writes_total").increment(requests.len() as u64);
+        metrics::gauge!("hnc_propagation_deferred_writes").set(self.deferred.len() as f64);
         self.writer.submit_batch(requests);
         if !to_load.is_empty() {
             // The held writes are planned again when the load completes.

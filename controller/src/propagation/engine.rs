@@ -756,6 +756,7 @@ impl PropagationEngine {
             }
             let since = since.unwrap_or_else(Instant::now);
             self.dirty_since = Some(self.dirty_since.map_or(since, |now| now.min(since)));
+            metrics::gauge!("hnc_propagation_deferred_writes").set(self.deferred.len() as f64);
         }
         if self.dirty.is_empty() {
             return;
@@ -769,6 +770,7 @@ impl PropagationEngine {
         if dirty.is_all() {
             // Planning everything plans what was deferred too (and defers again what still does not fit).
             self.deferred.clear();
+            metrics::gauge!("hnc_propagation_deferred_writes").set(0.0);
             if let Some(deferred_since) = self.deferred_since.take() {
                 since = since.min(deferred_since);
             }

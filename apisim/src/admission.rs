@@ -154,7 +154,10 @@ fn matches(
 }
 
 /// Evaluates a `metav1.LabelSelector` object (matchLabels and matchExpressions).
-fn selector_matches(selector: &Value, labels: &std::collections::BTreeMap<String, String>) -> bool {
+pub(crate) fn selector_matches(
+    selector: &Value,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
     let mut parts: Vec<String> = selector["matchLabels"]
         .as_object()
         .into_iter()

@@ -44,6 +44,8 @@ impl ResourceType {
             || matches!(
                 (self.group.as_str(), self.plural.as_str()),
                 ("networking.k8s.io", "networkpolicies")
+                    | ("apps", "deployments")
+                    | ("policy", "poddisruptionbudgets")
                     | ("apiextensions.k8s.io", _)
                     | ("admissionregistration.k8s.io", _)
             )
@@ -72,7 +74,13 @@ impl ResourceType {
             return json!({});
         }
         let mut zero = match (self.group.as_str(), self.kind.as_str()) {
-            ("", "Namespace" | "ResourceQuota") => json!({"spec": {}, "status": {}}),
+            ("", "Namespace" | "ResourceQuota" | "Service") | ("policy", "PodDisruptionBudget") => {
+                json!({"spec": {}, "status": {}})
+            }
+            ("apps", "Deployment") => json!({
+                "spec": {"selector": null, "template": {"metadata": {"creationTimestamp": null}, "spec": {"containers": null}}, "strategy": {}},
+                "status": {},
+            }),
             ("", "LimitRange") => json!({"spec": {"limits": null}}),
             ("authorization.k8s.io", _) => json!({"spec": {}, "status": {"allowed": false}}),
             ("networking.k8s.io", "NetworkPolicy") => json!({"spec": {"podSelector": {}}}),
@@ -134,7 +142,7 @@ impl ResourceType {
                     }
                 }
             }
-            _ => {}
+            (group, kind) => crate::workloads::decode_defaults(group, kind, obj),
         }
     }
 
@@ -216,6 +224,8 @@ impl Schema for KindSchema<'_> {
             (RBAC, "RoleBinding" | "ClusterRoleBinding", ["roleRef"]) => true,
             // metav1.LabelSelector is `+structType=atomic`.
             ("networking.k8s.io", "NetworkPolicy", ["spec", "podSelector"]) => true,
+            ("apps", "Deployment", ["spec", "selector"]) => true,
+            ("policy", "PodDisruptionBudget", ["spec", "selector"]) => true,
             (
                 "admissionregistration.k8s.io",
                 _,
@@ -223,15 +233,28 @@ impl Schema for KindSchema<'_> {
             ) => true,
             _ => false,
         };
-        let keyed = match (t.group.as_str(), t.kind.as_str(), path) {
-            ("", "ServiceAccount", ["secrets"]) => Some("name"),
-            ("admissionregistration.k8s.io", _, ["webhooks"]) => Some("name"),
-            ("admissionregistration.k8s.io", _, ["webhooks", "*", "matchConditions"]) => Some("name"),
+        let keyed: Option<&[&str]> = match (t.group.as_str(), t.kind.as_str(), path) {
+            ("", "ServiceAccount", ["secrets"]) => Some(&["name"]),
+            ("admissionregistration.k8s.io", _, ["webhooks"]) => Some(&["name"]),
+            ("admissionregistration.k8s.io", _, ["webhooks", "*", "matchConditions"]) => Some(&["name"]),
+            // The pod template's `+listType=map` lists (core/v1 types.go).
+            ("apps", "Deployment", ["spec", "template", "spec", rest @ ..]) => match rest {
+                ["containers" | "initContainers"] => Some(&["name"]),
+                ["containers" | "initContainers", "*", "ports"] => Some(&["containerPort", "protocol"]),
+                ["containers" | "initContainers", "*", "env"] => Some(&["name"]),
+                ["containers" | "initContainers", "*", "volumeMounts"] => Some(&["mountPath"]),
+                ["volumes"] => Some(&["name"]),
+                ["topologySpreadConstraints"] => Some(&["topologyKey", "whenUnsatisfiable"]),
+                _ => None,
+            },
+            ("", "Service", ["spec", "ports"]) => Some(&["port", "protocol"]),
             _ => None,
         };
         match value {
             Value::Object(_) if !atomic_struct => Shape::Granular,
-            Value::Array(_) if keyed.is_some() => Shape::Keyed(vec![keyed.unwrap_or_default().to_owned()]),
+            Value::Array(_) if keyed.is_some() => {
+                Shape::Keyed(keyed.unwrap_or_default().iter().map(|k| (*k).to_owned()).collect())
+            }
             _ => Shape::Atomic,
         }
     }

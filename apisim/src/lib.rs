@@ -43,6 +43,7 @@ mod schema;
 mod selector;
 mod server;
 mod store;
+mod workloads;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -150,9 +150,9 @@ fn builtin_schemas() -> &'static Builtins {
     static BUILTINS: OnceLock<Builtins> = OnceLock::new();
     BUILTINS.get_or_init(|| {
         use k8s_openapi::api::{
-            admissionregistration::v1 as admission, authorization::v1 as authorization,
+            admissionregistration::v1 as admission, apps::v1 as apps, authorization::v1 as authorization,
             coordination::v1 as coordination, core::v1 as core, events::v1 as events,
-            networking::v1 as networking, rbac::v1 as rbac,
+            networking::v1 as networking, policy::v1 as policy, rbac::v1 as rbac,
         };
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
@@ -173,6 +173,9 @@ fn builtin_schemas() -> &'static Builtins {
             "", "Pod" => core::Pod;
             "", "Secret" => core::Secret;
             "", "ServiceAccount" => core::ServiceAccount;
+            "", "Service" => core::Service;
+            "apps", "Deployment" => apps::Deployment;
+            "policy", "PodDisruptionBudget" => policy::PodDisruptionBudget;
             "", "ResourceQuota" => core::ResourceQuota;
             "", "LimitRange" => core::LimitRange;
             "", "Event" => core::Event;
@@ -190,6 +193,16 @@ fn builtin_schemas() -> &'static Builtins {
             "authorization.k8s.io", "SelfSubjectAccessReview" => authorization::SelfSubjectAccessReview;
         }
         let mut schemas: BTreeMap<String, Value> = generator.take_definitions(true).into_iter().collect();
+        // kube-apiserver's schemas of a CRD's free-form JSON values (`default`, `enum`, `example`) and of the
+        // fields that take a schema or something else carry no type: their Go types' `OpenAPISchemaType()`
+        // returns nil (apiextensions/v1 types_jsonschema.go). k8s-openapi says `object`, with which kubectl's
+        // validation refuses a CRD listing strings in an `enum`.
+        for name in ["JSON", "JSONSchemaPropsOrArray", "JSONSchemaPropsOrBool", "JSONSchemaPropsOrStringArray"] {
+            let name = format!("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.{name}");
+            if let Some(Value::Object(schema)) = schemas.get_mut(&name) {
+                schema.remove("type");
+            }
+        }
         for name in kinds.values() {
             // k8s-openapi's Rust types make metadata required; upstream's schemas (and kubectl) do not.
             if let Some(Value::Array(required)) = schemas.get_mut(name).and_then(|s| s.get_mut("required")) {

@@ -67,7 +67,13 @@ fn builtin(
         short_names: short.iter().map(|s| (*s).to_owned()).collect(),
         status_subresource: matches!(
             plural,
-            "namespaces" | "pods" | "resourcequotas" | "customresourcedefinitions"
+            "namespaces"
+                | "pods"
+                | "resourcequotas"
+                | "customresourcedefinitions"
+                | "deployments"
+                | "services"
+                | "poddisruptionbudgets"
         ),
         verbs: ALL_VERBS.to_vec(),
         crd: None,
@@ -91,6 +97,11 @@ pub fn builtins() -> Vec<Arc<ResourceType>> {
         builtin("", "v1", "pods", "Pod", true, &["po"]),
         builtin("", "v1", "secrets", "Secret", true, &[]),
         builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"]),
+        // Stored, defaulted and validated, never run (workloads.rs): HNC's installation manifests are created
+        // against apisim with a server-side dry run.
+        builtin("", "v1", "services", "Service", true, &["svc"]),
+        builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"]),
+        builtin("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"]),
         builtin("", "v1", "resourcequotas", "ResourceQuota", true, &["quota"]),
         builtin("", "v1", "limitranges", "LimitRange", true, &["limits"]),
         builtin("", "v1", "events", "Event", true, &["ev"]),

@@ -353,6 +353,9 @@ impl Store {
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
         }
+        if let Some(status) = crate::workloads::initial_status(&t.group, &t.kind) {
+            obj["status"] = status;
+        }
         self.validate(t, &obj, None, schema_errors)?;
         let key = (namespace.to_owned(), name.clone());
         if self.objects.get(&t.key()).is_some_and(|m| m.contains_key(&key)) {
@@ -772,6 +775,7 @@ impl Store {
         if (t.group.as_str(), t.plural.as_str()) == ("", "resourcequotas") {
             causes.extend(crate::quota::validate_spec(obj));
         }
+        causes.extend(crate::workloads::validate(&t.group, &t.kind, obj));
         causes.extend(schema_errors);
         if causes.is_empty() {
             Ok(())

@@ -2,48 +2,17 @@
 //! beside `kubectl`), with kubectl's default client-side validation (which reads apisim's OpenAPI documents),
 //! its protobuf-only generators (`kubectl create configmap ...`) and `kubectl explain`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 mod support;
+use support::kubectl::Kubectl;
 #[path = "../../e2e/src/tools.rs"]
 mod tools;
 
 use hnc_apisim::{ApiSim, Config};
 use serde_json::json;
-
-struct Kubectl {
-    binary: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(&self.binary)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env("HOME", self.kubeconfig.parent().unwrap()) // keep ~/.kube untouched
-            .output()
-            .unwrap();
-        let text =
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, text) = self.run(args);
-        assert!(ok, "kubectl {args:?} failed:\n{text}");
-        text
-    }
-
-    /// `kubectl get <args> -o json`, parsed.
-    fn get(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.ok(&[&["get"], args, &["-o", "json"]].concat());
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl get {args:?}: {e}\n{out}"))
-    }
-}
 
 /// What HNC propagates, applied as a user would: no `--validate=false`.
 const PROPAGATED: &str = "apiVersion: rbac.authorization.k8s.io/v1

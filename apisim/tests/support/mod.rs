@@ -1,5 +1,9 @@
-//! A TLS admission webhook for tests: denies configmaps named `forbidden-*` at `/validate`, adds the label
-//! `mutated=yes` at `/mutate`.
+//! Test support: a TLS admission webhook that denies configmaps named `forbidden-*` at `/validate` and adds
+//! the label `mutated=yes` at `/mutate`; [`kubectl::Kubectl`], a kubectl binary run against apisim.
+
+#![allow(dead_code)] // each test binary that includes `support` uses a different part
+
+pub mod kubectl;
 
 use std::sync::Arc;
 

@@ -35,6 +35,21 @@ fn chart_builder<'a, 'b>(
     builder
 }
 
+/// Draws the legend of `chart`'s labelled series (at plotters' default place unless `position` says) and writes
+/// the file.
+fn finish<'a, 'b: 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    root: &DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    position: Option<SeriesLabelPosition>,
+) -> anyhow::Result<()> {
+    let mut legend = chart.configure_series_labels();
+    if let Some(position) = position {
+        legend.position(position);
+    }
+    legend.background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(err)?;
+    root.present().map_err(err)
+}
+
 fn thin(samples: &[Completed], max: usize) -> Vec<Completed> {
     if samples.len() <= max {
         return samples.to_vec();
@@ -117,14 +132,7 @@ pub fn latency_over_time(
             .label(format!("{label} ({x:.1} s)"))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(&mut chart, &root, None)
 }
 
 /// Fraction of the expected state observed over time during a cold start, and the replicas' writes.
@@ -169,15 +177,7 @@ pub fn cold_progress(path: &Path, title: &str, progress: &[(f64, f64, f64)]) -> 
         .map_err(err)?
         .label("writes")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(&mut chart, &root, Some(SeriesLabelPosition::LowerRight))
 }
 
 /// p99 latency per churn rate, one line per replica count, with the SLO.
@@ -222,15 +222,7 @@ pub fn capacity_curve(path: &Path, title: &str, runs: &[PhaseResult], slo: f64) 
         .map_err(err)?
         .label(format!("SLO p99 ≤ {slo} s"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.6)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(&mut chart, &root, Some(SeriesLabelPosition::UpperLeft))
 }
 
 /// The cold start of one run as the scaling plot reads it: replica count, and each replica's CPU-s and peak RSS.
@@ -327,15 +319,7 @@ pub fn scaling(path: &Path, title: &str, runs: &[ScalingRun], goal: f64) -> anyh
         .map_err(err)?
         .label(format!("goal ≤ {goal}"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(err)?;
-    root.present().map_err(err)?;
-    Ok(())
+    finish(&mut chart, &root, Some(SeriesLabelPosition::UpperRight))
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub use index::{Affected, DeletingCrds, NsNode, TreeIndex, TreeReader, TreeSnaps
 pub use observed::{ObservedAnchor, ObservedHierarchy, ObservedNamespace};
 pub use plan::{HierarchyBatch, HierarchyKind, HierarchyWrite};
 pub use policy::{AnchoredRegex, NamespacePolicy};
-pub use strings::StringMap;
+pub use strings::{Pairs, StringMap};
 
 use crate::view::{HierarchyView, Labels, NsName};
 

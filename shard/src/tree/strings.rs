@@ -83,8 +83,8 @@ impl StringMap {
     }
 
     /// The pairs in key order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone + '_ {
-        (0..self.len()).map(|i| self.pair(i))
+    pub fn iter(&self) -> Pairs<'_> {
+        Pairs { map: self, next: 0..self.len() }
     }
 
     /// The keys in order.
@@ -140,12 +140,39 @@ impl<K: AsRef<str>, V: AsRef<str>> Extend<(K, V)> for StringMap {
     }
 }
 
+/// The pairs of a [`StringMap`] in key order (no allocation).
+#[derive(Clone)]
+pub struct Pairs<'a> {
+    map: &'a StringMap,
+    next: std::ops::Range<usize>,
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next.next().map(|i| self.map.pair(i))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.next.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Pairs<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.next.next_back().map(|i| self.map.pair(i))
+    }
+}
+
+impl ExactSizeIterator for Pairs<'_> {}
+
 impl<'a> IntoIterator for &'a StringMap {
     type Item = (&'a str, &'a str);
-    type IntoIter = Box<dyn Iterator<Item = (&'a str, &'a str)> + 'a>;
+    type IntoIter = Pairs<'a>;
 
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        self.iter()
     }
 }
 

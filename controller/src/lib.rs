@@ -9,6 +9,7 @@ pub mod hierarchy;
 pub mod hrq;
 pub mod ops;
 pub mod ownership;
+pub mod process_metrics;
 pub mod propagation;
 pub mod replica;
 pub mod run;

@@ -1,5 +1,5 @@
 //! The plain-HTTP operations server: `/healthz` (liveness), `/readyz` (readiness gates), `/metrics`
-//! (Prometheus text). Served apart from the webhook port so probes and scrapes never compete with admission.
+//! (Prometheus text; the process's and runtime's figures are read at each scrape: `process_metrics.rs`). Served apart from the webhook port so probes and scrapes never compete with admission.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +15,8 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::process_metrics::ProcessMetrics;
 
 /// Named readiness gates. The replica is ready when every registered gate is open.
 #[derive(Clone, Default)]
@@ -84,6 +86,7 @@ impl DebugPages {
 #[derive(Clone)]
 struct OpsState {
     metrics: PrometheusHandle,
+    process: ProcessMetrics,
     ready: Readiness,
     debug: DebugPages,
 }
@@ -107,7 +110,7 @@ impl OpsServer {
         ready: Readiness,
         debug: DebugPages,
     ) -> anyhow::Result<OpsServer> {
-        let state = OpsState { metrics: handle, ready, debug };
+        let state = OpsState { metrics: handle, process: ProcessMetrics::new(), ready, debug };
         let stop = CancellationToken::new();
         let routes = |with_health: bool, with_metrics: bool| {
             let mut router = Router::new();
@@ -188,6 +191,7 @@ async fn debug_page(
 }
 
 async fn render_metrics(State(state): State<OpsState>) -> impl IntoResponse {
+    state.process.collect();
     state.metrics.run_upkeep();
     let mut text = state.metrics.render();
     text.push_str(&state.debug.scrape());

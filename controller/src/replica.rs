@@ -275,6 +275,9 @@ impl Replica {
                         gate.set("hrq", true);
                     }
                 });
+                // At 0 from the start: a rate over them is 0 rather than absent until the first event.
+                metrics::counter!("hnc_hrq_denials_total").increment(0);
+                metrics::counter!("hnc_hrq_charge_conflicts_total").increment(0);
                 debug.register_metrics(
                     "hrq",
                     crate::hrq::usage_metrics(view.clone(), tree.clone(), ownership.clone()),

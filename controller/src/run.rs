@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::flags::Flags;
 use crate::ops::{DebugPages, OpsServer, Readiness};
 use crate::replica::Replica;
-use crate::{startup, telemetry};
+use crate::{process_metrics, startup, telemetry};
 
 /// How long to wait for the API server at startup before giving up with an error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -86,6 +86,9 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
     )
     .await?;
 
+    let lag_probe_stop = tokio_util::sync::CancellationToken::new();
+    let lag_probe = process_metrics::spawn_lag_probe(lag_probe_stop.clone());
+
     let outcome = async {
         let starting = async {
             let (client, config) = startup::connect(&flags, CONNECT_TIMEOUT).await?;
@@ -115,6 +118,8 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
         outcome
     }
     .await;
+    lag_probe_stop.cancel();
+    let _ = lag_probe.await;
     ops.shutdown().await;
     outcome
 }

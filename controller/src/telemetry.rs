@@ -36,6 +36,10 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         .set_buckets(LATENCY_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("hnc_webhook_duration_seconds".to_owned()), WEBHOOK_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("hnc_write_batch_size".to_owned()), BATCH_SIZE_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(crate::process_metrics::EVENT_LOOP_LAG.to_owned()),
+            crate::process_metrics::LAG_BUCKETS,
+        )?
         .install_recorder()
         .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
     describe_metrics();
@@ -63,6 +67,11 @@ fn describe_metrics() {
         "hnc_webhook_server_check_failures_total",
         "SubjectAccessReviews (check=access_review) and namespace reads (check=namespace) made by a webhook that \
          timed out or failed; the request was denied."
+    );
+    metrics::describe_counter!(
+        "hnc_write_transient_errors_total",
+        "Write attempts answered with 429 (reason=throttled), a 5xx (server_error) or not at all \
+         (unanswered: timeout, connection failure); each is retried after a backoff or the server's Retry-After."
     );
     metrics::describe_counter!(
         "hnc_hrq_denials_total",

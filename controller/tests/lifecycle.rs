@@ -116,6 +116,7 @@ async fn ready_serves_health_and_metrics_and_stops_on_sigterm() {
     assert!(metrics.contains("hnc_ready 1"), "{metrics}");
     let wrong_port = reqwest::get(format!("http://{}/metrics", running.health)).await.unwrap();
     assert_eq!(wrong_port.status(), 404, "metrics are served on their own port");
+    process_and_runtime_metrics_are_plausible(&running.metrics).await;
 
     let status = signal_and_wait(&mut running.child, "-TERM");
     assert!(status.success(), "{status}");
@@ -132,4 +133,36 @@ async fn one_port_serves_everything_and_sigint_stops() {
     assert_eq!(metrics.status(), 200);
     let status = signal_and_wait(&mut running.child, "-INT");
     assert!(status.success(), "{status}");
+}
+
+/// The value of the unlabelled sample `name` in Prometheus text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+/// `process_*` (read at each scrape) and the async runtime's health, with values a running controller has.
+async fn process_and_runtime_metrics_are_plausible(metrics: &str) {
+    // The lag probe records every 250 ms: wait for a few of its samples.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let text = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let started = sample(&text, "process_start_time_seconds");
+    assert!(started <= now + 1.0 && now - started < 3600.0, "started at {started}, now {now}");
+    assert!(sample(&text, "process_resident_memory_bytes") > 1024.0 * 1024.0, "{text}");
+    assert!(sample(&text, "process_virtual_memory_bytes") >= sample(&text, "process_resident_memory_bytes"));
+    assert!(sample(&text, "process_cpu_seconds_total") > 0.0, "{text}");
+    let (open, max) = (sample(&text, "process_open_fds"), sample(&text, "process_max_fds"));
+    assert!(open >= 3.0 && (max == 0.0 || open <= max), "{open} of {max} file descriptors");
+    assert!(sample(&text, "process_threads") >= sample(&text, "hnc_runtime_workers"));
+    assert!(sample(&text, "hnc_runtime_workers") >= 1.0, "{text}");
+    assert!(sample(&text, "hnc_runtime_alive_tasks") >= 1.0, "{text}");
+    sample(&text, "hnc_runtime_global_queue_depth");
+    assert!(sample(&text, "hnc_runtime_event_loop_lag_seconds_count") >= 2.0, "{text}");
+    for described in
+        ["process_resident_memory_bytes", "hnc_runtime_event_loop_lag_seconds", "hnc_runtime_workers"]
+    {
+        assert!(text.contains(&format!("# HELP {described} ")), "{described} has no description");
+    }
 }

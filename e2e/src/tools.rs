@@ -1,5 +1,5 @@
 //! Programs some tests run that the machine may lack: `kubectl`, the versioned `kubectl.1.27` … `kubectl.1.33`
-//! beside it, `python3`.
+//! beside it, `python3`, `prometheus` and `promtool`.
 //!
 //! A test whose program is missing fails, naming the program and how to install it. With
 //! `HNC_ALLOW_MISSING_TOOLS=1` it is skipped with a message instead (a laptop without kubectl), except when `CI`
@@ -29,6 +29,10 @@ pub const VERSIONED_KUBECTL_INSTALL: &str = "the Google Cloud SDK ships kubectl.
 
 /// How to get `python3`.
 pub const PYTHON3_INSTALL: &str = "install Python 3 (standard library only; `apt-get install python3`)";
+
+/// How to get `prometheus` and `promtool`.
+pub const PROMETHEUS_INSTALL: &str = "install Prometheus and promtool (`apt-get install prometheus`; .ci/run does, \
+                                      without starting its service)";
 
 /// True when a test whose program is missing may skip (see the module documentation).
 pub fn may_skip() -> bool {
@@ -94,6 +98,27 @@ pub fn python3() -> Option<PathBuf> {
         Ok(out) if out.status.success() => Some(PathBuf::from("python3")),
         _ => {
             missing("python3", PYTHON3_INSTALL);
+            None
+        }
+    }
+}
+
+/// `prometheus`, or `None` after [`missing`] allowed a skip.
+pub fn prometheus() -> Option<PathBuf> {
+    runs("prometheus", "--version", PROMETHEUS_INSTALL)
+}
+
+/// `promtool`, or `None` after [`missing`] allowed a skip.
+pub fn promtool() -> Option<PathBuf> {
+    runs("promtool", "--version", PROMETHEUS_INSTALL)
+}
+
+/// `program` when `program arg` runs and succeeds, or `None` after [`missing`] allowed a skip.
+fn runs(program: &str, arg: &str, install: &str) -> Option<PathBuf> {
+    match Command::new(program).arg(arg).output() {
+        Ok(out) if out.status.success() => Some(PathBuf::from(program)),
+        _ => {
+            missing(program, install);
             None
         }
     }

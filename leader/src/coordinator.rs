@@ -360,6 +360,17 @@ impl Coordinator {
         weights: WeightsFn,
     ) -> Result<(CoordinatorHandle, JoinHandle<Result<(), CoordinatorError>>), CoordinatorError> {
         config.validate()?;
+        metrics::gauge!(m::LEASE_DURATION_SECONDS).set(config.lease_duration.as_secs_f64());
+        // Counters exist from the start, at 0: a rate over them is 0 rather than absent until the first event.
+        for kind in [crate::election::KIND, crate::membership::KIND, crate::shards::KIND] {
+            metrics::counter!(m::LEASE_ERRORS, "kind" => kind).increment(0);
+        }
+        for direction in ["gained", "lost"] {
+            metrics::counter!(m::SHARD_LEASE_CHANGES, "direction" => direction).increment(0);
+        }
+        for reason in ["membership", "rebalance", "shutdown"] {
+            metrics::counter!(m::HANDOVERS, "reason" => reason).increment(0);
+        }
         let shards = (0..config.shard_count).map(|_| LeaseFence::new(false)).collect();
         let shared = Arc::new(Shared {
             me: ReplicaId(config.identity.clone()),

@@ -14,6 +14,7 @@
 //! On shutdown a leader publishes a last assignment without itself, so its shards move at once.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::api::Api;
 use tokio::time::Instant;
@@ -78,6 +79,7 @@ fn clear_leader_metrics(shared: &Shared) {
     }
     metrics::gauge!(m::SHARD_IMBALANCE).set(0.0);
     metrics::gauge!(m::SHARDS_UNOWNED).set(0.0);
+    metrics::gauge!(m::UNOWNED_LONGEST_SECONDS).set(0.0);
 }
 
 /// What a leader remembers between ticks; dropped when leadership is lost.
@@ -225,6 +227,7 @@ impl Leading {
 
     fn observe_unowned(&mut self, shared: &Shared, now: Instant) {
         let mut unowned = 0;
+        let mut longest = Duration::ZERO;
         for (shard, since) in self.unowned_since.iter_mut().enumerate() {
             let lease = shared.config.shard_lease(shard as u32);
             let held = shared.observations.get(&lease).is_some_and(|o| o.live_holder(now).is_some());
@@ -237,8 +240,12 @@ impl Leading {
                 _ => {}
             }
             unowned += usize::from(!held);
+            if let Some(at) = *since {
+                longest = longest.max(now - at);
+            }
         }
         metrics::gauge!(m::SHARDS_UNOWNED).set(unowned as f64);
+        metrics::gauge!(m::UNOWNED_LONGEST_SECONDS).set(longest.as_secs_f64());
     }
 
     async fn publish(

@@ -18,6 +18,12 @@ pub const SHARD_LEASE_CHANGES: &str = "hnc_shard_lease_changes_total";
 pub const UNOWNED_SECONDS: &str = "hnc_shard_unowned_seconds";
 /// Gauge (leader only): shards without a live lease holder right now.
 pub const SHARDS_UNOWNED: &str = "hnc_shards_unowned";
+/// Gauge (leader only): seconds the shard that has been without a live lease holder longest has been so; 0 while
+/// every shard has one.
+pub const UNOWNED_LONGEST_SECONDS: &str = "hnc_shard_unowned_longest_seconds";
+/// Gauge: this replica's `--lease-duration` in seconds, what a shard's holder may be silent for before another
+/// replica may take the shard (alerts compare [`UNOWNED_LONGEST_SECONDS`] with it).
+pub const LEASE_DURATION_SECONDS: &str = "hnc_lease_duration_seconds";
 /// Gauge: epoch of the newest assignment this replica has seen.
 pub const ASSIGNMENT_EPOCH: &str = "hnc_shard_assignment_epoch";
 /// Counter: failed lease acquisitions/renewals, by `kind` (`leader`, `replica`, `shard`).
@@ -38,6 +44,17 @@ pub fn describe_metrics() {
         "Time a shard spent without a live lease holder (leader's view)."
     );
     describe_gauge!(SHARDS_UNOWNED, "Shards without a live lease holder right now (leader only).");
+    describe_gauge!(
+        UNOWNED_LONGEST_SECONDS,
+        metrics::Unit::Seconds,
+        "How long the shard without a live lease holder for the longest time has been so; 0 when every shard is \
+         held (leader only)."
+    );
+    describe_gauge!(
+        LEASE_DURATION_SECONDS,
+        metrics::Unit::Seconds,
+        "The lease duration (--lease-duration) this replica runs with."
+    );
     describe_gauge!(ASSIGNMENT_EPOCH, "Epoch of the newest shard assignment this replica has seen.");
     describe_counter!(LEASE_ERRORS, "Failed lease acquisitions and renewals, by lease kind.");
 }

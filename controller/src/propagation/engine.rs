@@ -259,6 +259,10 @@ impl PropagationEngine {
         let mut objects = self.object_rx.take().expect("run is called once");
         let mut outcomes = self.outcomes.take().expect("run is called once");
         let mut was_synced = false;
+        // At 0 from the start, so that a rate over them is 0 rather than absent until the first deferral or list.
+        metrics::counter!("hnc_propagation_deferred_writes_total").increment(0);
+        metrics::counter!("hnc_namespace_lists_total").increment(0);
+        metrics::gauge!("hnc_propagation_deferred_writes").set(0.0);
         let mut resync = tokio::time::interval(RESYNC_PERIOD);
         resync.tick().await;
         self.configure(&active.borrow_and_update().clone());

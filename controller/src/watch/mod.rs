@@ -183,6 +183,8 @@ pub async fn feed_events<K, E>(
 {
     let mut listing: Option<(std::time::Instant, usize)> = None;
     let mut lists = 0u64;
+    // At 0 from the start: a rate over it is 0 rather than absent until the first error.
+    metrics::counter!("hnc_watch_errors_total", "kind" => kind.clone()).increment(0);
     let stream = watcher::watcher(api, config).default_backoff();
     futures::pin_mut!(stream);
     while let Some(item) = stream.next().await {

@@ -420,6 +420,10 @@ impl Writer {
             stop: CancellationToken::new(),
         });
         inner.gate.publish();
+        // At 0 from the start, so that a rate over them is 0 rather than absent until the first error.
+        for reason in TRANSIENT_REASONS {
+            metrics::counter!("hnc_write_transient_errors_total", "reason" => reason).increment(0);
+        }
         let handle = tokio::spawn(dispatch(inner.clone()));
         (Writer { inner, flow: DEFAULT_FLOW, outcomes: None }, handle)
     }
@@ -647,6 +651,12 @@ async fn write_with_retries(
             }
             exec::Attempt::Transient { code, message, retry_after } => {
                 inner.gate.answered(sent, Answer::Congested { retry_after });
+                let reason = match code {
+                    Some(429) => TRANSIENT_REASONS[0],
+                    Some(_) => TRANSIENT_REASONS[1],
+                    None => TRANSIENT_REASONS[2],
+                };
+                metrics::counter!("hnc_write_transient_errors_total", "reason" => reason).increment(1);
                 // Not holding a permit while waiting to retry: the limit counts requests at the server.
                 drop(held);
                 if attempt >= inner.config.max_attempts {
@@ -660,6 +670,9 @@ async fn write_with_retries(
         }
     }
 }
+
+/// `hnc_write_transient_errors_total`'s reasons: 429, 5xx, no answer.
+const TRANSIENT_REASONS: [&str; 3] = ["throttled", "server_error", "unanswered"];
 
 /// How an attempt was answered, as far as the gate is concerned.
 enum Answer {

@@ -403,7 +403,8 @@ async fn main() -> anyhow::Result<()> {
         ))
     };
 
-    let loopback = ServingNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse()?] };
+    let loopback =
+        ServingNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse()?], ..Default::default() };
     let bundle = certs::issue(&loopback, time::OffsetDateTime::now_utc())?;
     let cert = Arc::new(ReloadableCert::default());
     cert.load(&bundle.cert_pem, &bundle.key_pem)?;

@@ -115,6 +115,9 @@ pub async fn run(mut flags: Flags) -> anyhow::Result<()> {
             lost = replica.fatal() => Err(lost),
         };
         replica.shutdown().await;
+        // The webhook server stopped accepting; the connections the API server holds end cleanly first.
+        crate::webhook::tls::drained(crate::webhook::tls::IDLE_GRACE + crate::webhook::tls::DRAIN_TIMEOUT)
+            .await;
         outcome
     }
     .await;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 mod cluster;
 pub mod forest;
+pub mod forwarder;
 pub mod tools;
 
 use anyhow::{Context, bail};
@@ -176,6 +177,14 @@ impl TestEnv {
             .into_iter()
             .filter(|w| !PLUMBING.contains(&w.resource.as_str()) && w.namespace != HNC_NAMESPACE)
             .collect()
+    }
+
+    /// The address replica `index` serves its webhooks on, once it has logged it.
+    pub fn webhook_addr(&self, index: usize) -> Option<SocketAddr> {
+        let log = std::fs::read_to_string(&self.replica(index).log).ok()?;
+        log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|v| {
+            (v["message"] == "webhook server listening").then(|| v["webhook_addr"].as_str()?.parse().ok())?
+        })
     }
 
     /// The kubeconfig the admin client uses (for kubectl).

@@ -6,12 +6,11 @@
 //! Against a real cluster (`HNC_E2E_KUBECONFIG`, HNC deployed with its webhooks) the scenarios that need
 //! extra users, extra flags or killing processes are skipped with a message.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use hnc_api::{HNCConfiguration, HierarchyConfiguration, ResourceSpec, SubnamespaceAnchor, SyncMode};
+use hnc_e2e::forwarder::Forwarder;
 use hnc_e2e::{TestEnv, eventually};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -20,7 +19,6 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_hnc-e2e-controller");
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -551,52 +549,6 @@ async fn hnc_configuration_is_validated() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A TCP forwarder on loopback that sends each connection to the first backend accepting it: what a Service
-/// in front of several replicas does for the API server. A URL-based registration names one URL; this lets it
-/// name the forwarder, whose backends are the replicas.
-struct Forwarder {
-    addr: SocketAddr,
-    backends: Arc<Mutex<Vec<SocketAddr>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Forwarder {
-    async fn start() -> anyhow::Result<Forwarder> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let backends: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
-        let shared = backends.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let candidates = shared.lock().expect("not poisoned").clone();
-                tokio::spawn(async move {
-                    for backend in candidates {
-                        if let Ok(mut outbound) = TcpStream::connect(backend).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Ok(Forwarder { addr, backends, task })
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// The webhook address a replica logged.
-fn webhook_addr(env: &TestEnv, replica: usize) -> Option<SocketAddr> {
-    let log = std::fs::read_to_string(&env.replica(replica).log).ok()?;
-    log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|v| {
-        (v["message"] == "webhook server listening").then(|| v["webhook_addr"].as_str()?.parse().ok())?
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_survives_losing_a_replica() -> anyhow::Result<()> {
     let mut env = TestEnv::start(BINARY).await?;
@@ -613,11 +565,11 @@ async fn admission_survives_losing_a_replica() -> anyhow::Result<()> {
     let follower =
         env.start_replica("follower", &[&base, "--webhook-server-port=0", "--webhooks-only"]).await?;
     let addrs = eventually(CONVERGE, "both webhook servers to listen", || async {
-        Some((webhook_addr(&env, leader)?, webhook_addr(&env, follower)?))
+        Some((env.webhook_addr(leader)?, env.webhook_addr(follower)?))
     })
     .await?;
     assert!(addrs.0.ip().is_loopback() && addrs.1.ip().is_loopback());
-    *forwarder.backends.lock().expect("not poisoned") = vec![addrs.0, addrs.1];
+    forwarder.set_backends(vec![addrs.0, addrs.1]);
     env.replica(leader).wait_ready(CONVERGE).await?;
     env.replica(follower).wait_ready(CONVERGE).await?;
     webhooks_answer(&env).await?;

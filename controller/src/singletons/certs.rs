@@ -4,6 +4,13 @@
 //! The leader decides from the stored bundle whether to keep it, re-issue the serving certificate (expiring,
 //! or its names changed) or replace the CA (expiring or unreadable). A replaced CA stays in `ca.crt` next to the
 //! new one until it expires, so API servers holding the old `caBundle` keep trusting the webhook during rotation.
+//!
+//! Upstream HNC's bundle is kept as it is (docs/migration.md): its RSA keys in PKCS #1 (`RSA PRIVATE KEY`) are
+//! read, and its serving certificate, which names only `<service>.<namespace>.svc`, covers every name the API
+//! server dials. The other way round, what this controller issues passes upstream's certificate rotator's
+//! checks, so upstream started on this controller's Secret keeps it too: the CA names itself (`hnc-ca`) in its
+//! subject alternative names, and a serving certificate is re-issued well before upstream's rotator would find
+//! it expiring (it looks 90 days ahead, and could not re-issue it under this controller's ECDSA CA key).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -11,7 +18,7 @@ use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use time::OffsetDateTime;
 
@@ -23,8 +30,9 @@ const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 const CA_RENEW_BEFORE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The serving certificate lives this long…
 const SERVING_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
-/// …and is re-issued when less than this is left.
-const SERVING_RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// …and is re-issued when less than this is left: more than the 90 days upstream's certificate rotator looks
+/// ahead, so an upstream manager started on this Secret (a rollback) never tries to re-issue it.
+const SERVING_RENEW_BEFORE: Duration = Duration::from_secs(120 * 24 * 3600);
 
 /// Secret data keys.
 pub const CA_CERT_KEY: &str = "ca.crt";
@@ -35,24 +43,27 @@ pub const TLS_CERT_KEY: &str = "tls.crt";
 /// Secret data keys.
 pub const TLS_KEY_KEY: &str = "tls.key";
 
-/// The names the serving certificate must cover.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The names the serving certificate must cover, and those a new one also names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServingNames {
-    /// DNS names (the webhook Service's names in cluster mode, `localhost` in URL mode).
+    /// DNS names the API server dials (the webhook Service's `<service>.<namespace>.svc`, or a URL's host): a
+    /// stored certificate missing one is re-issued.
     pub dns: Vec<String>,
-    /// IP addresses (URL mode on loopback).
+    /// IP addresses the API server dials (URL mode on loopback).
     pub ips: Vec<IpAddr>,
+    /// DNS names a new certificate also names, whose absence from a stored one is no reason to re-issue it
+    /// (the Service's `.svc.cluster.local` name, the Service's names in URL mode).
+    pub optional_dns: Vec<String>,
 }
 
 impl ServingNames {
-    /// The names of `<service>.<namespace>.svc`, as the API server dials a service webhook.
+    /// `<service>.<namespace>.svc`, as the API server dials a service webhook (upstream's certificate names
+    /// only this), and its `.cluster.local` form.
     pub fn for_service(service: &str, namespace: &str) -> Self {
         ServingNames {
-            dns: vec![
-                format!("{service}.{namespace}.svc"),
-                format!("{service}.{namespace}.svc.cluster.local"),
-            ],
+            dns: vec![format!("{service}.{namespace}.svc")],
             ips: Vec::new(),
+            optional_dns: vec![format!("{service}.{namespace}.svc.cluster.local")],
         }
     }
 }
@@ -101,7 +112,7 @@ pub enum CertError {
 /// Issues a new CA and a serving certificate for `names`.
 pub fn issue(names: &ServingNames, now: OffsetDateTime) -> Result<CertBundle, CertError> {
     let ca_key = KeyPair::generate()?;
-    let ca_params = ca_params(now);
+    let ca_params = ca_params(now)?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
     let (cert_pem, key_pem) = serving(names, &issuer, now)?;
@@ -114,7 +125,7 @@ pub fn reissue_serving(
     names: &ServingNames,
     now: OffsetDateTime,
 ) -> Result<CertBundle, CertError> {
-    let ca_key = KeyPair::from_pem(&bundle.ca_key_pem)?;
+    let ca_key = key_pair(&bundle.ca_key_pem)?;
     let current_ca =
         first_pem_block(&bundle.ca_cert_pem).ok_or_else(|| CertError::Parse("ca.crt is empty".into()))?;
     let issuer = Issuer::from_ca_cert_pem(&current_ca, ca_key)?;
@@ -147,7 +158,7 @@ pub fn assess(bundle: Option<&CertBundle>, names: &ServingNames, now: OffsetDate
         Some(Err(e)) => return Renewal::All(format!("stored CA is unreadable: {e}")),
         None => return Renewal::All("stored CA is missing".into()),
     };
-    if KeyPair::from_pem(&bundle.ca_key_pem).is_err() {
+    if key_pair(&bundle.ca_key_pem).is_err() {
         return Renewal::All("stored CA key is unreadable".into());
     }
     if ca.1 - now < CA_RENEW_BEFORE {
@@ -157,7 +168,7 @@ pub fn assess(bundle: Option<&CertBundle>, names: &ServingNames, now: OffsetDate
         Ok(s) => s,
         Err(e) => return Renewal::Serving(format!("serving certificate is unreadable: {e}")),
     };
-    if KeyPair::from_pem(&bundle.key_pem).is_err() {
+    if key_pair(&bundle.key_pem).is_err() {
         return Renewal::Serving("serving key is unreadable".into());
     }
     if serving.not_after - now < SERVING_RENEW_BEFORE {
@@ -203,18 +214,21 @@ pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Option<CertBundle> 
     })
 }
 
-fn ca_params(now: OffsetDateTime) -> CertificateParams {
+fn ca_params(now: OffsetDateTime) -> Result<CertificateParams, CertError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, names::CA_NAME);
     dn.push(DnType::OrganizationName, names::CA_ORGANIZATION);
     params.distinguished_name = dn;
+    // Upstream's rotator checks its CA as a certificate for the name `hnc-ca`, which Go verifies against the
+    // subject alternative names only: without it, upstream started on this Secret would replace the CA.
+    params.subject_alt_names = vec![SanType::DnsName(names::CA_NAME.try_into()?)];
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages =
         vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     params.not_before = now - time::Duration::minutes(5);
     params.not_after = now + CA_LIFETIME;
-    params
+    Ok(params)
 }
 
 fn serving(
@@ -222,11 +236,17 @@ fn serving(
     issuer: &Issuer<'_, KeyPair>,
     now: OffsetDateTime,
 ) -> Result<(String, String), CertError> {
-    let sans: Vec<String> =
-        names.dns.iter().cloned().chain(names.ips.iter().map(IpAddr::to_string)).collect();
+    let sans: Vec<String> = names
+        .dns
+        .iter()
+        .chain(names.optional_dns.iter().filter(|d| !names.dns.contains(d)))
+        .cloned()
+        .chain(names.ips.iter().map(IpAddr::to_string))
+        .collect();
     let mut params = CertificateParams::new(sans)?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, names.dns.first().cloned().unwrap_or_else(|| "hnc-webhook".into()));
+    let common_name = names.dns.first().or(names.optional_dns.first());
+    dn.push(DnType::CommonName, common_name.cloned().unwrap_or_else(|| "hnc-webhook".into()));
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -239,6 +259,53 @@ fn serving(
 
 fn issuer_key_pem(issuer: &Issuer<'_, KeyPair>) -> String {
     issuer.key().serialize_pem()
+}
+
+/// A private key from PEM: PKCS #8 (`PRIVATE KEY`, what this controller writes) or PKCS #1 RSA
+/// (`RSA PRIVATE KEY`, what upstream's certificate rotator writes), which is re-wrapped as PKCS #8 because
+/// rcgen reads only that with ring.
+fn key_pair(pem: &str) -> Result<KeyPair, CertError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| CertError::Parse(format!("private key: {e}")))?;
+    match key {
+        PrivateKeyDer::Pkcs1(rsa) => {
+            let pkcs8 = pkcs8_of_rsa(rsa.secret_pkcs1_der())?;
+            Ok(KeyPair::try_from(&PrivatePkcs8KeyDer::from(pkcs8))?)
+        }
+        other => Ok(KeyPair::try_from(&other)?),
+    }
+}
+
+/// `PrivateKeyInfo` (RFC 5208) holding an RSA private key (RFC 8017, `RSAPrivateKey`): version 0, the
+/// `rsaEncryption` algorithm with NULL parameters, the key as an OCTET STRING.
+fn pkcs8_of_rsa(pkcs1: &[u8]) -> Result<Vec<u8>, CertError> {
+    const VERSION_0: [u8; 3] = [0x02, 0x01, 0x00];
+    const RSA_ENCRYPTION: [u8; 15] =
+        [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
+    let mut octets = vec![0x04];
+    octets.extend(der_length(pkcs1.len())?);
+    octets.extend_from_slice(pkcs1);
+    let body_len = VERSION_0.len() + RSA_ENCRYPTION.len() + octets.len();
+    let mut out = vec![0x30];
+    out.extend(der_length(body_len)?);
+    out.extend_from_slice(&VERSION_0);
+    out.extend_from_slice(&RSA_ENCRYPTION);
+    out.extend(octets);
+    Ok(out)
+}
+
+/// A DER length: short form below 128, else the big-endian bytes after `0x80 | count`.
+fn der_length(len: usize) -> Result<Vec<u8>, CertError> {
+    if let Ok(short) = u8::try_from(len)
+        && short < 0x80
+    {
+        return Ok(vec![short]);
+    }
+    let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+    let count = u8::try_from(bytes.len()).map_err(|_| CertError::Parse("key too long".into()))?;
+    Ok(std::iter::once(0x80 | count).chain(bytes).collect())
 }
 
 /// The first `-----BEGIN CERTIFICATE-----` block of a PEM bundle.
@@ -340,8 +407,11 @@ mod tests {
     fn changed_names_need_a_new_serving_certificate() {
         let now = OffsetDateTime::now_utc();
         let bundle = issue(&names(), now).unwrap();
-        let url_mode =
-            ServingNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse().unwrap()] };
+        let url_mode = ServingNames {
+            dns: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            optional_dns: Vec::new(),
+        };
         match assess(Some(&bundle), &url_mode, now) {
             Renewal::Serving(why) => assert!(why.contains("127.0.0.1"), "{why}"),
             other => panic!("{other:?}"),
@@ -358,6 +428,74 @@ mod tests {
         assert_eq!(rotated.ca_cert_pem.matches("BEGIN CERTIFICATE").count(), 2);
         assert!(rotated.ca_cert_pem.ends_with(&first_pem_block(&bundle.ca_cert_pem).unwrap()));
         assert_eq!(assess(Some(&rotated), &names(), later), Renewal::Keep);
+    }
+
+    /// What upstream HNC's certificate rotator stores (cert-controller, pkg/rotator): RSA 2048 keys in PKCS #1,
+    /// a ten-year CA `hnc-ca` (organization `hnc`, naming itself `hnc-ca`) and a ten-year serving certificate
+    /// for `<service>.<namespace>.svc` alone. The keys are fixed test keys.
+    fn upstream_bundle(now: OffsetDateTime) -> CertBundle {
+        let ca_key_pem = include_str!("testdata/upstream-ca.key").to_owned();
+        let key_pem = include_str!("testdata/upstream-serving.key").to_owned();
+        let ten_years = time::Duration::days(3650);
+        let mut ca = CertificateParams::new(vec![names::CA_NAME.to_owned()]).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, names::CA_NAME);
+        ca.distinguished_name.push(DnType::OrganizationName, names::CA_ORGANIZATION);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::KeyCertSign,
+        ];
+        (ca.not_before, ca.not_after) = (now - time::Duration::hours(1), now + ten_years);
+        let ca_key = key_pair(&ca_key_pem).unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let dns = format!("{}.hnc-system.svc", names::WEBHOOK_SERVICE);
+        let mut serving = CertificateParams::new(vec![dns.clone()]).unwrap();
+        serving.distinguished_name.push(DnType::CommonName, dns);
+        serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        (serving.not_before, serving.not_after) = (now - time::Duration::hours(1), now + ten_years);
+        let cert = serving.signed_by(&key_pair(&key_pem).unwrap(), &Issuer::new(ca, ca_key)).unwrap();
+        CertBundle { ca_cert_pem: ca_cert.pem(), ca_key_pem, cert_pem: cert.pem(), key_pem }
+    }
+
+    #[test]
+    fn upstreams_bundle_is_kept_and_its_ca_can_issue() {
+        let now = OffsetDateTime::now_utc();
+        let upstream = upstream_bundle(now);
+        assert!(upstream.ca_key_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+        assert_eq!(assess(Some(&upstream), &names(), now), Renewal::Keep);
+        // Serving elsewhere too (a URL's host): a new serving certificate under upstream's CA, not a new CA.
+        let wider = ServingNames { dns: vec!["localhost".into()], ..names() };
+        assert!(matches!(assess(Some(&upstream), &wider, now), Renewal::Serving(_)));
+        let renewed = reissue_serving(&upstream, &wider, now).unwrap();
+        assert_eq!(
+            (&renewed.ca_cert_pem, &renewed.ca_key_pem),
+            (&upstream.ca_cert_pem, &upstream.ca_key_pem)
+        );
+        assert!(signed_by(&renewed.cert_pem, &upstream.ca_cert_pem));
+        assert_eq!(assess(Some(&renewed), &wider, now), Renewal::Keep);
+    }
+
+    #[test]
+    fn a_new_ca_passes_upstreams_checks() {
+        // Upstream's rotator verifies its CA as a certificate for the name `hnc-ca` and the serving certificate
+        // 90 days ahead; failing either, it replaces what this controller issued.
+        let now = OffsetDateTime::now_utc();
+        let bundle = issue(&names(), now).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(bundle.ca_cert_pem.as_bytes()).unwrap();
+        let ca = pem.parse_x509().unwrap();
+        let san = ca.subject_alternative_name().unwrap().unwrap();
+        assert!(
+            san.value.general_names.iter().any(
+                |n| matches!(n, x509_parser::extensions::GeneralName::DNSName(d) if *d == names::CA_NAME)
+            )
+        );
+        let serving = parse_serving(&bundle.cert_pem).unwrap();
+        assert!(serving.dns.contains(&format!("{}.hnc-system.svc", names::WEBHOOK_SERVICE)));
+        // The day before this controller re-issues it, the serving certificate still has over 90 days left.
+        let last_kept = serving.not_after - SERVING_RENEW_BEFORE - time::Duration::days(1);
+        assert_eq!(assess(Some(&bundle), &names(), last_kept), Renewal::Keep);
+        assert!(serving.not_after - last_kept > time::Duration::days(90));
     }
 
     #[test]

@@ -75,12 +75,17 @@ impl Endpoint {
         }
     }
 
-    /// The names the serving certificate must cover: always the Service's, plus the URL's host.
+    /// The names the serving certificate must cover — the one the API server dials: the Service's
+    /// `<service>.<namespace>.svc`, or the URL's host — and those a new certificate also names (the Service's
+    /// other names).
     pub fn serving_names(&self, namespace: &str) -> ServingNames {
-        let mut out = ServingNames::for_service(names::WEBHOOK_SERVICE, namespace);
-        if let Endpoint::Url(base) = self
-            && let Some(host) = url_host(base)
-        {
+        let service = ServingNames::for_service(names::WEBHOOK_SERVICE, namespace);
+        let Endpoint::Url(base) = self else { return service };
+        let mut out = ServingNames {
+            optional_dns: service.dns.into_iter().chain(service.optional_dns).collect(),
+            ..Default::default()
+        };
+        if let Some(host) = url_host(base) {
             match host.trim_start_matches('[').trim_end_matches(']').parse() {
                 Ok(ip) => out.ips.push(ip),
                 Err(_) => out.dns.push(host.to_owned()),
@@ -241,6 +246,24 @@ pub fn covers(observed: &Value, desired: &Value) -> bool {
     }
 }
 
+/// Sets every field `wanted` sets in `target`: objects field by field (fields `wanted` lacks, such as a
+/// Service's defaulted `port`, stay), anything else replaced whole (a `rules` list is HNC's exactly).
+fn merge_into(target: &mut Value, wanted: &Value) {
+    match (target, wanted) {
+        (Value::Object(t), Value::Object(w)) => {
+            for (k, v) in w {
+                match t.get_mut(k) {
+                    Some(existing) => merge_into(existing, v),
+                    None => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (target, wanted) => *target = wanted.clone(),
+    }
+}
+
 /// How far the leader goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -260,7 +283,7 @@ pub fn effective_scope(endpoint: &Endpoint, manage_certs: bool, scope: Scope) ->
 }
 
 /// The configuration `observed` (or a new one named `name` of `kind`) must become, or `None` when it already
-/// says what it must. `ca_bundle` is set on every entry when given; otherwise each entry keeps its own.
+/// says what it must. Entries found keep their place; entries of others are kept as they are. `ca_bundle` is set on every entry when given; otherwise each entry keeps its own.
 pub fn plan(
     name: &str,
     kind: &str,
@@ -272,7 +295,7 @@ pub fn plan(
     let observed_entries: Vec<Value> =
         observed.and_then(|o| o["webhooks"].as_array().cloned()).unwrap_or_default();
     let find = |name: &Value| observed_entries.iter().find(|e| e["name"] == *name);
-    let mut entries: Vec<Value> = Vec::new();
+    let mut merged_entries: BTreeMap<String, Value> = BTreeMap::new();
     for desired in desired_entries {
         let existing = find(&desired["name"]);
         let mut wanted = desired.clone();
@@ -288,11 +311,11 @@ pub fn plan(
         let merged = match (existing, scope) {
             (None, Scope::PatchExisting) => continue,
             (None, Scope::Register) => wanted,
+            // An entry saying what it must is kept as found, with the fields the API server defaulted.
+            (Some(existing), Scope::Register) if covers(existing, &wanted) => existing.clone(),
             (Some(existing), Scope::Register) => {
                 let mut merged = existing.clone();
-                for (k, v) in wanted.as_object().into_iter().flatten() {
-                    merged[k] = v.clone();
-                }
+                merge_into(&mut merged, &wanted);
                 merged
             }
             (Some(existing), Scope::PatchExisting) => {
@@ -308,15 +331,21 @@ pub fn plan(
                 merged
             }
         };
-        entries.push(merged);
+        merged_entries.insert(desired["name"].as_str().unwrap_or_default().to_owned(), merged);
     }
     if observed.is_none() && scope == Scope::PatchExisting {
         return None;
     }
-    let ours: BTreeSet<&str> = desired_entries.iter().filter_map(|d| d["name"].as_str()).collect();
-    let foreign =
-        observed_entries.iter().filter(|e| e["name"].as_str().is_none_or(|n| !ours.contains(n))).cloned();
-    let all: Vec<Value> = entries.into_iter().chain(foreign).collect();
+    // The entries stay in the order found (upstream's installation lists the objects entry third, this
+    // controller fifth: the order means nothing to a validating configuration, so it is no reason to write);
+    // HNC's entries not found yet follow in HNC's order.
+    let mut all: Vec<Value> = observed_entries
+        .iter()
+        .map(|e| e["name"].as_str().and_then(|n| merged_entries.remove(n)).unwrap_or_else(|| e.clone()))
+        .collect();
+    all.extend(
+        desired_entries.iter().filter_map(|d| d["name"].as_str().and_then(|n| merged_entries.remove(n))),
+    );
     let desired = json!({"webhooks": all});
     if observed.is_some_and(|o| covers(o, &desired)) {
         return None;
@@ -412,13 +441,13 @@ impl Upkeep {
                 continue;
             }
             let secret_state = self.secret.borrow().clone();
-            if self.manage_certs {
-                self.keep_secret(secret_state.as_deref(), &mut submitted);
+            if self.manage_certs && secret_state.is_listed() {
+                self.keep_secret(secret_state.observed(), &mut submitted);
             }
             if !listed.iter().all(|l| *l) || self.cert.as_ref().is_some_and(|c| !c.is_loaded()) {
                 continue;
             }
-            let ca_bundle = match (self.manage_certs, secret_state.as_deref()) {
+            let ca_bundle = match (self.manage_certs, secret_state.observed()) {
                 (true, Some(s)) => s.ca_bundle(),
                 // Managing certificates but no CA yet: nothing could verify the webhooks; wait for it.
                 (true, None) => continue,
@@ -642,6 +671,57 @@ mod tests {
         );
     }
 
+    /// Upstream HNC v1.1's validating configuration as its installation and certificate rotator leave it
+    /// (config/webhook/manifests.yaml with webhook_patch.yaml; the API server's defaults added).
+    fn upstream_validating(ca: &str) -> Value {
+        let hook = |name: &str, path: &str, rules: Value| {
+            json!({
+                "name": name, "admissionReviewVersions": ["v1"], "failurePolicy": "Fail", "sideEffects": "None",
+                "matchPolicy": "Equivalent", "timeoutSeconds": 10, "namespaceSelector": {}, "objectSelector": {},
+                "clientConfig": {"caBundle": ca, "service": {"name": "hnc-webhook-service", "namespace": "hnc-system", "path": path, "port": 443}},
+                "rules": rules,
+            })
+        };
+        let crd = |ops: Value, resource: &str| json!([{"apiGroups": ["hnc.x-k8s.io"], "apiVersions": ["v1alpha2"], "operations": ops, "resources": [resource], "scope": "*"}]);
+        let mut objects = hook(
+            "objects.hnc.x-k8s.io",
+            "/validate-objects",
+            json!([{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["*"], "scope": "Namespaced"}]),
+        );
+        objects["timeoutSeconds"] = json!(2);
+        objects["namespaceSelector"] = json!({"matchLabels": {"hnc.x-k8s.io/included-namespace": "true"}});
+        json!({"metadata": {"name": "hnc-validating-webhook-configuration", "resourceVersion": "9"}, "webhooks": [
+            hook("subnamespaceanchors.hnc.x-k8s.io", "/validate-hnc-x-k8s-io-v1alpha2-subnamespaceanchors", crd(json!(["CREATE", "UPDATE", "DELETE"]), "subnamespaceanchors")),
+            hook("hierarchyconfigurations.hnc.x-k8s.io", "/validate-hnc-x-k8s-io-v1alpha2-hierarchyconfigurations", crd(json!(["CREATE", "UPDATE"]), "hierarchyconfigurations")),
+            objects,
+            hook("hncconfigurations.hnc.x-k8s.io", "/validate-hnc-x-k8s-io-v1alpha2-hncconfigurations", crd(json!(["CREATE", "UPDATE", "DELETE"]), "hncconfigurations")),
+            hook("namespaces.hnc.x-k8s.io", "/validate-v1-namespace", json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE", "CREATE", "UPDATE"], "resources": ["namespaces"], "scope": "*"}])),
+        ]})
+    }
+
+    #[test]
+    fn upstreams_configuration_is_taken_over_by_its_objects_rules_alone() {
+        let service = Endpoint::Service { namespace: "hnc-system".into() };
+        let installed = upstream_validating("VVBTVFJFQU0=");
+        // Before the types are known: upstream's configuration already says everything HNC sets.
+        let entries = validating_entries(&service, None, false);
+        let kind = "ValidatingWebhookConfiguration";
+        assert!(plan("v", kind, Some(&installed), &entries, Some("VVBTVFJFQU0="), Scope::Register).is_none());
+        // Then the objects entry's rules narrow to the propagated types; nothing else changes, not the order.
+        let rules = objects_rules(&[
+            active("rbac.authorization.k8s.io", "roles", SyncMode::Propagate),
+            active("rbac.authorization.k8s.io", "rolebindings", SyncMode::Propagate),
+        ]);
+        let entries = validating_entries(&service, rules.clone(), false);
+        let updated = written(
+            plan("v", kind, Some(&installed), &entries, Some("VVBTVFJFQU0="), Scope::Register).unwrap(),
+        );
+        let mut expected = installed.clone();
+        expected["webhooks"][2]["rules"] = rules.unwrap();
+        assert_eq!(updated, expected);
+        assert!(plan("v", kind, Some(&updated), &entries, Some("VVBTVFJFQU0="), Scope::Register).is_none());
+    }
+
     #[test]
     fn patching_touches_only_existing_entries() {
         assert!(
@@ -696,6 +776,9 @@ mod tests {
         assert!(!url_has_port("https://[::1]"));
         let names = url().serving_names("hnc-system");
         assert_eq!(names.ips, vec!["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
-        assert!(names.dns.contains(&"hnc-webhook-service.hnc-system.svc".to_owned()));
+        assert!(names.dns.is_empty(), "{names:?}");
+        assert!(names.optional_dns.contains(&"hnc-webhook-service.hnc-system.svc".to_owned()));
+        let service = Endpoint::Service { namespace: "hnc-system".into() }.serving_names("hnc-system");
+        assert_eq!(service.dns, ["hnc-webhook-service.hnc-system.svc"], "the name the API server dials");
     }
 }

@@ -58,8 +58,33 @@ impl ObservedSecret {
     }
 }
 
-/// What the Secret's watch last showed: `None` when it does not exist. Published for the leader's upkeep.
-pub type SecretState = Option<Arc<ObservedSecret>>;
+/// What the Secret's watch last showed. Published for the leader's upkeep, which must not take "not listed
+/// yet" for "absent": it would create a Secret (a new CA) where one exists.
+#[derive(Debug, Clone, Default)]
+pub enum SecretState {
+    /// The watch has not listed yet.
+    #[default]
+    Unlisted,
+    /// Listed: there is no such Secret.
+    Absent,
+    /// The Secret as last seen.
+    Present(Arc<ObservedSecret>),
+}
+
+impl SecretState {
+    /// True once the watch has listed.
+    pub fn is_listed(&self) -> bool {
+        !matches!(self, SecretState::Unlisted)
+    }
+
+    /// The Secret, when it is known to exist.
+    pub fn observed(&self) -> Option<&ObservedSecret> {
+        match self {
+            SecretState::Present(observed) => Some(observed),
+            _ => None,
+        }
+    }
+}
 
 /// Every replica: watches the Secret, loads each new serving certificate into `cert` and opens [`READY_GATE`]
 /// once one is loaded; publishes what it saw on `state` (kept with no receiver, as on `--webhooks-only`
@@ -85,17 +110,18 @@ pub async fn watch_secret(
                 if load(&cert, &observed, &mut loaded) {
                     ready.set(READY_GATE, true);
                 }
-                state.send_replace(Some(Arc::new(observed)));
+                state.send_replace(SecretState::Present(Arc::new(observed)));
             }
             Change::Delete(_) => {
                 tracing::warn!(
                     secret = names::WEBHOOK_CERT_SECRET,
                     "webhook certificate Secret deleted; serving the last certificate loaded"
                 );
-                state.send_replace(None);
+                state.send_replace(SecretState::Absent);
             }
             Change::Synced => {
                 if !seen {
+                    state.send_replace(SecretState::Absent);
                     tracing::info!(
                         namespace,
                         secret = names::WEBHOOK_CERT_SECRET,

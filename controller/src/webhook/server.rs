@@ -117,7 +117,7 @@ pub fn start(
 ) -> anyhow::Result<Option<SocketAddr>> {
     let flags = inputs.flags;
     let (mut endpoint, bind) = endpoint_and_bind(flags)?;
-    let (secret_tx, secret_rx) = watch::channel(None);
+    let (secret_tx, secret_rx) = watch::channel(secret::SecretState::default());
     let serve_webhooks = !flags.no_webhooks;
     let cert = Arc::new(ReloadableCert::default());
     let mut addr = None;
@@ -213,7 +213,7 @@ mod tests {
     #[tokio::test]
     async fn every_path_is_served_over_tls() {
         let forest = Forest::new().ns("a");
-        let names = ServingNames { dns: vec![], ips: vec!["127.0.0.1".parse().unwrap()] };
+        let names = ServingNames { ips: vec!["127.0.0.1".parse().unwrap()], ..Default::default() };
         let bundle = certs::issue(&names, time::OffsetDateTime::now_utc()).unwrap();
         let cert = Arc::new(ReloadableCert::default());
         cert.load(&bundle.cert_pem, &bundle.key_pem).unwrap();

@@ -176,9 +176,13 @@ impl Drop for HandshakeSlot {
 /// Counts one open connection in `hnc_webhook_connections` while it lives.
 struct OpenConnection;
 
+/// Webhook connections open in this process, for [`drained`].
+static OPEN_CONNECTIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 impl OpenConnection {
     fn new() -> Self {
         metrics::gauge!("hnc_webhook_connections").increment(1.0);
+        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         OpenConnection
     }
 }
@@ -186,6 +190,16 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         metrics::gauge!("hnc_webhook_connections").decrement(1.0);
+        OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Waits until every webhook connection of a stopped server has ended (see [`connection`]), at most `limit`:
+/// the process exits after this, and an exit would cut the connections the API server still holds.
+pub async fn drained(limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while OPEN_CONNECTIONS.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -296,19 +310,33 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     };
     drop(handshake);
 
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     // hyper calls the service once a request's headers are in: until then, the connection has sent nothing
     // worth keeping it open for.
     let requested = Arc::new(AtomicBool::new(false));
+    // Set once the server stops: HTTP/1.1 answers then say `Connection: close`.
+    let closing = Arc::new(AtomicBool::new(false));
     let service = {
-        let requested = requested.clone();
+        let (requested, closing) = (requested.clone(), closing.clone());
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             requested.store(true, Ordering::Relaxed);
-            router.clone().oneshot(request.map(axum::body::Body::new))
+            let answer = router.clone().oneshot(request.map(axum::body::Body::new));
+            let closing = closing.clone();
+            async move {
+                let mut response = answer.await?;
+                if closing.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         })
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.keep_alive_timeout);
     let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
     let no_request = async {
         tokio::time::sleep(limits.header_read_timeout).await;
         if requested.load(Ordering::Relaxed) {
@@ -316,16 +344,36 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     };
     tokio::select! {
-        result = conn => if let Err(error) = result {
+        result = conn.as_mut() => if let Err(error) = result {
             tracing::debug!(%peer, %error, "webhook connection ended with an error");
         },
         () = no_request => {
             closed("header_timeout");
             tracing::debug!(%peer, "no request headers in time; closing the connection");
         }
-        _ = stop.cancelled() => {}
+        _ = stop.cancelled() => {
+            // The API server keeps connections open between calls. Dropped, an idle one would fail the next
+            // call sent on it, and a request in flight would fail with it. Instead the client is told that the
+            // connection ends and calls again on a new one, which the Service sends to another replica: over
+            // HTTP/2 by GOAWAY at once (requests it had not started are retried by the client); over HTTP/1.1,
+            // where closing an idle connection races the client's next call on it, by `Connection: close` on
+            // the next answer, and only a connection idle for [`IDLE_GRACE`] is closed.
+            closing.store(true, Ordering::Relaxed);
+            if !http2 {
+                let _ = tokio::time::timeout(IDLE_GRACE, conn.as_mut()).await;
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(DRAIN_TIMEOUT, conn).await;
+        }
     }
 }
+
+/// How long a stopping server keeps an HTTP/1.1 connection open for the client's next call (answered with
+/// `Connection: close`) before closing it.
+pub const IDLE_GRACE: Duration = Duration::from_secs(2);
+/// How long a stopping server then lets a connection finish the requests in flight (an admission call's
+/// timeout is at most 30 s; HNC's are 2 and 10 s).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {
@@ -335,7 +383,11 @@ mod tests {
     use axum::routing::get;
 
     fn loopback() -> ServingNames {
-        ServingNames { dns: vec!["localhost".into()], ips: vec!["127.0.0.1".parse().unwrap()] }
+        ServingNames {
+            dns: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+            ..Default::default()
+        }
     }
 
     async fn get_with_ca(url: &str, ca_pem: &str) -> reqwest::Result<String> {

@@ -37,6 +37,22 @@ impl Readiness {
         self.publish();
     }
 
+    /// Registers `gate`, closed, and returns the task that opens it once `synced` turns true (it never opens if
+    /// the sender is dropped first).
+    pub fn open_when(
+        &self,
+        gate: &'static str,
+        mut synced: tokio::sync::watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.register(gate);
+        let gates = self.clone();
+        async move {
+            if synced.wait_for(|s| *s).await.is_ok() {
+                gates.set(gate, true);
+            }
+        }
+    }
+
     /// The gates still closed; empty when ready.
     pub fn pending(&self) -> Vec<&'static str> {
         self.gates.lock().iter().filter(|(_, open)| !**open).map(|(g, _)| *g).collect()

@@ -172,14 +172,7 @@ impl Replica {
         }
         let reconciler =
             HierarchyReconciler::new(index, writer.with_flow("hierarchy"), ownership.clone(), notices);
-        let mut synced = reconciler.synced();
-        ready.register("hierarchy");
-        let gate = ready.clone();
-        helpers.spawn(async move {
-            if synced.wait_for(|s| *s).await.is_ok() {
-                gate.set("hierarchy", true);
-            }
-        });
+        helpers.spawn(ready.open_when("hierarchy", reconciler.synced()));
         core.spawn("hierarchy-reconciler", reconciler.run(events_rx, ownership_rx.clone(), stop.clone()));
 
         // Propagation: the engine owns the forest cache; the config reconciler tells it what to propagate.
@@ -199,14 +192,7 @@ impl Replica {
         let cache = engine.cache_reader();
         // Admission's conflict checks read the source index: a replica is not ready before every propagated
         // type's first list has reached it.
-        let mut sources_synced = engine.sources_synced();
-        ready.register("sources");
-        let gate = ready.clone();
-        helpers.spawn(async move {
-            if sources_synced.wait_for(|s| *s).await.is_ok() {
-                gate.set("sources", true);
-            }
-        });
+        helpers.spawn(ready.open_when("sources", engine.sources_synced()));
         debug.register(
             "namespace",
             ownership::namespace_page(tree.clone(), cache.clone(), ring.clone(), ownership.clone()),
@@ -267,14 +253,7 @@ impl Replica {
                     writer.with_flow("hrq"),
                     sync_interval,
                 );
-                let mut synced = reconciler.synced();
-                ready.register("hrq");
-                let gate = ready.clone();
-                helpers.spawn(async move {
-                    if synced.wait_for(|s| *s).await.is_ok() {
-                        gate.set("hrq", true);
-                    }
-                });
+                helpers.spawn(ready.open_when("hrq", reconciler.synced()));
                 // At 0 from the start: a rate over them is 0 rather than absent until the first event.
                 metrics::counter!("hnc_hrq_denials_total").increment(0);
                 metrics::counter!("hnc_hrq_charge_conflicts_total").increment(0);

@@ -190,6 +190,14 @@ fn required(field: &str) -> Cause {
     Cause { reason: "FieldValueRequired", field: field.to_owned(), message: "Required value".into() }
 }
 
+fn duplicate(field: &str, value: &str) -> Cause {
+    Cause {
+        reason: "FieldValueDuplicate",
+        field: field.to_owned(),
+        message: format!("Duplicate value: \"{value}\""),
+    }
+}
+
 fn invalid(field: &str, value: &Value, why: &str) -> Cause {
     Cause::invalid(field, format!("Invalid value: {value}: {why}"))
 }
@@ -317,11 +325,7 @@ fn validate_pod_spec(path: &str, spec: &Value) -> Vec<Cause> {
                         causes.push(invalid(&format!("{at}.name"), &c["name"], &e));
                     }
                     if !names.insert(name.to_owned()) {
-                        causes.push(Cause {
-                            reason: "FieldValueDuplicate",
-                            field: format!("{at}.name"),
-                            message: format!("Duplicate value: \"{name}\""),
-                        });
+                        causes.push(duplicate(&format!("{at}.name"), name));
                     }
                 }
             }
@@ -348,11 +352,7 @@ fn validate_pod_spec(path: &str, spec: &Value) -> Vec<Cause> {
                         ));
                     }
                     if !port_names.insert(name.to_owned()) {
-                        causes.push(Cause {
-                            reason: "FieldValueDuplicate",
-                            field: format!("{port_at}.name"),
-                            message: format!("Duplicate value: \"{name}\""),
-                        });
+                        causes.push(duplicate(&format!("{port_at}.name"), name));
                     }
                 }
                 if let Some(proto) = p.get("protocol").filter(|p| !p.is_null())
@@ -446,11 +446,7 @@ fn validate_service(obj: &Value) -> Vec<Cause> {
                 causes.push(invalid(&format!("{at}.name"), &p["name"], &e));
             }
             if !names.insert(name.to_owned()) {
-                causes.push(Cause {
-                    reason: "FieldValueDuplicate",
-                    field: format!("{at}.name"),
-                    message: format!("Duplicate value: \"{name}\""),
-                });
+                causes.push(duplicate(&format!("{at}.name"), name));
             }
         }
         if !p["port"].as_i64().is_some_and(|n| (1..=65535).contains(&n)) {

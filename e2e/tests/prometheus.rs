@@ -292,26 +292,21 @@ async fn drive_load(env: &TestEnv) -> anyhow::Result<()> {
             .collect();
         rules
     };
-    let refused = refuse(403, 1.0, None);
-    for [root, ..] in &trees {
-        put_role(env, root, "refused", "list").await?;
+    // Copy writes refused (403), then throttled (429 with Retry-After), until one of each was answered.
+    for (code, rate, retry_after, role, verb) in
+        [(403, 1.0, None, "refused", "list"), (429, 0.5, Some(1), "throttled", "watch")]
+    {
+        let installed = refuse(code, rate, retry_after);
+        for [root, ..] in &trees {
+            put_role(env, root, role, verb).await?;
+        }
+        eventually(CONVERGE, &format!("a copy write answered {code}"), || async {
+            let answered = sim.writes().iter().filter(|w| w.resource == "roles" && w.code == code).count();
+            (answered >= 2).then_some(())
+        })
+        .await?;
+        installed.into_iter().for_each(|id| faults.remove(id));
     }
-    eventually(CONVERGE, "a refused copy write", || async {
-        let failed = sim.writes().iter().filter(|w| w.resource == "roles" && w.code == 403).count();
-        (failed >= 2).then_some(())
-    })
-    .await?;
-    refused.into_iter().for_each(|id| faults.remove(id));
-    let throttled = refuse(429, 0.5, Some(1));
-    for [root, ..] in &trees {
-        put_role(env, root, "throttled", "watch").await?;
-    }
-    eventually(CONVERGE, "a throttled copy write", || async {
-        let throttled = sim.writes().iter().filter(|w| w.resource == "roles" && w.code == 429).count();
-        (throttled >= 2).then_some(())
-    })
-    .await?;
-    throttled.into_iter().for_each(|id| faults.remove(id));
     eventually(CONVERGE, "every source copied after the faults", || propagated(env, &trees)).await?;
 
     // A namespace moved into a tree: the hierarchy webhook asks the API server whether its user may do that

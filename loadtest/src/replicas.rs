@@ -44,6 +44,10 @@ pub struct Launch {
     pub webhooks: Option<crate::webhooks::WebhookEndpoints>,
 }
 
+/// glibc's limit on malloc arenas, and the value the Deployment sets (see docs/scaling.md §Where the memory goes).
+const MALLOC_ARENA_MAX: &str = "MALLOC_ARENA_MAX";
+const DEPLOYMENT_MALLOC_ARENA_MAX: &str = "2";
+
 impl Replica {
     /// Starts a controller process with `kubeconfig`; returns once it logged its listening addresses.
     pub async fn spawn(launch: &Launch, kubeconfig: &Path, id: &str, dir: &Path) -> anyhow::Result<Replica> {
@@ -66,6 +70,11 @@ impl Replica {
         };
         for ns in &launch.excluded {
             cmd.arg(format!("--excluded-namespace={ns}"));
+        }
+        // The allocator setting the Deployment gives every replica (manifests/deploy/20-deployment.yaml), unless
+        // the harness's own environment says otherwise.
+        if std::env::var_os(MALLOC_ARENA_MAX).is_none() {
+            cmd.env(MALLOC_ARENA_MAX, DEPLOYMENT_MALLOC_ARENA_MAX);
         }
         let child = cmd
             .args(&launch.extra_args)

@@ -416,3 +416,106 @@ async fn a_write_delayed_past_the_window_is_never_applied() {
     assert!(api.get_opt("slow").await.unwrap().is_none());
     assert!(sim.writes().iter().all(|w| w.name != "slow" || w.code == 504), "{:?}", sim.writes());
 }
+
+/// A view of the hierarchy in which every namespace is a root: a replica that has not yet seen any
+/// HierarchyConfiguration.
+struct AllRoots;
+
+impl hnc_shard::HierarchyView for AllRoots {
+    fn is_managed(&self, _: &str) -> bool {
+        true
+    }
+    fn ancestors(&self, _: &str) -> Vec<hnc_shard::NsName> {
+        Vec::new()
+    }
+    fn descendants(&self, _: &str) -> Vec<hnc_shard::NsName> {
+        Vec::new()
+    }
+    fn labels(&self, _: &str) -> Option<Arc<hnc_shard::Labels>> {
+        None
+    }
+    fn halted_by(&self, _: &str) -> Option<hnc_shard::NsName> {
+        None
+    }
+    fn root(&self, ns: &str) -> hnc_shard::NsName {
+        ns.into()
+    }
+}
+
+/// The race this guards against: a namespace re-parented into another replica's tree, whose copies (written by
+/// that replica) this replica sees before it sees the move. Its view says the namespace is a root of its own, so
+/// it plans to delete the copies; the API server's hierarchy places the copies' source above the namespace, so
+/// the deletes are not sent. Once the API server agrees with the view (the namespace made a root again), they
+/// are.
+#[tokio::test]
+async fn a_write_into_another_replicas_copy_waits_for_the_api_servers_hierarchy_to_agree() {
+    use hnc_controller::propagation::foreign::precondition_for;
+    let sim = hnc_apisim::ApiSim::start(Default::default()).await.unwrap();
+    for (_, crd) in hnc_api::crd::all() {
+        sim.create(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+            serde_json::to_value(&crd).unwrap(),
+        )
+        .unwrap();
+    }
+    for ns in ["source", "middle", "moved"] {
+        sim.create("", "namespaces", "", json!({"metadata": {"name": ns}})).unwrap();
+    }
+    let set_parent = |ns: &str, parent: Option<&str>| {
+        let hc = json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+            "metadata": {"name": "hierarchy", "namespace": ns}, "spec": {"parent": parent}});
+        sim.create("hnc.x-k8s.io", "hierarchyconfigurations", ns, hc).unwrap();
+    };
+    set_parent("middle", Some("source"));
+    set_parent("moved", Some("middle"));
+    for ns in ["source", "moved"] {
+        sim.create("", "configmaps", ns, json!({"metadata": {"name": "copy", "namespace": ns}})).unwrap();
+    }
+    let (tx, mut rx) = outcome_channel();
+    let (writer, _task) = Writer::start(apisim_client(&sim).await, fast_config(), allow_all());
+    let writer = writer.reporting_to(tx);
+    let delete = |precondition| {
+        let mut request = WriteRequest::new(
+            ObjectRef::new(configmaps(), Some("moved"), "copy"),
+            WriteOp::Delete { resource_version: None, uid: None },
+            "moved",
+        );
+        request.precondition = precondition;
+        request
+    };
+    let (moved, source): (hnc_shard::NsName, hnc_shard::NsName) = ("moved".into(), "source".into());
+
+    // No precondition for copies of this replica's own trees, nor when the view already places the source above.
+    assert!(precondition_for(&AllRoots, |ns| ns == "source", &moved, &source).is_none());
+    let precondition = precondition_for(&AllRoots, |_| false, &moved, &source);
+    assert!(precondition.is_some());
+
+    writer.submit(delete(precondition.clone()));
+    assert_eq!(outcomes(&mut rx, 1).await, vec![Outcome::Stale]);
+    assert_eq!(sim.request_count("DELETE", "configmaps"), 0);
+    assert_eq!(
+        sim.request_count("GET", "hierarchyconfigurations"),
+        2,
+        "one read per level, up to the source"
+    );
+
+    // The API server's hierarchy now agrees with the view: the copy is an orphan, and the delete goes out.
+    let hc = json!({"apiVersion": "hnc.x-k8s.io/v1alpha2", "kind": "HierarchyConfiguration",
+        "metadata": {"name": "hierarchy", "namespace": "middle"}, "spec": {}});
+    let api: kube::Api<kube::core::DynamicObject> = kube::Api::namespaced_with(
+        apisim_client(&sim).await,
+        "middle",
+        &kube::core::ApiResource::erase::<hnc_api::HierarchyConfiguration>(&()),
+    );
+    let mut current = api.get("hierarchy").await.unwrap();
+    current.data["spec"] = hc["spec"].clone();
+    api.replace("hierarchy", &Default::default(), &current).await.unwrap();
+    let reads = sim.request_count("GET", "hierarchyconfigurations");
+    writer.submit(delete(precondition));
+    assert_eq!(outcomes(&mut rx, 1).await, vec![Outcome::Written]);
+    assert_eq!(sim.request_count("DELETE", "configmaps"), 1);
+    let chain = sim.request_count("GET", "hierarchyconfigurations") - reads;
+    assert_eq!(chain, 2, "the chain ends at the new root");
+}

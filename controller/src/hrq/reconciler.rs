@@ -359,7 +359,7 @@ impl QuotaReconciler {
                 self.rechecks.insert(part);
                 return;
             }
-            Outcome::Conflict | Outcome::Gone | Outcome::Fenced | Outcome::Superseded => {}
+            Outcome::Conflict | Outcome::Gone | Outcome::Fenced | Outcome::Stale | Outcome::Superseded => {}
         }
         if self.sent.get(&part).is_some_and(|s| s.tag == done.tag) {
             self.sent.remove(&part);

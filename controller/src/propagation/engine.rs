@@ -48,6 +48,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::events::EventRecorder;
+use super::foreign;
 use super::watched::WatchedObject;
 use crate::config::reconciler::ActiveTypes;
 use crate::hierarchy::reconciler::PropagationDirty;
@@ -731,7 +732,7 @@ impl PropagationEngine {
                 self.events.write_failed(&write, resource, message);
             }
             // Only a newer plan supersedes a write, and the newer one holds the slot (see above).
-            Outcome::Superseded | Outcome::Fenced | Outcome::Conflict | Outcome::Gone => {}
+            Outcome::Superseded | Outcome::Fenced | Outcome::Stale | Outcome::Conflict | Outcome::Gone => {}
         }
         // Fenced, a conflict, a vanished object or a failure: plan the object again shortly (see retry_delay).
         let dirty = Dirty::Name { ty: write.ty, name: write.name, namespace: write.namespace };
@@ -780,6 +781,7 @@ impl PropagationEngine {
             }
         }
         let cache = self.cache.current().clone();
+        let planned_from = cache.clone();
         let modes: TypeModes = self.watches.iter().map(|(ty, w)| (ty.clone(), w.mode)).collect();
         let started = Instant::now();
         let planning = {
@@ -833,6 +835,13 @@ impl PropagationEngine {
             let op = to_writer_op(&write, &resource);
             let mut request = WriteRequest::new(target, op, &write.namespace);
             request.latency = Some(latency.clone());
+            if !matches!(write.op, CopyOp::Create { .. })
+                && let Some(copy) = planned_from.copy(&write.ty, &write.namespace, &write.name)
+            {
+                let owns = |ns: &str| self.ownership.owns(&*tree, ns);
+                request.precondition =
+                    foreign::precondition_for(&*tree, owns, &write.namespace, &copy.inherited_from);
+            }
             self.in_flight.insert(&mut request, write);
             requests.push(request);
         }

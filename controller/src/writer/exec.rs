@@ -23,7 +23,7 @@ use kube::core::{DynamicObject, Request, Resource};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{ObjectRef, Outcome, WriteOp};
+use super::{ObjectRef, Outcome, Precondition, WriteOp};
 
 /// The result of one attempt.
 pub(super) enum Attempt {
@@ -91,6 +91,17 @@ pub(super) async fn execute(
             // caller re-plans once the deletion is observed.
             send(request.create(&PostParams::default(), data), Verb::Create).await
         }
+    }
+}
+
+/// Checks a write's precondition: `None` when it holds (or there is none), otherwise how the attempt ends —
+/// [`Outcome::Stale`], or the read's failure classified like a write's (a 429, 5xx or lost connection is
+/// transient).
+pub(super) async fn precondition(client: &Client, check: Option<&Precondition>) -> Option<Attempt> {
+    match (check?.0)(client.clone()).await {
+        Ok(true) => None,
+        Ok(false) => Some(Attempt::Done(Outcome::Stale, None)),
+        Err(e) => Some(classify(Err(e), Verb::Update)),
     }
 }
 

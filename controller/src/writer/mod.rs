@@ -18,7 +18,9 @@
 //! * optimistic concurrency: a 409 Conflict is never retried blindly — it is reported so the caller re-plans from
 //!   fresh state; `Recreate` (RoleBinding roleRef) deletes with a resourceVersion precondition, then creates;
 //! * the fence (ownership) check runs right before every attempt: a replica that lost a shard stops writing for it
-//!   at once, and the new owner's first plan covers whatever was dropped;
+//!   at once, and the new owner's first plan covers whatever was dropped; a write may also carry a
+//!   [`Precondition`], a read made right before it is sent that confirms what the plan assumed (a write into
+//!   another replica's copies when this replica's view of the hierarchy may lag the API server's);
 //! * outcomes go back to whoever submitted the write: each handle may carry its own bounded outcome channel
 //!   ([`Writer::reporting_to`]), and every [`Completed`] is sent to the channel of the handle that submitted the
 //!   request; a handle without one submits fire-and-forget (see [`OUTCOME_BUFFER`] for why waiting for room in
@@ -213,6 +215,20 @@ impl Drop for LatencyGroup {
     }
 }
 
+/// A read made with the writer's client right before a write is sent (after the fence), confirming what the
+/// plan assumed: `Ok(false)` leaves the write unsent with [`Outcome::Stale`]; an error counts as the attempt's
+/// (a 429 or 5xx is retried like a failed write).
+#[derive(Clone)]
+pub struct Precondition(
+    pub Arc<dyn Fn(Client) -> futures::future::BoxFuture<'static, Result<bool, kube::Error>> + Send + Sync>,
+);
+
+impl std::fmt::Debug for Precondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<precondition>")
+    }
+}
+
 /// One write to make.
 #[derive(Clone, Debug)]
 pub struct WriteRequest {
@@ -228,12 +244,14 @@ pub struct WriteRequest {
     /// The submitter's own number for this write, returned in its [`Completed`]: several writes of one object
     /// can be outstanding (one in flight, a newer one parked), and their outcomes must not be confused.
     pub tag: u64,
+    /// Checked right before every attempt, if any.
+    pub precondition: Option<Precondition>,
 }
 
 impl WriteRequest {
     /// A write of `target` serving the tree of `scope`.
     pub fn new(target: ObjectRef, op: WriteOp, scope: &str) -> Self {
-        WriteRequest { target, op, scope: scope.into(), latency: None, tag: 0 }
+        WriteRequest { target, op, scope: scope.into(), latency: None, tag: 0, precondition: None }
     }
 }
 
@@ -248,6 +266,9 @@ pub enum Outcome {
     Gone,
     /// Not written: this replica no longer owns the object's tree.
     Fenced,
+    /// Not written: the write's [`Precondition`] found the plan was made from a view older than the API
+    /// server's state.
+    Stale,
     /// Replaced by a newer plan for the same object before it was attempted.
     Superseded,
     /// Failed permanently or after all retries.
@@ -266,6 +287,7 @@ impl Outcome {
             Outcome::Conflict => "conflict",
             Outcome::Gone => "gone",
             Outcome::Fenced => "fenced",
+            Outcome::Stale => "stale",
             Outcome::Superseded => "superseded",
             Outcome::Failed { .. } => "failed",
         }
@@ -638,9 +660,19 @@ async fn write_with_retries(
         }
         let (sent, in_flight) = inner.gate.sending();
         let fence = || (inner.fence)(&request.scope);
-        let result =
-            exec::execute(&inner.client, &request.target, &request.op, inner.config.attempt_timeout, fence)
-                .await;
+        let result = match exec::precondition(&inner.client, request.precondition.as_ref()).await {
+            Some(refused) => refused,
+            None => {
+                exec::execute(
+                    &inner.client,
+                    &request.target,
+                    &request.op,
+                    inner.config.attempt_timeout,
+                    fence,
+                )
+                .await
+            }
+        };
         let elapsed = sent.elapsed();
         metrics::histogram!("hnc_write_duration_seconds", "verb" => request.op.verb())
             .record(elapsed.as_secs_f64());

@@ -93,6 +93,9 @@ pub fn retry_delay(outcome: &Outcome) -> Option<Duration> {
         // owns; or the shard lease lapsed for a moment): look again shortly. If this replica owns the tree by
         // then the write is planned again; if not, the plan skips it and the owner's own plan covers it.
         Outcome::Fenced => Some(Duration::from_secs(1)),
+        // The view the write was planned from lags the API server: its watch brings the change that makes the
+        // plan different; look again in case the re-plan it causes found the write still in flight.
+        Outcome::Stale => Some(Duration::from_secs(1)),
         Outcome::Failed { .. } => Some(Duration::from_secs(5)),
     }
 }

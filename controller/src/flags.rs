@@ -39,10 +39,11 @@ pub struct Flags {
     #[arg(long, default_value_t = 0.0)]
     pub apiserver_qps_throttle: f64,
 
-    /// The most copy writes one replica has submitted and not yet finished; planned writes beyond it wait as
-    /// names to plan again (a few dozen bytes each instead of a queued write's kilobyte), so a cold start of a
-    /// replica owning a million copies holds this many at a time. Lower: less memory at a cold start; higher:
-    /// more writes queued ahead of a fast API server.
+    /// The most copy writes one replica has submitted and not yet finished, and separately the most hierarchy
+    /// writes (tree labels, HierarchyConfigurations, subnamespaces); planned writes beyond it wait as names to
+    /// plan again (a few dozen bytes each instead of a queued write's kilobyte), so a cold start of a replica
+    /// owning a million copies holds this many at a time. Lower: less memory at a cold start; higher: more
+    /// writes queued ahead of a fast API server.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_writes_in_flight: u32,
 

@@ -171,7 +171,8 @@ impl Replica {
             notices.push(quota_notices_tx);
         }
         let reconciler =
-            HierarchyReconciler::new(index, writer.with_flow("hierarchy"), ownership.clone(), notices);
+            HierarchyReconciler::new(index, writer.with_flow("hierarchy"), ownership.clone(), notices)
+                .with_max_writes_in_flight(flags.max_writes_in_flight as usize);
         helpers.spawn(ready.open_when("hierarchy", reconciler.synced()));
         core.spawn("hierarchy-reconciler", reconciler.run(events_rx, ownership_rx.clone(), stop.clone()));
 

@@ -20,14 +20,19 @@
 //! fill. Writes happen only on real differences, each conditional on the resourceVersion it was planned from; a
 //! write submitted but not yet echoed by the watch stays in [`PendingWrites`], so re-planning in that window
 //! does not write twice.
+//!
+//! At most `--max-writes-in-flight` writes are pending at once: a round with more dirty namespaces is planned in
+//! chunks while there is room, and the namespaces left over wait, as names, until half of that room is free
+//! again (fresh changes ahead of them). A cold start of a replica owning tens of thousands of namespaces then
+//! holds a few thousand planned patches at a time, not one per namespace.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use hnc_api::{HierarchyConfiguration, SubnamespaceAnchor};
 use hnc_shard::tree::plan::{PARALLEL_FROM, plan};
 use hnc_shard::tree::{HierarchyKind, HierarchyOp, HierarchyWrite, TreeIndex};
-use hnc_shard::{NsName, TreeReader};
+use hnc_shard::{NsName, TreeReader, TreeSnapshot};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::ApiResource;
 use tokio::sync::{mpsc, watch};
@@ -106,6 +111,10 @@ pub struct HierarchyReconciler {
     synced: BTreeSet<HierarchyKind>,
     dirty: BTreeSet<NsName>,
     all_dirty: bool,
+    /// Dirty namespaces not planned yet because `max_in_flight` writes were pending, oldest first.
+    deferred: VecDeque<NsName>,
+    /// The most writes pending at once (`--max-writes-in-flight`).
+    max_in_flight: usize,
     changed: bool,
     propagation: Vec<PropagationSink>,
     /// Notices for the propagation engine not sent yet: they go out in [`HierarchyReconciler::flush`] right
@@ -144,11 +153,19 @@ impl HierarchyReconciler {
             synced: BTreeSet::new(),
             dirty: BTreeSet::new(),
             all_dirty: false,
+            deferred: VecDeque::new(),
+            max_in_flight: crate::propagation::engine::MAX_WRITES_IN_FLIGHT,
             changed: false,
             propagation,
             unannounced: Unannounced::default(),
             synced_tx: watch::channel(false).0,
         }
+    }
+
+    /// At most `max` writes pending at once (`--max-writes-in-flight`); at least one.
+    pub fn with_max_writes_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.max(1);
+        self
     }
 
     /// Readers of the published snapshots.
@@ -170,6 +187,7 @@ impl HierarchyReconciler {
         stop: CancellationToken,
     ) {
         let mut outcomes = self.outcomes.take().expect("run is called once");
+        metrics::gauge!("hnc_hierarchy_deferred_namespaces").set(0.0);
         let mut resync = tokio::time::interval(RESYNC_PERIOD);
         resync.tick().await;
         loop {
@@ -326,11 +344,14 @@ impl HierarchyReconciler {
         self.retries.schedule(pending.owner, delay);
     }
 
-    /// Publishes the index if it changed, plans every dirty namespace this replica owns and submits the writes
-    /// not already on their way. Rounds of at least [`PARALLEL_FROM`] namespaces are planned on a blocking
-    /// thread (in parallel), so a full resync of a large forest never holds up an async worker.
+    /// Publishes the index if it changed, plans the dirty namespaces this replica owns, as many as there is
+    /// room for (see the module documentation), and submits the writes not already on their way. Rounds of at
+    /// least [`PARALLEL_FROM`] namespaces are planned on a blocking thread (in parallel), so a full resync of a
+    /// large forest never holds up an async worker.
     pub async fn flush(&mut self) {
-        if !self.changed && self.dirty.is_empty() && !self.all_dirty {
+        let room = self.max_in_flight.saturating_sub(self.pending.len());
+        let deferred_due = !self.deferred.is_empty() && room >= self.max_in_flight.div_ceil(2);
+        if !self.changed && self.dirty.is_empty() && !self.all_dirty && !deferred_due {
             return;
         }
         let snapshot = if self.changed {
@@ -343,16 +364,50 @@ impl HierarchyReconciler {
         if !snapshot.is_synced() {
             return;
         }
-        let dirty: Vec<NsName> = if std::mem::take(&mut self.all_dirty) {
+        // Fresh changes first, then what waited for room; everything when everything is dirty.
+        let mut todo: VecDeque<NsName> = if std::mem::take(&mut self.all_dirty) {
             self.dirty.clear();
+            self.deferred.clear();
             snapshot.nodes().map(|n| n.name().clone()).collect()
         } else {
-            std::mem::take(&mut self.dirty).into_iter().collect()
+            let mut todo: VecDeque<NsName> = std::mem::take(&mut self.dirty).into_iter().collect();
+            if deferred_due {
+                todo.extend(self.deferred.drain(..));
+            }
+            todo
         };
         let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or_else(|_| jiff::Timestamp::now());
         let now = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        loop {
+            let room = self.max_in_flight.saturating_sub(self.pending.len());
+            // Namespaces of other replicas' trees plan nothing: they take no room and are not kept.
+            let mut chunk = Vec::with_capacity(room.min(todo.len()));
+            while chunk.len() < room {
+                let Some(ns) = todo.pop_front() else { break };
+                if self.ownership.owns(&*snapshot, &ns) {
+                    chunk.push(ns);
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            if !self.plan_and_submit(&snapshot, chunk, &now).await {
+                return;
+            }
+        }
+        // What is left goes ahead of what already waited (unless that was drained into it).
+        let left: Vec<NsName> = todo.into_iter().filter(|ns| self.ownership.owns(&*snapshot, ns)).collect();
+        for ns in left.into_iter().rev() {
+            self.deferred.push_front(ns);
+        }
+        metrics::gauge!("hnc_hierarchy_deferred_namespaces").set(self.deferred.len() as f64);
+    }
+
+    /// Plans `dirty` (owned namespaces) and submits the writes; false when planning failed (everything is
+    /// reconciled again).
+    async fn plan_and_submit(&mut self, snapshot: &Arc<TreeSnapshot>, dirty: Vec<NsName>, now: &str) -> bool {
         let batch = if dirty.len() >= PARALLEL_FROM {
-            let ownership = self.ownership.clone();
+            let (ownership, snapshot, now) = (self.ownership.clone(), snapshot.clone(), now.to_owned());
             let planning = tokio::task::spawn_blocking(move || {
                 plan(&snapshot, &dirty, &|ns: &str| ownership.owns(&*snapshot, ns), &now)
             });
@@ -361,11 +416,11 @@ impl HierarchyReconciler {
                 Err(error) => {
                     tracing::error!(%error, "hierarchy planning failed; reconciling everything again");
                     self.all_dirty = true;
-                    return;
+                    return false;
                 }
             }
         } else {
-            plan(&snapshot, &dirty, &|ns: &str| self.ownership.owns(&*snapshot, ns), &now)
+            plan(snapshot, &dirty, &|ns: &str| self.ownership.owns(&**snapshot, ns), now)
         };
         metrics::counter!("hnc_reconcilers_hierconfig_total").increment(batch.reconciled as u64);
         for write in batch.writes {
@@ -380,6 +435,7 @@ impl HierarchyReconciler {
             }
             self.submit(write);
         }
+        true
     }
 
     /// Submits a planned write unless the same write (planned from the same version) is already on its way.
@@ -464,5 +520,51 @@ mod tests {
         };
         assert!(roots.iter().any(|r| &**r == "c"), "{roots:?}");
         assert_eq!(reader.load().parent("c").map(|p| &**p), Some("p"));
+    }
+
+    /// A cold start plans no more than the room for pending writes allows; the rest waits as names and is
+    /// planned once half of the room is free again.
+    #[tokio::test]
+    async fn a_large_round_is_planned_as_room_for_its_writes_frees_up() {
+        // Every write is fenced before it is sent: the client is never used.
+        let client = writer_client(&kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let (writer, _task) = Writer::start(client, WriterConfig::adaptive(), Arc::new(|_: &str| false));
+        let mut reconciler = HierarchyReconciler::new(
+            TreeIndex::new(Default::default()),
+            writer,
+            Ownership::Everything,
+            vec![],
+        )
+        .with_max_writes_in_flight(10);
+        let mut outcomes = reconciler.outcomes.take().unwrap();
+        for i in 0..35 {
+            reconciler.apply(namespace(&format!("ns-{i:02}"), "1"));
+        }
+        reconciler.apply(HierarchyEvent::Namespace(Change::<Namespace>::Synced));
+        reconciler.apply(HierarchyEvent::Hierarchy(Change::Synced));
+        reconciler.apply(HierarchyEvent::Anchor(Change::Synced));
+        reconciler.flush().await;
+        // Each root needs its tree label: one write per namespace.
+        assert_eq!((reconciler.pending.len(), reconciler.deferred.len()), (10, 25));
+
+        // Settling four writes leaves less than half of the room free: nothing more is planned.
+        let mut settle = async |reconciler: &mut HierarchyReconciler, n: usize| {
+            for _ in 0..n {
+                reconciler.completed(outcomes.recv().await.unwrap());
+            }
+        };
+        settle(&mut reconciler, 4).await;
+        reconciler.flush().await;
+        assert_eq!((reconciler.pending.len(), reconciler.deferred.len()), (6, 25));
+        settle(&mut reconciler, 1).await;
+        reconciler.flush().await;
+        assert_eq!((reconciler.pending.len(), reconciler.deferred.len()), (10, 20));
+        // Fresh changes go ahead of what waits.
+        reconciler.apply(namespace("fresh", "1"));
+        settle(&mut reconciler, 10).await;
+        reconciler.flush().await;
+        assert_eq!((reconciler.pending.len(), reconciler.deferred.len()), (10, 11));
+        let fresh = ObjectRef::new(reconciler.resources.namespace.clone(), None, "fresh");
+        assert!(reconciler.pending.get(&fresh).is_some(), "the fresh namespace is planned first");
     }
 }

@@ -44,7 +44,7 @@ pub struct Flags {
     /// plan again (a few dozen bytes each instead of a queued write's kilobyte), so a cold start of a replica
     /// owning a million copies holds this many at a time. Lower: less memory at a cold start; higher: more
     /// writes queued ahead of a fast API server.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_writes_in_flight: u32,
 
     /// Concurrency of hierarchy (HierarchyConfiguration / Namespace) writes.
@@ -370,7 +370,7 @@ mod tests {
 
     #[test]
     fn writes_in_flight_are_bounded_by_default_and_at_least_one() {
-        assert_eq!(parse(&[]).unwrap().max_writes_in_flight, 10_000);
+        assert_eq!(parse(&[]).unwrap().max_writes_in_flight, 2_000);
         assert_eq!(parse(&["--max-writes-in-flight=50"]).unwrap().max_writes_in_flight, 50);
         assert!(parse(&["--max-writes-in-flight=0"]).is_err());
         assert!(parse(&["--max-writes-in-flight=-1"]).is_err());

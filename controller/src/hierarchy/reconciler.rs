@@ -21,10 +21,11 @@
 //! write submitted but not yet echoed by the watch stays in [`PendingWrites`], so re-planning in that window
 //! does not write twice.
 //!
-//! At most `--max-writes-in-flight` writes are pending at once: a round with more dirty namespaces is planned in
-//! chunks while there is room, and the namespaces left over wait, as names, until half of that room is free
-//! again (fresh changes ahead of them). A cold start of a replica owning tens of thousands of namespaces then
-//! holds a few thousand planned patches at a time, not one per namespace.
+//! Writes pending at once are bounded by `--max-writes-in-flight`: a round with more dirty namespaces is planned
+//! in chunks of as many owned namespaces as there is room for writes (a namespace usually needs one; a chunk
+//! whose namespaces need several overshoots), and the namespaces left over wait, as names, until half of that
+//! room is free again (fresh changes ahead of them). A cold start of a replica owning tens of thousands of
+//! namespaces then holds a few thousand planned patches at a time, not one per namespace.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;

@@ -128,6 +128,14 @@ pub enum ObjectChange {
     Synced,
 }
 
+/// A relist of one type in progress.
+struct Relist {
+    /// Loads with this id or a later one started after the relist did.
+    loads_from: u64,
+    /// The objects the engine holds that the list (or such a load) has shown so far.
+    seen: HashSet<(NsName, String)>,
+}
+
 struct TypeWatch {
     resource: Arc<ApiResource>,
     mode: SyncMode,
@@ -173,7 +181,7 @@ pub struct PropagationEngine {
     /// Objects the watch showed deleted while a load was in progress: a listed copy of one is older.
     tombstones: HashSet<(TypeKey, NsName, String)>,
     /// Types whose watch is listing, with the objects the engine holds that the list has shown so far.
-    relisting: HashMap<TypeKey, HashSet<(NsName, String)>>,
+    relisting: HashMap<TypeKey, Relist>,
     /// True once every watched type has listed and the first plan ran: the cache's counts are complete.
     counted: Arc<AtomicBool>,
     /// Turns true once, when every type's first list has reached the source index: admission's conflict checks
@@ -393,7 +401,16 @@ impl PropagationEngine {
         let ObjectEvent { ty, change, load } = event;
         let dirty = match change {
             ObjectChange::Apply(object) => {
-                let listed = (load.is_none() && self.relisting.contains_key(&ty)).then(|| key_of(&object));
+                // Objects of a load started since the relist began count as listed too: that load's list is newer
+                // than the relist's, so what it shows was not deleted while the watch was down — even when the
+                // watch's list passed the object while its namespace was still another replica's (reduced to
+                // `Elsewhere`: nothing held, nothing remembered). Forgetting it would leave the cache without a
+                // copy that exists, and the plan would create it again and again, each create a 409.
+                let listed = self
+                    .relisting
+                    .get(&ty)
+                    .is_some_and(|r| load.is_none_or(|id| id >= r.loads_from))
+                    .then(|| key_of(&object));
                 let dirty = self.ingest_object(&ty, object, load);
                 if let Some((ns, name)) = listed {
                     self.listed(&ty, ns, name);
@@ -403,21 +420,29 @@ impl PropagationEngine {
             ObjectChange::Elsewhere { key: (ns, name), policy } => {
                 self.ingest_elsewhere(&ty, &ns, &name, policy.as_ref());
                 if self.relisting.contains_key(&ty) {
-                    self.listed(&ty, ns, name);
+                    // The watch reduced it, but the namespace is this replica's now: a load in progress may
+                    // hold it by the end of the list, and the list showed that it exists.
+                    if self.ownership.expects(&*self.tree.load(), &ns) {
+                        if let Some(relist) = self.relisting.get_mut(&ty) {
+                            relist.seen.insert((ns.as_str().into(), name));
+                        }
+                    } else {
+                        self.listed(&ty, ns, name);
+                    }
                 }
                 None
             }
             ObjectChange::Delete((ns, name)) => self.forget(&ty, &ns, &name),
             ObjectChange::Relisting => {
-                self.relisting.insert(ty, HashSet::new());
+                self.relisting.insert(ty, Relist { loads_from: self.next_load + 1, seen: HashSet::new() });
                 return;
             }
             ObjectChange::Synced => {
                 if let Some(id) = load {
                     return self.loaded(id);
                 }
-                if let Some(seen) = self.relisting.remove(&ty) {
-                    self.forget_unlisted(&ty, &seen);
+                if let Some(relist) = self.relisting.remove(&ty) {
+                    self.forget_unlisted(&ty, &relist.seen);
                 }
                 if let Some(w) = self.watches.get_mut(&ty)
                     && !w.synced
@@ -500,9 +525,9 @@ impl PropagationEngine {
     /// During a relist of `ty`: the list showed `namespace/name`; remembered if the engine holds it.
     fn listed(&mut self, ty: &TypeKey, ns: String, name: String) {
         if self.holds(ty, &ns, &name)
-            && let Some(seen) = self.relisting.get_mut(ty)
+            && let Some(relist) = self.relisting.get_mut(ty)
         {
-            seen.insert((ns.into(), name));
+            relist.seen.insert((ns.into(), name));
         }
     }
 
@@ -1006,5 +1031,97 @@ async fn watch_type(
 impl std::fmt::Debug for PropagationEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PropagationEngine").field("types", &self.watches.len()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use hnc_shard::TreeIndex;
+    use hnc_shard::propagation::PropagationRules;
+
+    use super::*;
+    use crate::ownership::ShardOwnership;
+    use crate::writer::{WriterConfig, writer_client};
+
+    /// Owns every tree once `owned` is set, none before.
+    struct Switch(Arc<AtomicBool>);
+
+    impl ShardOwnership for Switch {
+        fn holds_root(&self, _: &str) -> bool {
+            self.0.load(Ordering::Relaxed)
+        }
+        fn is_leader(&self) -> bool {
+            false
+        }
+    }
+
+    fn role_copy(ns: &str, name: &str, from: &str) -> WatchedObject {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns, "resourceVersion": "5",
+                "labels": {labels::INHERITED_FROM: from}},
+            "rules": []}))
+        .unwrap()
+    }
+
+    /// The warm restart of four replicas at 1,000,000 copies: a replica's watch listed the Roles while a tree
+    /// was still another replica's (each copy reduced, nothing held), the tree became its own, a load listed
+    /// its copies, and the end of the watch's list then took them for deleted while the watch was down — the
+    /// cache lost copies that exist, and the plan created them again and again (each a 409).
+    #[tokio::test]
+    async fn a_load_during_a_relist_keeps_what_it_listed() {
+        let client = writer_client(&kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let (writer, _task) =
+            Writer::start(client.clone(), WriterConfig::adaptive(), Arc::new(|_: &str| false));
+        let mut index = TreeIndex::new(Default::default());
+        for name in ["root", "child"] {
+            let ns = serde_json::from_value(
+                serde_json::json!({"metadata": {"name": name, "resourceVersion": "1"}}),
+            );
+            let (name, observed) = crate::hierarchy::ingest::namespace(&ns.unwrap()).unwrap();
+            index.apply_namespace(&name, observed);
+        }
+        index.set_synced(true);
+        index.publish();
+        let owned = Arc::new(AtomicBool::new(false));
+        let ownership = Ownership::Shards(Arc::new(Switch(owned.clone())));
+        let mut engine = PropagationEngine::new(
+            client,
+            ForestCache::new(PropagationRules::default()),
+            index.reader(),
+            writer,
+            ownership,
+        );
+        let ty = TypeKey::new("rbac.authorization.k8s.io", "Role");
+        let event = |change, load| ObjectEvent { ty: ty.clone(), change, load };
+        let held = |engine: &PropagationEngine, name: &str| {
+            engine.cache.current().copy(&ty, "child", name).is_some()
+        };
+
+        engine.ingest(event(ObjectChange::Relisting, None));
+        // The list passes the copies while the tree is another replica's.
+        for name in ["a", "b"] {
+            let key = ("child".to_owned(), name.to_owned());
+            engine.ingest(event(ObjectChange::Elsewhere { key, policy: None }, None));
+        }
+        // The tree becomes this replica's; a load lists its namespaces (as `load` would).
+        owned.store(true, Ordering::Relaxed);
+        engine.next_load += 1;
+        let id = engine.next_load;
+        engine.loads.insert(id, ["root", "child"].into_iter().map(NsName::from).collect());
+        for name in ["a", "b"] {
+            engine.ingest(event(ObjectChange::Apply(role_copy("child", name, "root")), Some(id)));
+        }
+        assert!(held(&engine, "a") && held(&engine, "b"));
+        // The watch's list ends: nothing it did not show was deleted.
+        engine.ingest(event(ObjectChange::Synced, None));
+        assert!(held(&engine, "a") && held(&engine, "b"), "copies a load listed during the relist are kept");
+
+        // A copy held from before a relist and not shown by it is forgotten, as before.
+        engine.ingest(event(ObjectChange::Relisting, None));
+        engine.ingest(event(ObjectChange::Apply(role_copy("child", "a", "root")), None));
+        engine.ingest(event(ObjectChange::Synced, None));
+        assert!(held(&engine, "a") && !held(&engine, "b"), "b was deleted while the watch was down");
     }
 }

@@ -1,6 +1,8 @@
 //! The binary's lifecycle against apisim with HNC's CRDs: it syncs the hierarchy, becomes ready, serves health and
 //! metrics, and exits 0 on SIGTERM and SIGINT.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,15 +12,7 @@ use hnc_apisim::{ApiSim, Config};
 /// apisim with HNC's CRDs and namespace, and an admin kubeconfig for it in `dir`.
 async fn cluster(dir: &std::path::Path) -> (ApiSim, std::path::PathBuf) {
     let sim = ApiSim::start(Config::default()).await.unwrap();
-    for (_, crd) in hnc_api::crd::all() {
-        sim.create(
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            "",
-            serde_json::to_value(&crd).unwrap(),
-        )
-        .unwrap();
-    }
+    support::install_hnc_crds(&sim);
     sim.create("", "namespaces", "", serde_json::json!({"metadata": {"name": "hnc-system"}})).unwrap();
     let path = dir.join("kubeconfig");
     sim.write_kubeconfig(&path, sim.admin_token()).unwrap();

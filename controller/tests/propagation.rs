@@ -1,6 +1,8 @@
 //! The propagation engine against apisim through the real binary: apisim slows the controller's writes so that a
 //! change arrives while a copy's write is on its way, or fails its watches while objects are deleted.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,15 +102,7 @@ fn role(ns: &str, name: &str) -> serde_json::Value {
 /// admin client.
 async fn parent_and_child() -> (ApiSim, kube::Client) {
     let sim = ApiSim::start(Config::default()).await.unwrap();
-    for (_, crd) in hnc_api::crd::all() {
-        sim.create(
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            "",
-            serde_json::to_value(&crd).unwrap(),
-        )
-        .unwrap();
-    }
+    support::install_hnc_crds(&sim);
     for ns in ["hnc-system", "parent", "child"] {
         sim.create("", "namespaces", "", json!({"metadata": {"name": ns}})).unwrap();
     }

@@ -3,6 +3,8 @@
 //! server's Retry-After pauses every write, that a fresh batch is not queued behind a backlog, and that the
 //! default configuration finds a throttling server's capacity without overloading it.
 
+mod support;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -451,15 +453,7 @@ impl hnc_shard::HierarchyView for AllRoots {
 async fn a_write_into_another_replicas_copy_waits_for_the_api_servers_hierarchy_to_agree() {
     use hnc_controller::propagation::foreign::precondition_for;
     let sim = hnc_apisim::ApiSim::start(Default::default()).await.unwrap();
-    for (_, crd) in hnc_api::crd::all() {
-        sim.create(
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            "",
-            serde_json::to_value(&crd).unwrap(),
-        )
-        .unwrap();
-    }
+    support::install_hnc_crds(&sim);
     for ns in ["source", "middle", "moved"] {
         sim.create("", "namespaces", "", json!({"metadata": {"name": ns}})).unwrap();
     }

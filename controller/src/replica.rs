@@ -344,7 +344,11 @@ impl Replica {
         while self.helpers.join_next().await.is_some() {}
         if let Some((coordinator, task)) = self.coordinator.take() {
             coordinator.shutdown().await;
-            let _ = task.await;
+            // `fatal` may have awaited the task to its end already (the coordinator stopped by itself); a
+            // JoinHandle polled again after that panics.
+            if !task.is_finished() {
+                let _ = task.await;
+            }
         }
     }
 }

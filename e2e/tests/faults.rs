@@ -2,6 +2,8 @@
 //!
 //! * a core task that panics makes the replica stop holding work — it exits non-zero and releases its Leases —
 //!   so its trees get a new writer instead of stalling behind a replica that still renews its Leases;
+//! * a replica that cannot reach the API server for longer than a lease stops in order and exits non-zero (its
+//!   peers cannot tell it from a dead one, so it must not go on writing), without a panic on the way out;
 //! * a holder suspended (SIGSTOP) while its writes are delayed at the API server never has one of them
 //!   accepted after the replica that took its trees over has written: every write carries the write window as
 //!   the server's `timeout`, shorter than `lease duration − renew deadline`.
@@ -10,6 +12,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use hnc_apisim::FaultRule;
 use hnc_e2e::forest::{
     CONVERGE, SHORT_LEASE, SHORT_LEASE_ARGS, forest_names, load_forest, propagated, put_role,
@@ -59,6 +62,28 @@ async fn a_replica_whose_core_task_panics_hands_its_trees_over() -> anyhow::Resu
         "p1 exited {exited:?} after its engine panicked; every tree converged {:?} after (lease {LEASE:?})",
         injected.elapsed()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_the_api_server_for_longer_than_a_lease_exits_without_panicking()
+-> anyhow::Result<()> {
+    let mut env = TestEnv::start(BINARY).await?;
+    if env.is_real_cluster() {
+        eprintln!("skipped on a real cluster: restarts the API server");
+        return Ok(());
+    }
+    let replica = env.start_replica("cut", &ARGS).await?;
+    env.replica(replica).wait_ready(CONVERGE).await?;
+    // Down for three lease durations: the coordinator gives up after one without a request reaching the
+    // server, and the replica stops.
+    let sim = env.sim().context("apisim")?;
+    sim.restart(LEASE * 3).await?;
+    let status = env.wait_exit(replica, CONVERGE).await?;
+    assert!(!status.success(), "a replica that lost the API server exits non-zero: {status}");
+    let log = env.replica(replica).log_text();
+    assert!(!log.contains("panicked"), "it stops in order, without a panic:\n{log}");
+    assert!(log.contains("coordination stops"), "the log says why:\n{log}");
     Ok(())
 }
 

@@ -132,8 +132,35 @@ pub enum ObjectChange {
 struct Relist {
     /// Loads with this id or a later one started after the relist did.
     loads_from: u64,
-    /// The objects the engine holds that the list (or such a load) has shown so far.
-    seen: HashSet<(NsName, String)>,
+    /// The objects the engine holds that the list (or such a load) has shown so far, as 64-bit hashes of
+    /// `(namespace, name)`: a warm restart's first list shows every source of the cluster and every copy of the
+    /// owned trees (hundreds of thousands of keys at 100,000 namespaces), and a hash is an eighth of what a
+    /// key and its name's allocation take. Two keys share a hash with a chance of about one in 2⁶⁴ / held
+    /// objects per object deleted while the watch was down; such an object would be forgotten at the next
+    /// relist or when its deletion's event arrives, not never.
+    seen: HashSet<u64>,
+    /// The hasher of `seen`'s keys, seeded anew for every relist.
+    keys: std::hash::RandomState,
+}
+
+impl Relist {
+    fn new(loads_from: u64) -> Self {
+        Relist { loads_from, seen: HashSet::new(), keys: std::hash::RandomState::new() }
+    }
+
+    fn key(&self, ns: &str, name: &str) -> u64 {
+        use std::hash::BuildHasher as _;
+        self.keys.hash_one((ns, name))
+    }
+
+    fn see(&mut self, ns: &str, name: &str) {
+        let key = self.key(ns, name);
+        self.seen.insert(key);
+    }
+
+    fn has_seen(&self, ns: &str, name: &str) -> bool {
+        self.seen.contains(&self.key(ns, name))
+    }
 }
 
 struct TypeWatch {
@@ -413,7 +440,7 @@ impl PropagationEngine {
                     .then(|| key_of(&object));
                 let dirty = self.ingest_object(&ty, object, load);
                 if let Some((ns, name)) = listed {
-                    self.listed(&ty, ns, name);
+                    self.listed(&ty, &ns, &name);
                 }
                 dirty
             }
@@ -424,17 +451,22 @@ impl PropagationEngine {
                     // hold it by the end of the list, and the list showed that it exists.
                     if self.ownership.expects(&*self.tree.load(), &ns) {
                         if let Some(relist) = self.relisting.get_mut(&ty) {
-                            relist.seen.insert((ns.as_str().into(), name));
+                            relist.see(&ns, &name);
                         }
                     } else {
-                        self.listed(&ty, ns, name);
+                        self.listed(&ty, &ns, &name);
                     }
                 }
                 None
             }
             ObjectChange::Delete((ns, name)) => self.forget(&ty, &ns, &name),
             ObjectChange::Relisting => {
-                self.relisting.insert(ty, Relist { loads_from: self.next_load + 1, seen: HashSet::new() });
+                // A type's first list is planned as a whole once it completes (nothing is planned before):
+                // marking it so now keeps the list's objects from each adding a name to plan.
+                if self.watches.get(&ty).is_some_and(|w| !w.synced) {
+                    self.mark(Dirty::Type { ty: ty.clone() });
+                }
+                self.relisting.insert(ty, Relist::new(self.next_load + 1));
                 return;
             }
             ObjectChange::Synced => {
@@ -442,7 +474,7 @@ impl PropagationEngine {
                     return self.loaded(id);
                 }
                 if let Some(relist) = self.relisting.remove(&ty) {
-                    self.forget_unlisted(&ty, &relist.seen);
+                    self.forget_unlisted(&ty, &relist);
                 }
                 if let Some(w) = self.watches.get_mut(&ty)
                     && !w.synced
@@ -523,11 +555,11 @@ impl PropagationEngine {
     }
 
     /// During a relist of `ty`: the list showed `namespace/name`; remembered if the engine holds it.
-    fn listed(&mut self, ty: &TypeKey, ns: String, name: String) {
-        if self.holds(ty, &ns, &name)
+    fn listed(&mut self, ty: &TypeKey, ns: &str, name: &str) {
+        if self.holds(ty, ns, name)
             && let Some(relist) = self.relisting.get_mut(ty)
         {
-            relist.seen.insert((ns.into(), name));
+            relist.see(ns, name);
         }
     }
 
@@ -548,16 +580,28 @@ impl PropagationEngine {
             || cache.copy(ty, ns, name).is_some()
     }
 
-    /// A list of `ty` completed: forgets what the engine holds that the list did not show (`seen`).
-    fn forget_unlisted(&mut self, ty: &TypeKey, seen: &HashSet<(NsName, String)>) {
-        let mut held: HashSet<(NsName, String)> =
-            self.sources.current().keys(ty).into_iter().map(|(ns, name)| (ns, name.to_string())).collect();
+    /// A list of `ty` completed: forgets what the engine holds that the list did not show. What is held is
+    /// walked in place (the source index, then the cache), and only what is gone is collected.
+    fn forget_unlisted(&mut self, ty: &TypeKey, relist: &Relist) {
+        let mut gone: HashSet<(NsName, String)> = self
+            .sources
+            .current()
+            .keys(ty)
+            .into_iter()
+            .filter(|(ns, name)| !relist.has_seen(ns, name))
+            .map(|(ns, name)| (ns, name.to_string()))
+            .collect();
         if let Some(forest) = self.cache.current().forest(ty) {
             for objects in forest.namespaces() {
-                held.extend(objects.names().map(|name| (objects.namespace().clone(), name.to_string())));
+                let ns = objects.namespace();
+                gone.extend(
+                    objects
+                        .names()
+                        .filter(|name| !relist.has_seen(ns, name))
+                        .map(|name| (ns.clone(), name.to_string())),
+                );
             }
         }
-        let gone: Vec<(NsName, String)> = held.into_iter().filter(|key| !seen.contains(key)).collect();
         if !gone.is_empty() {
             tracing::info!(kind = %ty.kind, objects = gone.len(), "objects deleted while the watch was down");
         }
@@ -1123,5 +1167,68 @@ mod tests {
         engine.ingest(event(ObjectChange::Apply(role_copy("child", "a", "root")), None));
         engine.ingest(event(ObjectChange::Synced, None));
         assert!(held(&engine, "a") && !held(&engine, "b"), "b was deleted while the watch was down");
+    }
+
+    /// A type's first list is planned as a whole: the objects it shows add no entry each to what is dirty (at a
+    /// warm restart of a 100,000-namespace cluster that was hundreds of thousands of names, all redundant).
+    /// After it, a relist's changed objects are marked one by one again.
+    #[tokio::test]
+    async fn a_first_list_marks_its_type_not_each_object() {
+        let client = writer_client(&kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
+        let (writer, _task) =
+            Writer::start(client.clone(), WriterConfig::adaptive(), Arc::new(|_: &str| false));
+        let mut index = TreeIndex::new(Default::default());
+        let ns =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "root", "resourceVersion": "1"}}));
+        let (name, observed) = crate::hierarchy::ingest::namespace(&ns.unwrap()).unwrap();
+        index.apply_namespace(&name, observed);
+        index.set_synced(true);
+        index.publish();
+        let mut engine = PropagationEngine::new(
+            client,
+            ForestCache::new(PropagationRules::default()),
+            index.reader(),
+            writer,
+            Ownership::Everything,
+        );
+        let ty = TypeKey::new("rbac.authorization.k8s.io", "Role");
+        engine.watches.insert(
+            ty.clone(),
+            TypeWatch {
+                resource: Arc::new(ApiResource::erase::<k8s_openapi::api::rbac::v1::Role>(&())),
+                mode: SyncMode::Propagate,
+                synced: false,
+                stop: CancellationToken::new(),
+                task: tokio::spawn(async {}),
+            },
+        );
+        let event = |change| ObjectEvent { ty: ty.clone(), change, load: None };
+        let source = |name: &str, rv: &str| -> WatchedObject {
+            let verbs = if rv == "5" { vec![] } else { vec!["get"] };
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "root", "resourceVersion": rv},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": verbs}]}))
+            .unwrap()
+        };
+
+        engine.ingest(event(ObjectChange::Relisting));
+        for i in 0..1_000 {
+            engine.ingest(event(ObjectChange::Apply(source(&format!("r{i}"), "5"))));
+        }
+        assert_eq!(engine.dirty.iter().collect::<Vec<_>>(), vec![Dirty::Type { ty: ty.clone() }]);
+        engine.ingest(event(ObjectChange::Synced));
+        assert!(engine.watches[&ty].synced);
+
+        // A later relist (the watch expired): what changed is marked by name.
+        engine.dirty.clear();
+        engine.ingest(event(ObjectChange::Relisting));
+        for i in 0..1_000 {
+            engine
+                .ingest(event(ObjectChange::Apply(source(&format!("r{i}"), if i < 3 { "6" } else { "5" }))));
+        }
+        engine.ingest(event(ObjectChange::Synced));
+        let names: Vec<Dirty> = engine.dirty.iter().collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert!(names.iter().all(|d| matches!(d, Dirty::Name { .. })));
     }
 }

@@ -44,18 +44,27 @@ impl DirtySet {
         DirtySet { all: true, ..Self::default() }
     }
 
+    /// Adds an entry. One the set already covers is not kept: under [`Dirty::All`] nothing else, under
+    /// [`Dirty::Type`] no name of that type (the planner re-plans the whole type anyway) — so a relist that
+    /// marks every object of the cluster's types while a full plan is pending holds no entry per object.
     pub fn insert(&mut self, dirty: Dirty) {
+        if self.all {
+            return;
+        }
         match dirty {
             Dirty::Name { ty, name, namespace } => {
-                self.names.insert((ty, name, namespace));
+                if !self.types.contains(&ty) {
+                    self.names.insert((ty, name, namespace));
+                }
             }
             Dirty::Subtree { namespace } => {
                 self.subtrees.insert(namespace);
             }
             Dirty::Type { ty } => {
+                self.names.retain(|(t, _, _)| *t != ty);
                 self.types.insert(ty);
             }
-            Dirty::All => self.all = true,
+            Dirty::All => *self = DirtySet::all(),
         }
     }
 
@@ -107,5 +116,43 @@ impl FromIterator<Dirty> for DirtySet {
         let mut set = DirtySet::new();
         set.extend(iter);
         set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(ty: &TypeKey, name: &str, ns: &str) -> Dirty {
+        Dirty::Name { ty: ty.clone(), name: name.into(), namespace: ns.into() }
+    }
+
+    #[test]
+    fn an_entry_a_wider_one_covers_is_not_kept() {
+        let (role, binding) =
+            (TypeKey::new("rbac.authorization.k8s.io", "Role"), TypeKey::new("", "ConfigMap"));
+        let mut set = DirtySet::new();
+        set.insert(name(&role, "a", "n1"));
+        set.insert(name(&binding, "b", "n1"));
+        set.insert(Dirty::Subtree { namespace: "n2".into() });
+        assert_eq!(set.len(), 3);
+
+        // A whole type drops that type's names and keeps out new ones; other types' names stay.
+        set.insert(Dirty::Type { ty: role.clone() });
+        set.insert(name(&role, "c", "n3"));
+        let expected: Vec<Dirty> = vec![
+            Dirty::Type { ty: role.clone() },
+            Dirty::Subtree { namespace: "n2".into() },
+            name(&binding, "b", "n1"),
+        ];
+        assert_eq!(set.iter().collect::<Vec<_>>(), expected);
+
+        // Everything: nothing else is kept, before or after.
+        set.insert(Dirty::All);
+        set.insert(name(&binding, "d", "n4"));
+        set.insert(Dirty::Subtree { namespace: "n5".into() });
+        set.insert(Dirty::Type { ty: binding });
+        assert_eq!(set, DirtySet::all());
+        assert_eq!(set.iter().collect::<Vec<_>>(), vec![Dirty::All]);
     }
 }

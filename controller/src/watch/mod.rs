@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Debug;
+use std::hash::BuildHasher as _;
 
 use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
@@ -42,7 +43,11 @@ pub enum Change<K> {
 #[derive(Debug, Default)]
 pub struct RelistTracker {
     known: HashSet<ObjectKey>,
-    relisting: Option<HashSet<ObjectKey>>,
+    /// While a list runs: what it has shown, as 64-bit hashes of the keys (a list of every namespace of a
+    /// 100,000-namespace cluster would otherwise hold a second copy of every key). Two keys share a hash with a
+    /// chance of about one in 2⁶⁴ / listed objects per object deleted while the watch was down; such an object
+    /// would be reported deleted at the next relist, or by its own event, instead of now.
+    relisting: Option<(HashSet<u64>, std::hash::RandomState)>,
 }
 
 impl RelistTracker {
@@ -59,20 +64,21 @@ impl RelistTracker {
                 vec![Change::Delete(key)]
             }
             Event::Init => {
-                self.relisting = Some(HashSet::new());
+                self.relisting = Some((HashSet::new(), std::hash::RandomState::new()));
                 Vec::new()
             }
             Event::InitApply(obj) => {
                 let key = key_of(&obj);
-                if let Some(seen) = &mut self.relisting {
-                    seen.insert(key.clone());
+                if let Some((seen, hasher)) = &mut self.relisting {
+                    seen.insert(hasher.hash_one(&key));
                 }
                 self.known.insert(key);
                 vec![Change::Apply(obj)]
             }
             Event::InitDone => {
-                let seen = self.relisting.take().unwrap_or_default();
-                let gone: Vec<ObjectKey> = self.known.difference(&seen).cloned().collect();
+                let (seen, hasher) = self.relisting.take().unwrap_or_default();
+                let gone: Vec<ObjectKey> =
+                    self.known.iter().filter(|key| !seen.contains(&hasher.hash_one(key))).cloned().collect();
                 let mut changes = Vec::with_capacity(gone.len() + 1);
                 for key in gone {
                     self.known.remove(&key);

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::names::NameMap;
 use super::observed::{ObservedAnchor, ObservedHierarchy, ObservedNamespace};
 use super::policy::NamespacePolicy;
 use crate::view::NsName;
@@ -29,9 +30,9 @@ pub struct NsNode {
     pub(crate) name: NsName,
     pub(crate) namespace: Option<Arc<ObservedNamespace>>,
     pub(crate) hierarchy: Option<Arc<ObservedHierarchy>>,
-    pub(crate) anchors: imbl::OrdMap<NsName, Arc<ObservedAnchor>>,
+    pub(crate) anchors: NameMap<Arc<ObservedAnchor>>,
     pub(crate) parent: Option<NsName>,
-    pub(crate) children: imbl::OrdSet<NsName>,
+    pub(crate) children: NameMap<()>,
 }
 
 impl NsNode {
@@ -40,9 +41,9 @@ impl NsNode {
             name,
             namespace: None,
             hierarchy: None,
-            anchors: imbl::OrdMap::new(),
+            anchors: NameMap::new(),
             parent: None,
-            children: imbl::OrdSet::new(),
+            children: NameMap::new(),
         }
     }
 
@@ -78,7 +79,7 @@ impl NsNode {
 
     /// Direct children, sorted.
     pub fn children(&self) -> impl Iterator<Item = &NsName> {
-        self.children.iter()
+        self.children.keys()
     }
 
     fn is_empty(&self) -> bool {
@@ -103,7 +104,7 @@ pub struct DeletingCrds {
 pub struct TreeSnapshot {
     pub(crate) nodes: imbl::HashMap<NsName, Arc<NsNode>>,
     /// Anchor name → namespaces holding an anchor of that name.
-    pub(crate) anchors_by_name: imbl::HashMap<NsName, imbl::OrdSet<NsName>>,
+    pub(crate) anchors_by_name: imbl::HashMap<NsName, NameMap<()>>,
     /// Namespaces whose hierarchy is managed by an external tool.
     pub(crate) externals: imbl::OrdSet<NsName>,
     pub(crate) policy: Arc<NamespacePolicy>,
@@ -276,12 +277,12 @@ impl TreeIndex {
             None => node.anchors.remove(&child).is_some(),
         });
         let Some(mut affected) = changed else { return Affected::default() };
-        let holders = self.working.anchors_by_name.get(&child).cloned().unwrap_or_default();
-        let holders = if self.working.node(namespace).is_some_and(|n| n.anchors.contains_key(&child)) {
-            holders.update(namespace.into())
+        let mut holders = self.working.anchors_by_name.get(&child).cloned().unwrap_or_default();
+        if self.working.node(namespace).is_some_and(|n| n.anchors.contains_key(&child)) {
+            holders.add(namespace.into());
         } else {
-            holders.without(namespace)
-        };
+            holders.remove(namespace);
+        }
         if holders.is_empty() {
             self.working.anchors_by_name.remove(&child);
         } else {
@@ -353,7 +354,7 @@ impl TreeIndex {
         // subnamespace-of annotation; they are reconciled with the namespace holding them.
         if before.exists != after.exists || old_sub_of != after.subnamespace_of {
             if let Some(holders) = self.working.anchors_by_name.get(name) {
-                affected.hierarchy.extend(holders.iter().cloned());
+                affected.hierarchy.extend(holders.keys().cloned());
             }
             for p in [old_sub_of, after.subnamespace_of].into_iter().flatten() {
                 affected.hierarchy.insert(p.as_str().into());
@@ -376,7 +377,7 @@ impl TreeIndex {
                 Some(parent) => (**parent).clone(),
                 None => NsNode::new(new.into()),
             };
-            parent.children.insert(name.into());
+            parent.children.add(name.into());
             self.working.nodes.insert(parent.name.clone(), Arc::new(parent));
         }
         let mut node = (**self.working.nodes.get(name).expect("node was just inserted")).clone();
@@ -546,7 +547,7 @@ impl TreeSnapshot {
 
     /// Direct children of `name`, sorted.
     pub fn children(&self, name: &str) -> Vec<NsName> {
-        self.node(name).map(|n| n.children.iter().cloned().collect()).unwrap_or_default()
+        self.node(name).map(|n| n.children.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Upstream's "ancestry": the chain from the top down to `name` itself (`[root, …, parent, name]`). On a
@@ -592,7 +593,7 @@ impl TreeSnapshot {
             for child in frontier {
                 if seen.insert(child.clone()) {
                     if let Some(node) = self.node(&child) {
-                        next.extend(node.children.iter().cloned());
+                        next.extend(node.children.keys().cloned());
                     }
                     out.push(child);
                 }
@@ -667,7 +668,7 @@ impl TreeSnapshot {
 
     /// Namespaces holding an anchor named `name`.
     pub fn anchor_holders(&self, name: &str) -> Vec<NsName> {
-        self.anchors_by_name.get(name).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.anchors_by_name.get(name).map(|s| s.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// True when `name` is a subnamespace whose anchor exists in its parent.

@@ -85,6 +85,15 @@ fn entries_under<'a, V>(
         .map(|((_, second), value)| (second, value))
 }
 
+/// The first part of `map`'s first key that starts with `first`, as the map holds it.
+fn first_part<V>(map: &imbl::OrdMap<(Arc<str>, Arc<str>), V>, first: &str) -> Option<Arc<str>> {
+    let start: &dyn NamePair = &(first, "");
+    map.range::<_, dyn NamePair>((Bound::Included(start), Bound::Unbounded))
+        .next()
+        .filter(|((key, _), _)| &**key == first)
+        .map(|((key, _), _)| key.clone())
+}
+
 /// A snapshot of the index.
 #[derive(Clone, Debug, Default)]
 pub struct SourceNamesSnapshot {
@@ -192,10 +201,27 @@ impl SourceNames {
             _ => Arc::new(policy),
         };
         self.last_policy = Some(policy.clone());
+        let (ns, n) = (self.interned_namespace(namespace), self.interned_name(name));
         let t = self.state.types.entry(ty.clone()).or_default();
-        let (ns, n): (NsName, ObjName) = (namespace.into(), name.into());
         t.by_name.insert((n.clone(), ns.clone()), policy.clone());
         t.by_ns.insert((ns, n), policy);
+    }
+
+    /// `namespace` as an `Arc` the index already holds (another source of that namespace, of any type), or a
+    /// new one: a namespace's sources of every type share one allocation of its name.
+    fn interned_namespace(&self, namespace: &str) -> NsName {
+        self.state
+            .types
+            .values()
+            .find_map(|t| first_part(&t.by_ns, namespace))
+            .unwrap_or_else(|| namespace.into())
+    }
+
+    /// `name` as an `Arc` the index already holds (a source of that name in another namespace, of any type), or
+    /// a new one: a name used in many namespaces (a team's `RoleBinding`, a default `NetworkPolicy`) is stored
+    /// once.
+    fn interned_name(&self, name: &str) -> ObjName {
+        self.state.types.values().find_map(|t| first_part(&t.by_name, name)).unwrap_or_else(|| name.into())
     }
 
     /// Forgets the source `namespace/name` of `ty`, if recorded.
@@ -236,6 +262,23 @@ mod tests {
 
     fn obj(labels: Value, annotations: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"labels": labels, "annotations": annotations}})
+    }
+
+    #[test]
+    fn a_namespace_or_name_held_already_is_not_allocated_again() {
+        let (role, binding) =
+            (TypeKey::new("rbac.authorization.k8s.io", "Role"), TypeKey::new("", "ConfigMap"));
+        let mut index = SourceNames::new(PropagationRules::default());
+        index.apply(&role, "team-a", "admins", &obj(json!({}), json!({})));
+        index.apply(&role, "team-b", "admins", &obj(json!({}), json!({})));
+        index.apply(&binding, "team-a", "settings", &obj(json!({}), json!({})));
+        let snap = index.publish();
+        let keys = |ty: &TypeKey| snap.keys(ty);
+        let (roles, maps) = (keys(&role), keys(&binding));
+        assert_eq!(roles.len(), 2);
+        assert!(Arc::ptr_eq(&roles[0].1, &roles[1].1), "one `admins` for both namespaces");
+        assert!(Arc::ptr_eq(&roles[0].0, &maps[0].0), "one `team-a` for both types");
+        assert!(!Arc::ptr_eq(&roles[0].0, &roles[1].0));
     }
 
     #[test]

@@ -42,7 +42,10 @@ pub enum Change<K> {
 /// Tracks keys across relists and reports the objects a relist no longer contains as deletions.
 #[derive(Debug, Default)]
 pub struct RelistTracker {
-    known: HashSet<ObjectKey>,
+    /// Every object the watch has shown and not seen deleted, as `namespace/name` in one allocation (a tuple
+    /// of two `String`s takes twice the memory, and the hierarchy watches hold every namespace and
+    /// HierarchyConfiguration of the cluster). Kubernetes names never contain `/`.
+    known: HashSet<Box<str>>,
     /// While a list runs: what it has shown, as 64-bit hashes of the keys (a list of every namespace of a
     /// 100,000-namespace cluster would otherwise hold a second copy of every key). Two keys share a hash with a
     /// chance of about one in 2⁶⁴ / listed objects per object deleted while the watch was down; such an object
@@ -55,40 +58,56 @@ impl RelistTracker {
     pub fn handle<K: Resource>(&mut self, event: Event<K>) -> Vec<Change<K>> {
         match event {
             Event::Apply(obj) => {
-                self.known.insert(key_of(&obj));
+                self.known.insert(joined(&obj));
                 vec![Change::Apply(obj)]
             }
             Event::Delete(obj) => {
-                let key = key_of(&obj);
-                self.known.remove(&key);
-                vec![Change::Delete(key)]
+                self.known.remove(&*joined(&obj));
+                vec![Change::Delete(key_of(&obj))]
             }
             Event::Init => {
                 self.relisting = Some((HashSet::new(), std::hash::RandomState::new()));
                 Vec::new()
             }
             Event::InitApply(obj) => {
-                let key = key_of(&obj);
+                let key = joined(&obj);
                 if let Some((seen, hasher)) = &mut self.relisting {
-                    seen.insert(hasher.hash_one(&key));
+                    seen.insert(hasher.hash_one(&*key));
                 }
                 self.known.insert(key);
                 vec![Change::Apply(obj)]
             }
             Event::InitDone => {
                 let (seen, hasher) = self.relisting.take().unwrap_or_default();
-                let gone: Vec<ObjectKey> =
-                    self.known.iter().filter(|key| !seen.contains(&hasher.hash_one(key))).cloned().collect();
+                let gone: Vec<Box<str>> = self
+                    .known
+                    .iter()
+                    .filter(|key| !seen.contains(&hasher.hash_one(&***key)))
+                    .cloned()
+                    .collect();
                 let mut changes = Vec::with_capacity(gone.len() + 1);
                 for key in gone {
                     self.known.remove(&key);
-                    changes.push(Change::Delete(key));
+                    let (ns, name) = key.split_once('/').unwrap_or(("", &key));
+                    changes.push(Change::Delete((ns.to_owned(), name.to_owned())));
                 }
                 changes.push(Change::Synced);
                 changes
             }
         }
     }
+}
+
+/// `namespace/name` of an object (`/name` for a cluster-scoped one), the key [`RelistTracker`] keeps.
+fn joined<K: Resource>(obj: &K) -> Box<str> {
+    let meta = obj.meta();
+    let (ns, name) =
+        (meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());
+    let mut key = String::with_capacity(ns.len() + 1 + name.len());
+    key.push_str(ns);
+    key.push('/');
+    key.push_str(name);
+    key.into_boxed_str()
 }
 
 /// The `(namespace, name)` of an object.
@@ -292,6 +311,29 @@ mod tests {
         changes.sort_by_key(|c| format!("{c:?}"));
         assert_eq!(changes, vec![Change::Delete(key("a", "x")), Change::Delete(key("b", "z"))]);
         assert_eq!(synced, Some(Change::Synced));
+    }
+
+    #[test]
+    fn a_cluster_scoped_object_deleted_while_the_watch_was_down_is_reported_without_a_namespace() {
+        use k8s_openapi::api::core::v1::Namespace;
+        let ns = |name: &str| Namespace {
+            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            ..Default::default()
+        };
+        let mut t = RelistTracker::default();
+        t.handle(Event::Apply(ns("team-a")));
+        t.handle(Event::Apply(ns("team-b")));
+        t.handle(Event::<Namespace>::Init);
+        t.handle(Event::InitApply(ns("team-b")));
+        assert_eq!(
+            t.handle(Event::<Namespace>::InitDone),
+            vec![Change::Delete(key("", "team-a")), Change::Synced]
+        );
+        t.handle(Event::<Namespace>::Init);
+        assert_eq!(
+            t.handle(Event::<Namespace>::InitDone),
+            vec![Change::Delete(key("", "team-b")), Change::Synced]
+        );
     }
 
     #[test]

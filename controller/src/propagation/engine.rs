@@ -880,7 +880,8 @@ impl PropagationEngine {
         if batch.writes.is_empty() {
             return;
         }
-        let latency = LatencyGroup::new(since);
+        // Created with the first write sent: a plan whose writes all wait (for a load, for room) measures nothing.
+        let mut latency: Option<Arc<LatencyGroup>> = None;
         let mut requests = Vec::with_capacity(batch.writes.len().min(self.max_in_flight));
         let mut to_load = HashSet::new();
         for write in batch.writes {
@@ -906,7 +907,7 @@ impl PropagationEngine {
             }
             let op = to_writer_op(&write, &resource);
             let mut request = WriteRequest::new(target, op, &write.namespace);
-            request.latency = Some(latency.clone());
+            request.latency = Some(latency.get_or_insert_with(|| LatencyGroup::new(since)).clone());
             if !matches!(write.op, CopyOp::Create { .. })
                 && let Some(copy) = planned_from.copy(&write.ty, &write.namespace, &write.name)
             {

@@ -1110,17 +1110,14 @@ mod tests {
         .unwrap()
     }
 
-    /// The warm restart of four replicas at 1,000,000 copies: a replica's watch listed the Roles while a tree
-    /// was still another replica's (each copy reduced, nothing held), the tree became its own, a load listed
-    /// its copies, and the end of the watch's list then took them for deleted while the watch was down — the
-    /// cache lost copies that exist, and the plan created them again and again (each a 409).
-    #[tokio::test]
-    async fn a_load_during_a_relist_keeps_what_it_listed() {
+    /// An engine over a synced hierarchy of parentless `namespaces`, writing to an address nothing answers
+    /// (the tests here only ingest), for the trees `ownership` grants.
+    fn engine_over(namespaces: &[&str], ownership: Ownership) -> PropagationEngine {
         let client = writer_client(&kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
         let (writer, _task) =
             Writer::start(client.clone(), WriterConfig::adaptive(), Arc::new(|_: &str| false));
         let mut index = TreeIndex::new(Default::default());
-        for name in ["root", "child"] {
+        for name in namespaces {
             let ns = serde_json::from_value(
                 serde_json::json!({"metadata": {"name": name, "resourceVersion": "1"}}),
             );
@@ -1129,15 +1126,23 @@ mod tests {
         }
         index.set_synced(true);
         index.publish();
-        let owned = Arc::new(AtomicBool::new(false));
-        let ownership = Ownership::Shards(Arc::new(Switch(owned.clone())));
-        let mut engine = PropagationEngine::new(
+        PropagationEngine::new(
             client,
             ForestCache::new(PropagationRules::default()),
             index.reader(),
             writer,
             ownership,
-        );
+        )
+    }
+
+    /// The warm restart of four replicas at 1,000,000 copies: a replica's watch listed the Roles while a tree
+    /// was still another replica's (each copy reduced, nothing held), the tree became its own, a load listed
+    /// its copies, and the end of the watch's list then took them for deleted while the watch was down — the
+    /// cache lost copies that exist, and the plan created them again and again (each a 409).
+    #[tokio::test]
+    async fn a_load_during_a_relist_keeps_what_it_listed() {
+        let owned = Arc::new(AtomicBool::new(false));
+        let mut engine = engine_over(&["root", "child"], Ownership::Shards(Arc::new(Switch(owned.clone()))));
         let ty = TypeKey::new("rbac.authorization.k8s.io", "Role");
         let event = |change, load| ObjectEvent { ty: ty.clone(), change, load };
         let held = |engine: &PropagationEngine, name: &str| {
@@ -1175,23 +1180,7 @@ mod tests {
     /// After it, a relist's changed objects are marked one by one again.
     #[tokio::test]
     async fn a_first_list_marks_its_type_not_each_object() {
-        let client = writer_client(&kube::Config::new("http://127.0.0.1:9".parse().unwrap())).unwrap();
-        let (writer, _task) =
-            Writer::start(client.clone(), WriterConfig::adaptive(), Arc::new(|_: &str| false));
-        let mut index = TreeIndex::new(Default::default());
-        let ns =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "root", "resourceVersion": "1"}}));
-        let (name, observed) = crate::hierarchy::ingest::namespace(&ns.unwrap()).unwrap();
-        index.apply_namespace(&name, observed);
-        index.set_synced(true);
-        index.publish();
-        let mut engine = PropagationEngine::new(
-            client,
-            ForestCache::new(PropagationRules::default()),
-            index.reader(),
-            writer,
-            Ownership::Everything,
-        );
+        let mut engine = engine_over(&["root"], Ownership::Everything);
         let ty = TypeKey::new("rbac.authorization.k8s.io", "Role");
         engine.watches.insert(
             ty.clone(),
